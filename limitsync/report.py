@@ -1,0 +1,1123 @@
+"""The self-contained HTML incident report of ``limitsync replay`` and ``limitsync report``.
+
+One HTML document, standard library only: inline CSS and inline SVG, no JavaScript, no
+external resource (a Content-Security-Policy forbids them), so it opens from disk anywhere.
+Every value taken from the data is escaped. The same data gives the same bytes: nothing
+about the time of generation is written. Money is in fen and shown as yuan with integer
+arithmetic only. Key numbers carry stable ids and ``data-*`` attributes for tests and tools.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from decimal import Decimal
+from typing import Any
+
+__all__ = ["ReportData", "TimelinePoint", "format_yuan", "nines", "render_report"]
+
+TIMELINES_MAX = 50  # accounts with a timeline section (the ones with the longest drifts)
+DRIFT_ROWS_MAX = 50  # rows of the longest-drifts table
+TIMELINE_ROWS_MAX = 200  # rows of one account's event table (first and last halves)
+TIME_BUCKETS_MAX = 48  # columns of the alerts-over-time chart
+EXPLANATION_ROWS_MAX = 100  # rows of one list inside an explanation
+EXPLANATION_DEPTH_MAX = 4
+CHART_DOTS_MAX = 500  # observation dots drawn on one timeline chart
+
+REASONS = (
+    "REPAYMENT_NOT_POSTED",
+    "SYNC_DELAY",
+    "FREEZE_NOT_APPLIED",
+    "CACHE_MISSING",
+    "CACHE_DIVERGED",
+)
+# A mismatch is explained when its reason names a cause; CACHE_DIVERGED (the display shows a
+# value the account never had) and any reason outside the contract are not explained.
+EXPLAINED_REASONS = frozenset(REASONS) - {"CACHE_DIVERGED"}
+ALERT_TYPES = ("mismatch.opened", "mismatch.escalated", "mismatch.resolved")
+SEVERITIES = ("critical", "major")
+DEAD_LETTER_REASONS = ("invalid", "conflict")
+_TIME_BUCKET_WIDTHS_S = (
+    1, 5, 10, 15, 30, 60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 604800,
+)  # fmt: skip
+_MONEY_KEY_HINTS = (
+    "available", "amount", "principal", "credit_line", "outstanding", "interest", "fee",
+    "delta", "drift",
+)  # fmt: skip
+
+
+@dataclass
+class TimelinePoint:
+    """One processed record of an alerted account."""
+
+    at: str  # occurred_at, RFC 3339
+    event_id: str
+    type: str  # event type
+    expected: int  # expected available after the record (fen)
+    displayed: int | None  # displayed available after the record (None = never observed / null)
+    note: str  # short human text, e.g. "repayment posted 500.00 principal"
+
+
+@dataclass
+class ReportData:
+    """Everything the report shows; built by the replay (or report) command."""
+
+    title: str
+    generated_from: str  # input description (file path or kafka window)
+    sla_seconds: int
+    alerts: list[dict[str, Any]]  # contract alert records in raised order
+    accounts: list[dict[str, Any]]  # accounts.jsonl records
+    timelines: dict[str, list[TimelinePoint]]  # only alerted accounts
+    sync_latencies_s: list[float]  # per ledger change: seconds until displayed (inf = never)
+    dead_letters_by_reason: dict[str, int]
+    events_total: int
+    explanations: dict[str, dict[str, Any]] = field(default_factory=dict)  # account -> explain()
+    focus_account: str | None = None  # narrow the report to one account's timeline
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting
+
+
+def format_yuan(fen: int) -> str:
+    """Fen as yuan with two decimals and thousands separators: 123456 -> '1,234.56'."""
+    if isinstance(fen, bool) or not isinstance(fen, int):
+        raise TypeError(f"money must be an int count of fen, got {type(fen).__name__}")
+    sign = "-" if fen < 0 else ""
+    yuan, cents = divmod(abs(fen), 100)
+    return f"{sign}{yuan:,}.{cents:02d}"
+
+
+def nines(share: float) -> float:
+    """How many nines a share has: 0.999 -> 3.0, 0.9995 -> 3.30..., 1.0 -> inf, 0.0 -> 0.0.
+
+    Computed in decimal from the share's shortest repr, so 0.999 gives exactly 3.0.
+    """
+    if math.isnan(share) or share < 0.0 or share > 1.0:
+        raise ValueError(f"share must be within [0, 1], got {share!r}")
+    if share == 1.0:
+        return math.inf
+    missing = Decimal(1) - Decimal(repr(float(share)))
+    return float(-missing.log10()) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def _esc(value: object) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _as_int(value: object) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value
+
+
+def _money_html(value: object) -> str:
+    """Escaped HTML for a money value that may be missing or malformed."""
+    fen = _as_int(value)
+    if fen is not None:
+        return format_yuan(fen)
+    if value is None:
+        return '<span class="muted">—</span>'
+    return _esc(value)
+
+
+def _nines_text(value: float) -> str:
+    if math.isinf(value):
+        return "∞"
+    return f"{math.floor(value * 10 + 1e-9) / 10:.1f}"  # floored: never overstate
+
+
+def _nines_attr(value: float) -> str:
+    return "inf" if math.isinf(value) else f"{value:.6f}"
+
+
+def _pct(share: float) -> str:
+    """A percentage precise enough not to read as 100% (or 0%) when it is not."""
+    for decimals in range(2, 10):
+        text = f"{share * 100:.{decimals}f}"
+        rounds_to_edge = float(text) in (100.0, 0.0)
+        if not rounds_to_edge or share in (0.0, 1.0):
+            return text + "%"
+    return f"{share * 100:.10f}%"
+
+
+def _duration_text(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s" if seconds != int(seconds) else f"{int(seconds)} s"
+    whole = int(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours:02d}h {minutes:02d}m"
+    if hours:
+        return f"{hours}h {minutes:02d}m {secs:02d}s"
+    return f"{minutes}m {secs:02d}s"
+
+
+def _parse_time(value: object) -> datetime | None:
+    """RFC 3339 to an aware datetime; None when absent or unparsable (naive = UTC)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _tz_label(tz: tzinfo) -> str:
+    offset = datetime(2000, 1, 1, tzinfo=tz).utcoffset() or timedelta(0)
+    return timezone(offset).tzname(None)
+
+
+def _fmt_clock(moment: datetime, tz: tzinfo, with_date: bool) -> str:
+    local = moment.astimezone(tz)
+    return local.strftime("%m-%d %H:%M:%S" if with_date else "%H:%M:%S")
+
+
+# ---------------------------------------------------------------------------------------------
+# Analysis (pure)
+
+
+@dataclass(slots=True)
+class _Drift:
+    alert_id: str
+    account_id: str
+    reason: str
+    severity: str
+    opened_at: str  # as in the data
+    start: datetime | None
+    end: datetime | None  # resolved_at, or the end of the data while still open
+    resolution: str | None  # None while open
+    escalated: bool
+    drift: object
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.start is None or self.end is None:
+            return None
+        return max(0.0, (self.end - self.start).total_seconds())
+
+
+def _data_end(alerts: Iterable[dict[str, Any]]) -> datetime | None:
+    """The last detected/resolved time in the alert records."""
+    times = [
+        moment
+        for record in alerts
+        for key in ("detected_at", "resolved_at")
+        if (moment := _parse_time(record.get(key))) is not None
+    ]
+    return max(times, default=None)
+
+
+def _group_by_alert_id(alerts: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for index, record in enumerate(alerts):
+        alert_id = record.get("alert_id")
+        key = str(alert_id) if alert_id not in (None, "") else f"(no alert_id #{index})"
+        groups.setdefault(key, []).append(record)
+    return groups
+
+
+def _collect_drifts(alerts: Sequence[dict[str, Any]], data_end: datetime | None) -> list[_Drift]:
+    """One drift per alert_id, in the order first raised."""
+    drifts = []
+    for alert_id, records in _group_by_alert_id(alerts).items():
+        types = [record.get("type") for record in records]
+        first = (
+            records[types.index("mismatch.opened")] if "mismatch.opened" in types else records[0]
+        )
+        resolved = (
+            records[types.index("mismatch.resolved")] if "mismatch.resolved" in types else None
+        )
+        opened_text = next((r["opened_at"] for r in records if r.get("opened_at")), "")
+        if resolved is not None:
+            end = _parse_time(resolved.get("resolved_at")) or _parse_time(
+                resolved.get("detected_at")
+            )
+        else:
+            end = data_end
+        drifts.append(
+            _Drift(
+                alert_id=alert_id,
+                account_id=str(first.get("account_id", "")),
+                reason=str(first.get("reason") or "(none)"),
+                severity=str(first.get("severity") or "(none)"),
+                opened_at=str(opened_text),
+                start=_parse_time(opened_text),
+                end=end,
+                resolution=None if resolved is None else str(resolved.get("resolution") or "?"),
+                escalated="mismatch.escalated" in types,
+                drift=first.get("drift"),
+            )
+        )
+    return drifts
+
+
+def _longest_first(drifts: Iterable[_Drift]) -> list[_Drift]:
+    def key(drift: _Drift) -> tuple[float, str, str]:
+        duration = drift.duration_s
+        return (-duration if duration is not None else math.inf, drift.account_id, drift.alert_id)
+
+    return sorted(drifts, key=key)
+
+
+def _accounts_by_drift(drifts: Sequence[_Drift], timelines: dict[str, Any]) -> list[str]:
+    """Alerted accounts, the one with the longest drift first."""
+    longest: dict[str, float] = {}
+    for drift in drifts:
+        duration = drift.duration_s if drift.duration_s is not None else -1.0
+        longest[drift.account_id] = max(longest.get(drift.account_id, -1.0), duration)
+    for account_id in timelines:
+        longest.setdefault(account_id, -1.0)
+    return sorted(longest, key=lambda account: (-longest[account], account))
+
+
+@dataclass(slots=True)
+class _Latency:
+    total: int
+    buckets: list[tuple[str, str, int]]  # (key, label, count)
+    within: list[tuple[str, str, int]]  # (key, label, count within)
+
+
+def _latency_summary(latencies: Sequence[float], sla_seconds: int) -> _Latency:
+    counts = Counter[str]()
+    for value in latencies:
+        if math.isnan(value) or math.isinf(value):
+            counts["never"] += 1
+        elif value > sla_seconds:
+            counts["over_sla"] += 1
+        elif value <= 1:
+            counts["le_1s"] += 1
+        elif value <= 10:
+            counts["le_10s"] += 1
+        else:
+            counts["le_sla"] += 1
+    mid_label = (
+        f"10–{sla_seconds} s" if sla_seconds > 10 else f"(empty: SLA {sla_seconds} s ≤ 10 s)"
+    )
+    buckets = [
+        ("le_1s", "≤ 1 s", counts["le_1s"]),
+        ("le_10s", f"1–{min(10, sla_seconds)} s", counts["le_10s"]),
+        ("le_sla", mid_label, counts["le_sla"]),
+        ("over_sla", f"> SLA ({sla_seconds} s)", counts["over_sla"]),
+        ("never", "never", counts["never"]),
+    ]
+    finite = [value for value in latencies if not (math.isnan(value) or math.isinf(value))]
+    within = [
+        ("1s", "1 s", sum(1 for value in finite if value <= 1)),
+        ("10s", "10 s", sum(1 for value in finite if value <= 10)),
+        ("sla", f"the SLA ({sla_seconds} s)", sum(1 for value in finite if value <= sla_seconds)),
+    ]
+    return _Latency(total=len(latencies), buckets=buckets, within=within)
+
+
+def _ordered_keys(known: Sequence[str], seen: Iterable[str]) -> list[str]:
+    """The known keys in their order, then any other key seen, sorted."""
+    extra = sorted(set(seen) - set(known))
+    return [*known, *extra]
+
+
+# ---------------------------------------------------------------------------------------------
+# SVG charts
+
+
+def _f(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def _nice_step(top: int, ticks: int = 4) -> int:
+    """The smallest 1/2/5 x 10^k step such that ``ticks`` steps reach ``top`` (integers only)."""
+    magnitude = 1
+    while True:
+        for multiple in (1, 2, 5):
+            step = multiple * magnitude
+            if step * ticks >= top:
+                return step
+        magnitude *= 10
+
+
+def _legend(series: Iterable[tuple[str, str]]) -> str:
+    items = "".join(
+        f'<span class="key"><span class="swatch {css}"></span>{_esc(name)}</span>'
+        for name, css in series
+    )
+    return f'<p class="legend">{items}</p>'
+
+
+def _svg_open(width: int, height: int, label: str) -> str:
+    return (
+        f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'role="img" aria-label="{_esc(label)}" xmlns="http://www.w3.org/2000/svg">'
+        f"<title>{_esc(label)}</title>"
+    )
+
+
+def _svg_hbars(
+    label: str, rows: Sequence[tuple[str, Sequence[int]]], classes: Sequence[str]
+) -> str:
+    """Stacked horizontal bars, one row per label, one segment per series."""
+    width, left, right, row_h = 720, 190, 60, 26
+    height = row_h * len(rows) + 10
+    top = max((sum(values) for _, values in rows), default=0) or 1
+    scale = (width - left - right) / top
+    parts = [_svg_open(width, height, label)]
+    for index, (name, values) in enumerate(rows):
+        y = 5 + index * row_h
+        parts.append(
+            f'<text class="axis" x="{left - 8}" y="{y + 17}" text-anchor="end">{_esc(name)}</text>'
+        )
+        x = float(left)
+        for value, css in zip(values, classes, strict=True):
+            if value:
+                parts.append(
+                    f'<rect class="{css}" x="{_f(x)}" y="{y + 3}" width="{_f(value * scale)}" '
+                    f'height="{row_h - 8}"><title>{_esc(name)}: {value}</title></rect>'
+                )
+                x += value * scale
+        parts.append(f'<text class="value" x="{_f(x + 6)}" y="{y + 17}">{sum(values)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _svg_columns(
+    label: str,
+    columns: Sequence[tuple[str, str, Sequence[int]]],  # (axis label, tooltip, values per series)
+    classes: Sequence[str],
+    label_every: int = 1,
+) -> str:
+    """Stacked vertical columns with an integer count axis."""
+    width, height, left, right, top_m, bottom = 720, 240, 48, 12, 12, 44
+    plot_w, plot_h = width - left - right, height - top_m - bottom
+    peak = max((sum(values) for _, _, values in columns), default=0)
+    step = _nice_step(max(peak, 1))
+    y_top = step * max(1, math.ceil(peak / step))
+    slot = plot_w / max(len(columns), 1)
+    parts = [_svg_open(width, height, label)]
+    for tick in range(0, y_top + 1, step):
+        y = top_m + plot_h - tick / y_top * plot_h
+        parts.append(
+            f'<line class="grid" x1="{left}" x2="{width - right}" y1="{_f(y)}" y2="{_f(y)}"/>'
+        )
+        parts.append(
+            f'<text class="axis" x="{left - 6}" y="{_f(y + 4)}" text-anchor="end">{tick}</text>'
+        )
+    for index, (axis_label, tip, values) in enumerate(columns):
+        x, base = left + index * slot, float(top_m + plot_h)
+        for value, css in zip(values, classes, strict=True):
+            if value:
+                h = value / y_top * plot_h
+                parts.append(
+                    f'<rect class="{css}" x="{_f(x + slot * 0.1)}" y="{_f(base - h)}" '
+                    f'width="{_f(slot * 0.8)}" height="{_f(h)}"><title>{_esc(tip)}</title></rect>'
+                )
+                base -= h
+        if sum(values) and len(columns) <= 12:
+            parts.append(
+                f'<text class="value" x="{_f(x + slot / 2)}" y="{_f(base - 4)}" '
+                f'text-anchor="middle">{sum(values)}</text>'
+            )
+        if index % label_every == 0:
+            parts.append(
+                f'<text class="axis" x="{_f(x + slot / 2)}" y="{height - bottom + 16}" '
+                f'text-anchor="middle">{_esc(axis_label)}</text>'
+            )
+    parts.append(f'<line class="axisline" x1="{left}" x2="{width - right}" '
+                 f'y1="{top_m + plot_h}" y2="{top_m + plot_h}"/></svg>')  # fmt: skip
+    return "".join(parts)
+
+
+@dataclass(slots=True)
+class _Frame:
+    """Maps time and fen onto a timeline chart's plot area."""
+
+    t0: datetime
+    span_s: float
+    y_top: int
+    left: float = 96.0
+    top: float = 14.0
+    width: float = 800.0
+    height: float = 210.0
+
+    def x(self, moment: datetime) -> float:
+        share = (moment - self.t0).total_seconds() / self.span_s
+        return self.left + min(max(share, 0.0), 1.0) * self.width
+
+    def y(self, fen: int) -> float:
+        share = min(max(fen / self.y_top, 0.0), 1.0)
+        return self.top + self.height - share * self.height
+
+
+def _step_path(frame: _Frame, steps: Sequence[tuple[datetime, int | None]], end: datetime) -> str:
+    """A step line through (time, value) pairs; None lifts the pen (no value shown)."""
+    commands: list[str] = []
+    previous: int | None = None
+    for moment, value in steps:
+        x = frame.x(moment)
+        if previous is not None:
+            commands.append(f"H{_f(x)}")
+        if value is None:
+            previous = None
+            continue
+        if previous is None:
+            commands.append(f"M{_f(x)},{_f(frame.y(value))}")
+        elif value != previous:
+            commands.append(f"V{_f(frame.y(value))}")
+        previous = value
+    if previous is not None:
+        commands.append(f"H{_f(frame.x(end))}")
+    return "".join(commands)
+
+
+def _alert_time(record: dict[str, Any]) -> datetime | None:
+    if record.get("type") == "mismatch.resolved":
+        return _parse_time(record.get("resolved_at")) or _parse_time(record.get("detected_at"))
+    return _parse_time(record.get("detected_at"))
+
+
+def _alert_tip(record: dict[str, Any]) -> str:
+    return (
+        f"{record.get('type', '?')} {record.get('reason', '')} ({record.get('severity', '')}) "
+        f"alert {record.get('alert_id', '')} at {_alert_time_text(record)}: "
+        f"expected {_plain_money(record.get('expected_available'))}, "
+        f"displayed {_plain_money(record.get('displayed_available'))}"
+    )
+
+
+def _alert_time_text(record: dict[str, Any]) -> str:
+    if record.get("type") == "mismatch.resolved" and record.get("resolved_at"):
+        return str(record["resolved_at"])
+    return str(record.get("detected_at", "?"))
+
+
+def _plain_money(value: object) -> str:
+    fen = _as_int(value)
+    return "—" if fen is None else "¥" + format_yuan(fen)
+
+
+def _timeline_frame(
+    points: Sequence[tuple[datetime, TimelinePoint]], extra_times: Sequence[datetime]
+) -> _Frame:
+    times = [moment for moment, _ in points] + list(extra_times)
+    t0, t1 = min(times), max(times)
+    values = [p.expected for _, p in points] + [p.displayed or 0 for _, p in points]
+    peak = max([_as_int(v) or 0 for v in values] + [1])
+    step = _nice_step(peak)
+    return _Frame(
+        t0=t0,
+        span_s=max((t1 - t0).total_seconds(), 1.0),
+        y_top=step * max(1, math.ceil(peak / step)),
+    )
+
+
+def _timeline_axes(frame: _Frame, tz: tzinfo) -> list[str]:
+    parts = []
+    step = _nice_step(frame.y_top)
+    right = frame.left + frame.width
+    for tick in range(0, frame.y_top + 1, step):
+        y = _f(frame.y(tick))
+        parts.append(
+            f'<line class="grid" x1="{_f(frame.left)}" x2="{_f(right)}" y1="{y}" y2="{y}"/>'
+        )
+        parts.append(
+            f'<text class="axis" x="{_f(frame.left - 6)}" y="{_f(frame.y(tick) + 4)}" '
+            f'text-anchor="end">{format_yuan(tick)}</text>'
+        )
+    with_date = frame.span_s >= 86400
+    bottom = frame.top + frame.height
+    for index in range(5):
+        moment = frame.t0 + timedelta(seconds=frame.span_s * index / 4)
+        anchor = ("start", "middle", "middle", "middle", "end")[index]
+        parts.append(
+            f'<text class="axis" x="{_f(frame.x(moment))}" y="{_f(bottom + 18)}" '
+            f'text-anchor="{anchor}">{_fmt_clock(moment, tz, with_date)}</text>'
+        )
+    parts.append(f'<line class="axisline" x1="{_f(frame.left)}" x2="{_f(right)}" '
+                 f'y1="{_f(bottom)}" y2="{_f(bottom)}"/>')  # fmt: skip
+    return parts
+
+
+def _timeline_marks(
+    frame: _Frame, records: Sequence[dict[str, Any]], drifts: Sequence[_Drift]
+) -> list[str]:
+    parts = []
+    end = frame.t0 + timedelta(seconds=frame.span_s)
+    for drift in drifts:
+        if drift.start is None:
+            continue
+        x0, x1 = frame.x(drift.start), frame.x(drift.end or end)
+        tip = f"drift {drift.alert_id} {drift.reason} from {drift.opened_at}"
+        parts.append(
+            f'<rect class="drift-band" x="{_f(x0)}" y="{_f(frame.top)}" width="{_f(max(x1 - x0, 1.0))}" '
+            f'height="{_f(frame.height)}"><title>{_esc(tip)}</title></rect>'
+        )
+    bottom = frame.top + frame.height
+    for record in records:
+        moment = _alert_time(record)
+        if moment is None:
+            continue
+        x = frame.x(moment)
+        css = "m-" + str(record.get("type", "")).removeprefix("mismatch.")
+        parts.append(
+            f'<g class="marker {_esc(css)}"><title>{_esc(_alert_tip(record))}</title>'
+            f'<line x1="{_f(x)}" x2="{_f(x)}" y1="{_f(frame.top)}" y2="{_f(bottom)}"/>'
+            f'<path d="M{_f(x - 5)},{_f(frame.top - 8)}h10l-5,8z"/></g>'
+        )
+    return parts
+
+
+def _svg_timeline(
+    points: Sequence[TimelinePoint],
+    records: Sequence[dict[str, Any]],
+    drifts: Sequence[_Drift],
+    tz: tzinfo,
+    label: str,
+) -> str:
+    timed = [(moment, p) for p in points if (moment := _parse_time(p.at)) is not None]
+    if not timed:
+        return '<p class="muted">No timestamped records to chart.</p>'
+    extra = [moment for record in records if (moment := _alert_time(record)) is not None]
+    extra += [drift.start for drift in drifts if drift.start is not None]
+    frame = _timeline_frame(timed, extra)
+    end = frame.t0 + timedelta(seconds=frame.span_s)
+    width, height = int(frame.left + frame.width + 16), int(frame.top + frame.height + 28)
+    parts = [_svg_open(width, height, label), *_timeline_marks(frame, records, drifts)]
+    parts += _timeline_axes(frame, tz)
+    expected = [(moment, _as_int(p.expected) or 0) for moment, p in timed]
+    displayed = [(moment, _as_int(p.displayed)) for moment, p in timed]
+    parts.append(f'<path class="line-expected" d="{_step_path(frame, expected, end)}"/>')
+    parts.append(f'<path class="line-displayed" d="{_step_path(frame, displayed, end)}"/>')
+    observed = [
+        (m, p) for m, p in timed if p.type == "limit.displayed" and _as_int(p.displayed) is not None
+    ]
+    for moment, point in observed[:CHART_DOTS_MAX]:
+        parts.append(
+            f'<circle class="dot-displayed" cx="{_f(frame.x(moment))}" '
+            f'cy="{_f(frame.y(_as_int(point.displayed) or 0))}" r="2.5">'
+            f"<title>{_esc(point.at)} displayed {_plain_money(point.displayed)}</title></circle>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# HTML sections
+
+
+_CSS = """
+:root{color-scheme:light}
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans","Liberation Sans",sans-serif;
+margin:0 auto;max-width:1100px;padding:16px 24px 48px;color:#1d2330;background:#fff}
+h1{font-size:22px;margin:8px 0 4px}h2{font-size:18px;margin:32px 0 8px;border-bottom:1px solid #dde2ea;
+padding-bottom:4px}h3{font-size:15px;margin:20px 0 6px}
+code{font:12.5px/1.3 ui-monospace,"DejaVu Sans Mono",monospace;background:#f3f5f8;padding:0 3px;border-radius:3px}
+table{border-collapse:collapse;margin:6px 0 10px;font-size:13px}
+th,td{border-bottom:1px solid #e6e9ef;padding:3px 10px 3px 0;text-align:left;vertical-align:top}
+th{color:#4b5566;font-weight:600}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+tr.drift td{background:#fff4f2}tr.omitted td{color:#6b7385;font-style:italic}
+.muted{color:#6b7385}.note{color:#6b7385;font-size:13px}
+.cards{display:flex;flex-wrap:wrap;gap:10px;margin:12px 0}
+.card{border:1px solid #dde2ea;border-radius:6px;padding:8px 12px;min-width:140px}
+.card .big{font-size:22px;font-weight:600;display:block;font-variant-numeric:tabular-nums}
+.card ul{margin:2px 0 0;padding-left:16px;font-size:12.5px}
+.banner{background:#fff8e1;border:1px solid #f0d98c;border-radius:6px;padding:6px 10px}
+nav a{margin-right:12px}
+svg.chart{display:block;max-width:100%;height:auto;margin:6px 0}
+svg text{font:11px system-ui,"Liberation Sans",sans-serif;fill:#39414f}svg text.value{font-weight:600}
+.grid{stroke:#e8ebf0;stroke-width:1}.axisline{stroke:#8a93a3;stroke-width:1}
+.legend{font-size:12.5px;margin:2px 0}.key{margin-right:14px}
+.swatch{display:inline-block;width:11px;height:11px;margin-right:4px;vertical-align:-1px;border-radius:2px}
+.c-critical{fill:#c0392b;background:#c0392b}.c-major{fill:#e69f00;background:#e69f00}
+.c-other{fill:#8a93a3;background:#8a93a3}
+.c-opened{fill:#c0392b;background:#c0392b}.c-escalated{fill:#7b1e12;background:#7b1e12}
+.c-latency{fill:#3b6ea8;background:#3b6ea8}.c-late{fill:#c0392b;background:#c0392b}
+.c-expected{background:#1f5fa8}.c-displayed{background:#e66100}
+.c-band{background:#fbe3df}
+.line-expected{fill:none;stroke:#1f5fa8;stroke-width:2}
+.line-displayed{fill:none;stroke:#e66100;stroke-width:2;stroke-dasharray:6 3}
+.dot-displayed{fill:#e66100}.drift-band{fill:#fbe3df}
+.marker line{stroke-width:1.2;stroke-dasharray:2 2}
+.m-opened line{stroke:#c0392b}.m-opened path{fill:#c0392b}
+.m-escalated line{stroke:#7b1e12}.m-escalated path{fill:#7b1e12}
+.m-resolved line{stroke:#2e8540}.m-resolved path{fill:#2e8540}
+.c-m-resolved{background:#2e8540}
+details{margin:6px 0}summary{cursor:pointer;color:#1f5fa8}
+dl{margin:4px 0;display:grid;grid-template-columns:max-content auto;gap:2px 12px}dt{color:#4b5566}dd{margin:0}
+@media print{nav{display:none}section.timeline{break-inside:avoid}}
+"""
+
+
+@dataclass(slots=True)
+class _View:
+    """The data the sections draw from, with the focus applied."""
+
+    data: ReportData
+    alerts: list[dict[str, Any]]  # filtered by focus
+    drifts: list[_Drift]  # filtered by focus
+    all_drifts: list[_Drift]  # the whole input, for the header
+    tz: tzinfo
+
+
+def _build_view(data: ReportData) -> _View:
+    data_end = _data_end(data.alerts)
+    all_drifts = _collect_drifts(data.alerts, data_end)
+    alerts, drifts = data.alerts, all_drifts
+    if data.focus_account is not None:
+        alerts = [a for a in alerts if str(a.get("account_id", "")) == data.focus_account]
+        drifts = [d for d in drifts if d.account_id == data.focus_account]
+    return _View(
+        data=data, alerts=alerts, drifts=drifts, all_drifts=all_drifts, tz=_display_tz(data)
+    )
+
+
+def _display_tz(data: ReportData) -> tzinfo:
+    """The offset of the first timestamp in the data (times read as the source wrote them)."""
+    candidates: list[object] = [
+        record.get(key) for record in data.alerts for key in ("opened_at", "detected_at")
+    ]
+    candidates += [point.at for points in data.timelines.values() for point in points]
+    for value in candidates:
+        moment = _parse_time(value)
+        if moment is not None and moment.tzinfo is not None:
+            return moment.tzinfo
+    return UTC
+
+
+def _card(title: str, big_id: str, big: str, body: str = "", attrs: str = "") -> str:
+    return (
+        f'<div class="card"><span class="muted">{_esc(title)}</span>'
+        f'<span class="big" id="{big_id}"{attrs}>{big}</span>{body}</div>'
+    )
+
+
+def _count_items(prefix: str, attr: str, counts: dict[str, int], known: Sequence[str]) -> str:
+    items = []
+    for key in _ordered_keys(known, counts):
+        item_id = f' id="{prefix}-{_esc(key)}"' if key in known else ""
+        items.append(
+            f'<li data-{attr}="{_esc(key)}">{_esc(key)}: '
+            f'<span class="n"{item_id}>{int(counts.get(key, 0))}</span></li>'
+        )
+    return "<ul>" + "".join(items) + "</ul>"
+
+
+def _section_header(view: _View) -> str:
+    data = view.data
+    by_type = Counter(str(record.get("type", "?")) for record in data.alerts)
+    type_counts = {key.removeprefix("mismatch."): value for key, value in by_type.items()}
+    dead_total = sum(int(v) for v in data.dead_letters_by_reason.values())
+    alerted = {str(record.get("account_id", "")) for record in data.alerts}
+    open_drifts = sum(1 for drift in view.all_drifts if drift.resolution is None)
+    unexplained = _unexplained_counts(view.all_drifts)
+    cards = [
+        _card("events processed", "events-total", str(int(data.events_total))),
+        _card(
+            "alert records", "alerts-total", str(len(data.alerts)),
+            _count_items("alerts", "alert-type", type_counts, ["opened", "escalated", "resolved"]),
+        ),
+        _card(
+            "drifts (alert ids)", "mismatches-total", str(len(_group_by_alert_id(data.alerts))),
+            f'<ul><li>still open: <span id="drifts-open">{open_drifts}</span></li></ul>',
+        ),
+        _card(
+            "dead letters", "dead-letters-total", str(dead_total),
+            _count_items("dead-letters", "reason", data.dead_letters_by_reason, DEAD_LETTER_REASONS),
+        ),
+        _card(
+            "accounts", "accounts-total", str(len(data.accounts)),
+            f'<ul><li>alerted: <span id="accounts-alerted">{len(alerted)}</span></li></ul>',
+        ),
+        _card("unexplained mismatches", "unexplained-headline", _share_text(*unexplained)),
+    ]  # fmt: skip
+    focus = ""
+    if data.focus_account is not None:
+        focus = (
+            f'<p class="banner" id="focus" data-account="{_esc(data.focus_account)}">Focused on account '
+            f"<code>{_esc(data.focus_account)}</code>: the totals above cover the whole input; the "
+            "sections on alerts, drifts and timelines below cover this account only.</p>"
+        )
+    return (
+        f"<header><h1>{_esc(data.title)}</h1>"
+        f'<p class="muted">Input: <code id="generated-from">{_esc(data.generated_from)}</code> · '
+        f'drift SLA <span id="sla-seconds">{int(data.sla_seconds)}</span> s · '
+        f"times in {_esc(_tz_label(view.tz))} · money in yuan (¥)</p>"
+        f'<div class="cards">{"".join(cards)}</div>{focus}</header>'
+    )
+
+
+def _share_text(part: int, whole: int) -> str:
+    return "n/a" if whole == 0 else _pct(part / whole)
+
+
+def _section_reasons(view: _View) -> str:
+    drifts = view.drifts
+    reasons = _ordered_keys(REASONS, (d.reason for d in drifts))
+    severities = _ordered_keys(SEVERITIES, (d.severity for d in drifts))
+    table = Counter((d.reason, d.severity) for d in drifts)
+    head = "".join(f'<th class="num">{_esc(s)}</th>' for s in severities)
+    rows = []
+    for reason in reasons:
+        cells = "".join(
+            f'<td class="num" data-severity="{_esc(s)}">{table[(reason, s)]}</td>'
+            for s in severities
+        )
+        total = sum(table[(reason, s)] for s in severities)
+        rows.append(
+            f'<tr data-reason="{_esc(reason)}"><td><code>{_esc(reason)}</code></td>{cells}'
+            f'<td class="num total">{total}</td></tr>'
+        )
+    sev_totals = Counter(d.severity for d in drifts)
+    foot = "".join(
+        f'<td class="num" id="severity-{_esc(s)}">{sev_totals[s]}</td>' if s in SEVERITIES
+        else f'<td class="num" data-severity="{_esc(s)}">{sev_totals[s]}</td>'
+        for s in severities
+    )  # fmt: skip
+    classes = [f"c-{s}" if s in SEVERITIES else "c-other" for s in severities]
+    chart_rows = [(r, [table[(r, s)] for s in severities]) for r in reasons]
+    chart = _svg_hbars("Drifts by reason and severity", chart_rows, classes) if drifts else ""
+    return (
+        '<section id="by-reason"><h2>Alerts by reason and severity</h2>'
+        '<p class="note">Each drift (alert id) counted once, with the reason and severity fixed '
+        "when its breach fired. Critical: the display showed more than the account may borrow.</p>"
+        f'<table><thead><tr><th>reason</th>{head}<th class="num">total</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody><tfoot><tr><th>all reasons</th>{foot}"
+        f'<td class="num" id="severity-total">{len(drifts)}</td></tr></tfoot></table>'
+        f"{_legend((s, c) for s, c in zip(severities, classes, strict=True)) if drifts else ''}"
+        f"{chart}</section>"
+    )
+
+
+def _time_bucket_width(span_s: float) -> int:
+    for width in _TIME_BUCKET_WIDTHS_S:
+        if span_s / width < TIME_BUCKETS_MAX:
+            return width
+    return 86400 * math.ceil(span_s / 86400 / (TIME_BUCKETS_MAX - 1))
+
+
+def _section_over_time(view: _View) -> str:
+    kinds = ("mismatch.opened", "mismatch.escalated")
+    timed = [
+        (moment, str(record.get("type")))
+        for record in view.alerts
+        if record.get("type") in kinds and (moment := _parse_time(record.get("detected_at")))
+    ]
+    intro = '<section id="over-time"><h2>Alerts over time</h2>'
+    if not timed:
+        return intro + '<p class="muted">No opened or escalated alerts.</p></section>'
+    offset = (timed[0][0].astimezone(view.tz).utcoffset() or timedelta(0)).total_seconds()
+    local = [(moment.timestamp() + offset, kind) for moment, kind in timed]
+    first, last = min(t for t, _ in local), max(t for t, _ in local)
+    width = _time_bucket_width(last - first)
+    start = math.floor(first / width) * width
+    count = int((last - start) // width) + 1
+    counts = Counter((int((t - start) // width), kind) for t, kind in local)
+    with_date = width >= 86400 or (last - first) >= 86400
+    columns = []
+    for index in range(count):
+        moment = datetime.fromtimestamp(start + index * width - offset, UTC)
+        label = _fmt_clock(moment, view.tz, with_date)
+        values = [counts[(index, kind)] for kind in kinds]
+        tip = f"{label} (+{_duration_text(width)}): {values[0]} opened, {values[1]} escalated"
+        columns.append((label, tip, values))
+    label_every = max(1, math.ceil(count / 8))
+    chart = _svg_columns(
+        "Alerts over time by detected_at", columns, ["c-opened", "c-escalated"], label_every
+    )
+    return (
+        f'{intro}<p class="note">Opened and escalated alerts by <code>detected_at</code>, in buckets of '
+        f'<span id="time-bucket-seconds" data-seconds="{width}">{_duration_text(width)}</span> '
+        f"({_esc(_tz_label(view.tz))}).</p>"
+        f"{_legend([('opened', 'c-opened'), ('escalated', 'c-escalated')])}{chart}</section>"
+    )
+
+
+def _anchor_ids(accounts: Sequence[str]) -> dict[str, str]:
+    return {account: f"timeline-{index + 1}" for index, account in enumerate(accounts)}
+
+
+def _section_longest(view: _View, anchors: dict[str, str]) -> str:
+    ranked = _longest_first(view.drifts)
+    shown = ranked[:DRIFT_ROWS_MAX]
+    rows = []
+    for rank, drift in enumerate(shown, start=1):
+        duration = drift.duration_s
+        account = f"<code>{_esc(drift.account_id)}</code>"
+        if drift.account_id in anchors:
+            account = f'<a href="#{anchors[drift.account_id]}">{account}</a>'
+        status = "open" if drift.resolution is None else f"resolved ({_esc(drift.resolution)})"
+        if drift.escalated:
+            status += ", escalated"
+        secs = "" if duration is None else f"{duration:.3f}"
+        rows.append(
+            f'<tr data-alert-id="{_esc(drift.alert_id)}" data-seconds="{secs}"><td class="num">{rank}</td>'
+            f"<td>{account}</td><td><code>{_esc(drift.alert_id)}</code></td><td>{_esc(drift.reason)}</td>"
+            f"<td>{_esc(drift.severity)}</td><td>{_esc(drift.opened_at)}</td>"
+            f'<td class="num">{"?" if duration is None else _duration_text(duration)}</td>'
+            f'<td class="num">{_money_html(drift.drift)}</td><td>{status}</td></tr>'
+        )
+    capped = ""
+    if len(ranked) > len(shown):
+        capped = f'<p class="note" id="drifts-capped">Showing the {len(shown)} longest of {len(ranked)} drifts.</p>'
+    body = (
+        "<table><thead><tr><th>#</th><th>account</th><th>alert id</th><th>reason</th><th>severity</th>"
+        '<th>opened at</th><th class="num">duration</th><th class="num">drift ¥</th><th>status</th>'
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        if rows
+        else '<p class="muted">No drifts.</p>'
+    )
+    return (
+        '<section id="longest-drifts"><h2>Longest drifts</h2><p class="note">From opened to resolved '
+        "per alert id; a drift still open is measured to the last detected/resolved time in the data. "
+        f"Drift ¥ = displayed − expected when the breach fired.</p>{capped}{body}</section>"
+    )
+
+
+def _section_latency(view: _View) -> str:
+    data = view.data
+    summary = _latency_summary(data.sync_latencies_s, data.sla_seconds)
+    total = summary.total
+    late = {"over_sla", "never"}
+    columns = [
+        (
+            label,
+            f"{label}: {count} of {total}",
+            [0 if key in late else count, count if key in late else 0],
+        )
+        for key, label, count in summary.buckets
+    ]
+    rows = "".join(
+        f'<tr data-bucket="{key}"><td>{_esc(label)}</td><td class="num" id="latency-{key}">{count}</td>'
+        f'<td class="num">{_share_text(count, total)}</td></tr>'
+        for key, label, count in summary.buckets
+    )
+    slo = []
+    for key, label, count in summary.within:
+        share = count / total if total else None
+        value = nines(share) if share is not None else None
+        nines_text = "n/a" if value is None else _nines_text(value)
+        attrs = (
+            f' data-share="{"" if share is None else repr(share)}" data-nines="'
+            f'{"" if value is None else _nines_attr(value)}" data-count="{count}" data-total="{total}"'
+        )
+        slo.append(
+            f'<li><span class="big-inline" id="slo-{key}"{attrs}>{nines_text}</span> nines of changes '
+            f'displayed within {_esc(label)} (<span id="share-{key}">{_share_text(count, total)}</span>, '
+            f"{count} of {total})</li>"
+        )
+    chart = (
+        _svg_columns("Time until the display showed a change", columns, ["c-latency", "c-late"])
+        if total
+        else '<p class="muted">No ledger changes measured.</p>'
+    )
+    return (
+        '<section id="consistency"><h2>Consistency: time until the display showed a change</h2>'
+        f'<p class="note">Per ledger change (<span id="changes-total">{total}</span> measured), how long '
+        "until the displayed limit showed it, as measured from outside (Polaris-style). Bucket "
+        "bounds are inclusive at the top; over the SLA means strictly greater.</p>"
+        f'<ul class="slo">{"".join(slo)}</ul>{chart}'
+        f'<table><thead><tr><th>time to display</th><th class="num">changes</th><th class="num">share</th>'
+        f"</tr></thead><tbody>{rows}</tbody></table></section>"
+    )
+
+
+def _unexplained_counts(drifts: Sequence[_Drift]) -> tuple[int, int]:
+    return sum(1 for d in drifts if d.reason not in EXPLAINED_REASONS), len(drifts)
+
+
+def _section_unexplained(view: _View, counts: tuple[int, int]) -> str:
+    part, whole = counts
+    share = "" if whole == 0 else repr(part / whole)
+    return (
+        '<section id="unexplained"><h2>Mismatches left unexplained</h2>'
+        f'<p><span class="big-inline" id="unexplained-share" data-share="{share}" '
+        f'data-unexplained="{part}" data-mismatches="{whole}">{_share_text(part, whole)}</span> '
+        f"of drifts are unexplained ({part} of {whole}).</p>"
+        '<p class="note">A drift is explained when its reason names the cause (repayment not posted, '
+        "sync delay, freeze not applied, cache missing). <code>CACHE_DIVERGED</code> — the display "
+        "showed a value the account never had — and any reason outside the contract count as "
+        "unexplained: the goal is zero.</p></section>"
+    )
+
+
+# --- timelines -------------------------------------------------------------------------------
+
+
+def _timeline_table(points: Sequence[TimelinePoint]) -> str:
+    half = TIMELINE_ROWS_MAX // 2
+    shown: list[TimelinePoint | int] = list(points)
+    if len(points) > TIMELINE_ROWS_MAX:
+        shown = [*points[:half], len(points) - 2 * half, *points[-half:]]
+    rows = []
+    for item in shown:
+        if isinstance(item, int):
+            rows.append(f'<tr class="omitted"><td colspan="7">… {item} records omitted …</td></tr>')
+            continue
+        expected, displayed = _as_int(item.expected), _as_int(item.displayed)
+        differs = expected is not None and displayed is not None and displayed != expected
+        drift = (
+            _money_html(displayed - expected)
+            if differs and expected is not None and displayed is not None
+            else ""
+        )
+        css = ' class="drift"' if differs else ""
+        rows.append(
+            f"<tr{css}><td>{_esc(item.at)}</td><td><code>{_esc(item.event_id)}</code></td>"
+            f'<td>{_esc(item.type)}</td><td class="num">{_money_html(item.expected)}</td>'
+            f'<td class="num">{_money_html(item.displayed)}</td><td class="num">{drift}</td>'
+            f"<td>{_esc(item.note)}</td></tr>"
+        )
+    return (
+        '<table class="events"><thead><tr><th>occurred at</th><th>event id</th><th>type</th>'
+        '<th class="num">expected ¥</th><th class="num">displayed ¥</th><th class="num">drift ¥</th>'
+        f"<th>note</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _is_money_key(key: str) -> bool:
+    return any(hint in key for hint in _MONEY_KEY_HINTS)
+
+
+def _render_value(key: str, value: object, depth: int) -> str:
+    """Generic, escaped rendering of an explain() value."""
+    if depth > EXPLANATION_DEPTH_MAX:
+        return _esc(value)
+    if isinstance(value, dict):
+        items = "".join(
+            f"<dt>{_esc(k)}</dt><dd>{_render_value(str(k), v, depth + 1)}</dd>"
+            for k, v in value.items()
+        )
+        return f"<dl>{items}</dl>"
+    if isinstance(value, list):
+        if value and all(isinstance(item, dict) for item in value):
+            return _render_records(value, depth)
+        return (
+            "<ul>"
+            + "".join(f"<li>{_render_value(key, v, depth + 1)}</li>" for v in value)
+            + "</ul>"
+        )
+    if _is_money_key(key) and _as_int(value) is not None:
+        return _money_html(value)
+    return _esc(value)
+
+
+def _render_records(records: Sequence[dict[str, Any]], depth: int) -> str:
+    columns: list[str] = []
+    for record in records:
+        columns += [str(k) for k in record if str(k) not in columns]
+    head = "".join(f"<th>{_esc(c)}</th>" for c in columns)
+    rows = "".join(
+        "<tr>"
+        + "".join(f"<td>{_render_value(c, r.get(c), depth + 1)}</td>" for c in columns)
+        + "</tr>"
+        for r in records[:EXPLANATION_ROWS_MAX]
+    )
+    more = len(records) - EXPLANATION_ROWS_MAX
+    tail = f'<p class="note">… {more} more not shown.</p>' if more > 0 else ""
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>{tail}"
+
+
+def _account_summary(account: dict[str, Any] | None) -> str:
+    if account is None:
+        return '<p class="muted">No end-of-input state for this account.</p>'
+    money = ("credit_line", "outstanding", "expected_available", "displayed_available")
+    items = "".join(
+        f'<dt>{_esc(key.replace("_", " "))}</dt><dd data-field="{key}">{_money_html(account.get(key))}</dd>'
+        for key in money
+    )
+    items += f'<dt>status</dt><dd data-field="status">{_esc(account.get("status", "?"))}</dd>'
+    return f'<p class="muted">At the end of the input:</p><dl class="state">{items}</dl>'
+
+
+def _timeline_section(
+    view: _View, account_id: str, anchor: str, accounts: dict[str, dict[str, Any]]
+) -> str:
+    data = view.data
+    points = data.timelines.get(account_id, [])
+    records = [r for r in view.alerts if str(r.get("account_id", "")) == account_id]
+    drifts = [d for d in view.drifts if d.account_id == account_id]
+    label = f"Expected and displayed available limit of account {account_id}"
+    chart = _svg_timeline(points, records, drifts, view.tz, label) if points else ""
+    table = (
+        _timeline_table(points)
+        if points
+        else '<p class="muted">No timeline records for this account.</p>'
+    )
+    explanation = ""
+    if account_id in data.explanations:
+        explanation = (
+            f"<details><summary>Explanation</summary>{_render_value('', data.explanations[account_id], 0)}"
+            "</details>"
+        )
+    return (
+        f'<section class="timeline" id="{anchor}" data-account="{_esc(account_id)}">'
+        f"<h3>Account <code>{_esc(account_id)}</code> — {len(drifts)} drift(s), {len(points)} records</h3>"
+        f"{_account_summary(accounts.get(account_id))}{chart}"
+        f"<details open><summary>Events</summary>{table}</details>{explanation}</section>"
+    )
+
+
+def _section_timelines(view: _View, ordered: Sequence[str], anchors: dict[str, str]) -> str:
+    data = view.data
+    accounts = {str(a.get("account_id", "")): a for a in data.accounts}
+    legend = _legend(
+        [("expected", "c-expected"), ("displayed (dashed; gap = no value shown)", "c-displayed"),
+         ("drift open", "c-band"), ("opened", "c-opened"), ("escalated", "c-escalated"),
+         ("resolved", "c-m-resolved")]
+    )  # fmt: skip
+    intro = '<section id="timelines"><h2>Timelines of alerted accounts</h2>'
+    if not ordered:
+        if data.focus_account is not None:
+            return f'{intro}<p class="muted">Account <code>{_esc(data.focus_account)}</code> raised no alerts.</p></section>'
+        return intro + '<p class="muted">No account alerted.</p></section>'
+    shown = ordered[:TIMELINES_MAX]
+    capped = ""
+    if len(ordered) > len(shown):
+        capped = (
+            f'<p class="note" id="timelines-capped" data-shown="{len(shown)}" data-total="{len(ordered)}">'
+            f"Showing the timelines of the {len(shown)} accounts with the longest drifts, of "
+            f"{len(ordered)} alerted accounts.</p>"
+        )
+    sections = "".join(_timeline_section(view, a, anchors[a], accounts) for a in shown)
+    return f"{intro}{capped}{legend}{sections}</section>"
+
+
+def render_report(data: ReportData) -> str:
+    """The whole HTML document for ``data``; the same data gives the same string."""
+    view = _build_view(data)
+    ordered = _accounts_by_drift(view.drifts, data.timelines)
+    if data.focus_account is not None:
+        ordered = [a for a in ordered if a == data.focus_account]
+    anchors = _anchor_ids(ordered[:TIMELINES_MAX])
+    unexplained = _unexplained_counts(view.drifts)
+    nav = "".join(
+        f'<a href="#{target}">{name}</a>'
+        for target, name in (
+            ("by-reason", "by reason"), ("over-time", "over time"), ("longest-drifts", "longest drifts"),
+            ("consistency", "consistency"), ("unexplained", "unexplained"), ("timelines", "timelines"),
+        )
+    )  # fmt: skip
+    body = "".join(
+        [
+            _section_header(view),
+            f"<nav>{nav}</nav>",
+            _section_reasons(view),
+            _section_over_time(view),
+            _section_longest(view, anchors),
+            _section_latency(view),
+            _section_unexplained(view, unexplained),
+            _section_timelines(view, ordered, anchors),
+        ]
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "style-src 'unsafe-inline'; img-src data:\">"
+        f'<meta name="generator" content="limitsync report"><title>{_esc(data.title)}</title>'
+        f"<style>{_CSS}</style></head>\n<body>{body}</body></html>\n"
+    )

@@ -1,0 +1,114 @@
+"""Configuration, read once by the composition root.
+
+Every knob has a default that runs the embedded local stack; production overrides them with
+environment variables (``LIMITSYNC_*``, plus the conventional ``KAFKA_BOOTSTRAP_SERVERS`` and
+``REDIS_URL``) or a state file written by ``limitsync up``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "load_settings"]
+
+
+class Settings(BaseSettings):
+    """All runtime settings. Limits carry their unit last in the name."""
+
+    model_config = SettingsConfigDict(env_prefix="LIMITSYNC_", extra="ignore")
+
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("LIMITSYNC_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("LIMITSYNC_REDIS_URL", "REDIS_URL"),
+    )
+    # Broker profile: "tansu" applies the workarounds the local broker needs (DESIGN.md);
+    # "kafka" keeps Apache Kafka defaults.
+    broker_profile: Literal["kafka", "tansu"] = "kafka"
+
+    # Kafka security (SASL/TLS). Empty values mean plaintext.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: str = ""  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    kafka_ssl_cafile: str = ""
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
+
+    # Redis security: AUTH via the URL (redis://:password@host) or these; TLS via rediss://.
+    redis_username: str = ""
+    redis_password: str = ""
+    redis_ssl_ca_certs: str = ""
+
+    topic_prefix: str = "limit."
+    partitions: int = 8
+    replication_factor: int = 1
+    app_id: str = "limitsync"
+    cache_prefix: str = "limit:"
+
+    sla_seconds: int = 60
+    clearing_sla_seconds: int = 7200
+    dedupe_horizon_s: int = 7 * 24 * 3600
+    escalation_factor: int = 10
+
+    rescore_enabled: bool = True
+    rescore_window_s: int = 30
+    rescore_timeout_s: float = 5.0
+    rescore_retries_max: int = 3
+    scorer: str = "streams.scorer:BehaviourScorecard"
+
+    auto_heal_reasons: str = "SYNC_DELAY,CACHE_MISSING,CACHE_DIVERGED,FREEZE_NOT_APPLIED"
+    sampler_interval_s: float = 1.0
+    sampler_batch_max: int = 500
+    cache_write_batch_max: int = 500
+    cache_retry_backoff_max_s: float = 5.0
+
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    data_dir: str = ".limitsync/data"
+    standby_replicas: int = 1
+    store: str = "memory://"  # "rocksdb://" in production for more accounts than memory holds
+
+    def topic(self, name: str) -> str:
+        """Full topic name for one of the contract's topics."""
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def topics(self) -> dict[str, str]:
+        """The contract's topic map, as written in the state file."""
+        return {
+            "account_events": self.topic("account-events"),
+            "displayed": self.topic("displayed"),
+            "rescore_requests": self.topic("rescore-requests"),
+            "alerts": self.topic("alerts"),
+            "dead_letters": self.topic("dead-letters"),
+        }
+
+    @property
+    def auto_heal(self) -> frozenset[str]:
+        return frozenset(r.strip() for r in self.auto_heal_reasons.split(",") if r.strip())
+
+
+def load_settings(state_file: str | Path | None = None, **overrides: object) -> Settings:
+    """Settings from the environment, then a state file of ``limitsync up``, then overrides."""
+    values: dict[str, object] = {}
+    if state_file is not None:
+        state = json.loads(Path(state_file).read_text(encoding="utf-8"))
+        values["bootstrap_servers"] = state["bootstrap_servers"]
+        values["redis_url"] = state["redis_url"]
+        if "broker_profile" in state:
+            values["broker_profile"] = state["broker_profile"]
+        prefix = state.get("topic_prefix")
+        if isinstance(prefix, str):
+            values["topic_prefix"] = prefix
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    base = Settings()
+    return base.model_copy(update=values) if values else base

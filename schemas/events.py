@@ -1,0 +1,156 @@
+"""The contract's input events (CONTRACT.md, "Envelope" and "Input events").
+
+Strict on purpose: money is an integer of minor units (a float or a boolean is an error,
+not a coercion), timestamps carry an offset, and only the known types exist. Unknown extra
+fields are kept so that a newer producer never loses data passing through us.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictInt, StrictStr, WithJsonSchema
+
+from schemas.timefmt import parse_rfc3339
+
+__all__ = [
+    "MINOR_UNITS_MAX",
+    "AccountStatusChanged",
+    "CreditLineChanged",
+    "DrawdownBooked",
+    "Event",
+    "LimitDisplayed",
+    "RepaymentInitiated",
+    "RepaymentPosted",
+    "RepaymentReversed",
+]
+
+# Ten trillion yuan in fen: larger values are typos or attacks, and they stay in int64.
+MINOR_UNITS_MAX = 10**15
+
+
+def _timestamp(value: object) -> datetime:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("timestamp has no offset")
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"timestamp must be an RFC 3339 string, got {type(value).__name__}")
+    return parse_rfc3339(value)
+
+
+Timestamp = Annotated[
+    datetime,
+    PlainValidator(_timestamp),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+Money = Annotated[StrictInt, Field(ge=0, le=MINOR_UNITS_MAX)]
+Version = Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]
+Id = Annotated[StrictStr, Field(min_length=1, max_length=128)]
+SchemaVersion = Annotated[
+    StrictInt, Field(ge=1, le=1, description="always 1 in contract v1", json_schema_extra={"const": 1})
+]
+AccountId = Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+class _Envelope(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    event_id: Id
+    account_id: AccountId
+    occurred_at: Timestamp
+    schema_version: SchemaVersion
+
+
+class DrawdownBooked(_Envelope):
+    """A loan was drawn: outstanding principal grows."""
+
+    type: Literal["drawdown.booked"]
+    loan_id: Id
+    principal: Money
+
+
+class RepaymentInitiated(_Envelope):
+    """The user paid; nothing changes until core banking posts it (opens a clearing watch)."""
+
+    type: Literal["repayment.initiated"]
+    payment_id: Id
+    amount: Money
+    channel: Literal["balance", "bank_card", "auto_debit", "transfer"]
+
+
+class RepaymentPosted(_Envelope):
+    """Core banking posted a repayment: only principal restores the limit."""
+
+    type: Literal["repayment.posted"]
+    loan_id: Id
+    principal: Money
+    interest: Money
+    fee: Money
+    payment_id: Id | None = None
+
+
+class RepaymentReversed(_Envelope):
+    """A failed debit: undoes the posted repayment with that event id."""
+
+    type: Literal["repayment.reversed"]
+    reverses_event_id: Id
+
+
+class CreditLineChanged(_Envelope):
+    """The risk engine (or a rescore, policy or manual action) set a new credit line."""
+
+    type: Literal["credit_line.changed"]
+    credit_line: Money
+    version: Version
+    cause: Literal["initial", "rescore", "policy", "manual"]
+    model_version: StrictStr | None = None
+    score: StrictInt | None = None
+    reasons: list[Annotated[StrictStr, Field(max_length=200)]] | None = Field(
+        default=None, max_length=32
+    )
+
+
+class AccountStatusChanged(_Envelope):
+    """Freeze, unfreeze or close: a frozen or closed account has nothing available."""
+
+    type: Literal["account.status_changed"]
+    status: Literal["active", "frozen", "closed"]
+    version: Version
+    reason: StrictStr | None = None
+
+
+class LimitDisplayed(_Envelope):
+    """An observation of what the user was shown (or the cache held); no ledger effect."""
+
+    type: Literal["limit.displayed"]
+    displayed_available: Money | None = None
+    cache_version: Version | None = None
+
+
+Event = Annotated[
+    DrawdownBooked
+    | RepaymentInitiated
+    | RepaymentPosted
+    | RepaymentReversed
+    | CreditLineChanged
+    | AccountStatusChanged
+    | LimitDisplayed,
+    Field(discriminator="type"),
+]
+
+EVENT_TYPES: tuple[str, ...] = (
+    "drawdown.booked",
+    "repayment.initiated",
+    "repayment.posted",
+    "repayment.reversed",
+    "credit_line.changed",
+    "account.status_changed",
+    "limit.displayed",
+)
+
+
+def event_fields(event: BaseModel) -> dict[str, Any]:
+    """The event as the contract's JSON object (extras included), for re-publishing."""
+    return event.model_dump(mode="json", exclude_none=True)

@@ -1,0 +1,125 @@
+"""The one parse function: raw bytes in, a typed event or a readable rejection out.
+
+It never raises on bad input: bad input is data to dead-letter, not a crash. The content
+digest is what makes idempotency exact: the same ``event_id`` with the same whole JSON
+object (extras included, key order and whitespace ignored) is a duplicate; with a different
+object it is a conflict.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import TypeAdapter, ValidationError
+
+from schemas.events import EVENT_TYPES, Event
+
+__all__ = ["Parsed", "Rejected", "dead_letter_record", "parse_event"]
+
+_EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+_ERROR_TEXT_MAX = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A valid event and the digest of its whole JSON object."""
+
+    event: Event
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An invalid record: the error a person can act on, and what ids could be read."""
+
+    error: str
+    event_id: str | None = None
+    account_id: str | None = None
+
+
+def parse_event(raw: bytes | str) -> Parsed | Rejected:
+    """Parse one record value. Never raises for any input."""
+    obj = _load_json(raw)
+    if isinstance(obj, Rejected):
+        return obj
+    if not isinstance(obj, dict):
+        return Rejected(f"record is JSON but not an object (got {type(obj).__name__})")
+    event_id = obj.get("event_id") if isinstance(obj.get("event_id"), str) else None
+    account_id = obj.get("account_id") if isinstance(obj.get("account_id"), str) else None
+    kind = obj.get("type")
+    if kind not in EVENT_TYPES:
+        error = "missing field 'type'" if kind is None else f"unknown type {kind!r}"
+        return Rejected(_cut(error), event_id, account_id)
+    try:
+        event = _EVENT_ADAPTER.validate_python(obj)
+    except ValidationError as exc:
+        return Rejected(_describe(exc), event_id, account_id)
+    return Parsed(event, _digest(obj))
+
+
+def _load_json(raw: bytes | str) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as fast_error:
+        # orjson refuses integers beyond 64 bits; the standard library tells us what it was.
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError):
+            return Rejected(_cut(f"not JSON: {fast_error}"))
+
+
+def _digest(obj: dict[str, Any]) -> str:
+    try:
+        canonical = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # an integer beyond 64 bits somewhere in an extra field
+        canonical = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.blake2b(canonical, digest_size=16).hexdigest()
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False)[:3]:
+        loc = ".".join(str(p) for p in err["loc"][1:]) or "record"
+        if err["type"] == "missing":
+            parts.append(f"missing field {loc!r}")
+        else:
+            value = repr(err.get("input"))[:60]
+            parts.append(f"field {loc!r}: {err['msg']} (got {value})")
+    more = len(exc.errors()) - 3
+    if more > 0:
+        parts.append(f"and {more} more")
+    return _cut("; ".join(parts))
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= _ERROR_TEXT_MAX else text[: _ERROR_TEXT_MAX - 1] + "…"
+
+
+def dead_letter_record(
+    raw: bytes | str,
+    error: str,
+    reason: str,
+    topic: str | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
+    event_id: str | None = None,
+    account_id: str | None = None,
+) -> dict[str, Any]:
+    """The contract's dead-letter record; keeps the original bytes exactly (base64)."""
+    data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else bytes(raw)
+    return {
+        "reason": reason,
+        "error": error,
+        "original": data.decode("utf-8", "backslashreplace"),
+        "original_b64": base64.b64encode(data).decode("ascii"),
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "event_id": event_id,
+        "account_id": account_id,
+    }

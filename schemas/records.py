@@ -1,0 +1,66 @@
+"""Records limitsync writes: alerts, dead letters and the replay's account lines."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["AccountLine", "AlertRecord", "DeadLetterRecord"]
+
+AlertType = Literal["mismatch.opened", "mismatch.escalated", "mismatch.resolved"]
+Reason = Literal[
+    "REPAYMENT_NOT_POSTED", "SYNC_DELAY", "FREEZE_NOT_APPLIED", "CACHE_MISSING", "CACHE_DIVERGED"
+]
+
+
+class AlertRecord(BaseModel):
+    """One record on the alert topic / in ``alerts.jsonl``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: AlertType
+    alert_id: str
+    account_id: str
+    reason: Reason
+    severity: Literal["critical", "major"]
+    expected_available: int
+    displayed_available: int | None
+    drift: int | None
+    opened_at: str
+    detected_at: str
+    sla_seconds: int
+    age_seconds: int
+    evidence_event_ids: list[str]
+    payment_id: str | None = None
+    resolved_at: str | None = None
+    resolution: Literal["synced", "auto_healed", "superseded"] | None = None
+
+
+class DeadLetterRecord(BaseModel):
+    """A rejected input record, with everything needed to fix and re-send it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Literal["invalid", "conflict", "rescore_failed"]
+    error: str
+    original: str  # the original bytes as UTF-8 (undecodable bytes escaped)
+    original_b64: str  # the original bytes, exactly
+    topic: str | None
+    partition: int | None
+    offset: int | None
+    event_id: str | None = None
+    account_id: str | None = None
+
+
+class AccountLine(BaseModel):
+    """One line of ``accounts.jsonl``: an account's state at the end of a replay."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    account_id: str
+    credit_line: int
+    outstanding: int
+    status: Literal["active", "frozen", "closed"]
+    expected_available: int
+    displayed_available: int | None

@@ -1,0 +1,46 @@
+"""RFC 3339 timestamps on the wire, integer microseconds inside.
+
+The core compares and subtracts times on every record; integers make that exact and cheap,
+and one formatter makes every output byte-identical across runs.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+__all__ = ["EPOCH", "format_us", "parse_rfc3339", "to_us"]
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})\Z"
+)
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """Parse an RFC 3339 timestamp; an offset is required (naive times are ambiguous)."""
+    if not _RFC3339.match(text):
+        raise ValueError(f"not an RFC 3339 timestamp with offset: {text!r}")
+    head, dot, rest = text.partition(".")
+    if dot:
+        # Python accepts at most 6 fractional digits: cut nanoseconds, keep the offset.
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        frac, tail = rest[:digits], rest[digits:]
+        text = f"{head}.{frac[:6].ljust(6, '0')}{tail}"
+    if text[-1] in "Zz":
+        text = text[:-1] + "+00:00"
+    return datetime.fromisoformat(text)
+
+
+def to_us(moment: datetime) -> int:
+    """Microseconds since the epoch, exactly (no float round trip)."""
+    return (moment - EPOCH) // _ONE_US
+
+
+def format_us(us: int) -> str:
+    """UTC RFC 3339 with milliseconds, or microseconds when they are not whole milliseconds."""
+    moment = EPOCH + timedelta(microseconds=us)
+    if moment.microsecond % 1000 == 0:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

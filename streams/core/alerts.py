@@ -1,0 +1,90 @@
+"""Reason codes, severity and the alert records (CONTRACT.md, "Drift, SLA and alerts")."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from schemas.timefmt import format_us
+from streams.core.state import AccountState, ClearingWatch, DriftState
+
+__all__ = ["alert_id", "classify", "clearing_record", "drift_record", "severity"]
+
+_US = 1_000_000
+
+
+def alert_id(*parts: object) -> str:
+    """A stable id from what identifies the drift, equal in live and replay."""
+    text = "|".join(str(p) for p in parts)
+    return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
+
+
+def classify(state: AccountState, drift: DriftState) -> str:
+    """The reason of a breach, fixed when it fires; the contract's order of tests."""
+    shown = state.displayed
+    if state.status != "active" and shown is not None and shown > 0:
+        return "FREEZE_NOT_APPLIED"
+    if shown is None:
+        return "CACHE_MISSING"
+    if shown in drift.held:
+        return "SYNC_DELAY"
+    return "CACHE_DIVERGED"
+
+
+def severity(expected: int, displayed: int | None) -> str:
+    """Showing more than allowed is a credit-risk hole: critical. Anything else: major."""
+    return "critical" if displayed is not None and displayed > expected else "major"
+
+
+def _base(
+    kind: str, aid: str, state: AccountState, reason: str, sev: str, opened_us: int,
+    detected_us: int, now_us: int, sla_us: int, evidence: list[str],
+) -> dict[str, Any]:
+    expected = state.expected_available
+    shown = state.displayed
+    return {
+        "type": kind,
+        "alert_id": aid,
+        "account_id": state.account_id,
+        "reason": reason,
+        "severity": sev,
+        "expected_available": expected,
+        "displayed_available": shown,
+        "drift": None if shown is None else shown - expected,
+        "opened_at": format_us(opened_us),
+        "detected_at": format_us(detected_us),
+        "sla_seconds": sla_us // _US,
+        "age_seconds": (now_us - opened_us) // _US,
+        "evidence_event_ids": list(evidence),
+    }
+
+
+def drift_record(
+    kind: str, state: AccountState, drift: DriftState, detected_us: int, now_us: int,
+    sla_us: int, resolution: str | None = None,
+) -> dict[str, Any]:
+    """A ``mismatch.*`` record for a display drift."""
+    record = _base(
+        kind, drift.alert_id, state, drift.reason, drift.severity, drift.opened_us,
+        detected_us, now_us, sla_us, drift.evidence,
+    )
+    if resolution is not None:
+        record["resolved_at"] = format_us(now_us)
+        record["resolution"] = resolution
+    return record
+
+
+def clearing_record(
+    kind: str, state: AccountState, watch: ClearingWatch, detected_us: int, now_us: int,
+    sla_us: int, resolution: str | None = None,
+) -> dict[str, Any]:
+    """A ``mismatch.*`` record for a payment core banking has not posted."""
+    record = _base(
+        kind, watch.alert_id, state, "REPAYMENT_NOT_POSTED", "major", watch.opened_us,
+        detected_us, now_us, sla_us, [watch.event_id],
+    )
+    record["payment_id"] = watch.payment_id
+    if resolution is not None:
+        record["resolved_at"] = format_us(now_us)
+        record["resolution"] = resolution
+    return record

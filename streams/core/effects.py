@@ -1,0 +1,61 @@
+"""What the core asks the outside world to do.
+
+The core never performs I/O: it returns these values and the shells (Faust workers, replay)
+carry them out. Times are integer microseconds since the epoch, like everywhere in the core.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "AlertRaised",
+    "CacheWrite",
+    "ChangeDisplayed",
+    "Effect",
+    "RescoreRequested",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheWrite:
+    """Write the account's hash ``{cache_prefix}{account_id}`` if ``version`` is newer."""
+
+    account_id: str
+    available: int
+    credit_line: int
+    outstanding: int
+    status: str
+    version: int
+    updated_us: int
+    change_us: int  # occurred_at of the change behind this value (sync-latency metric)
+    heal: bool = False  # an auto-heal rewrite rather than a ledger change
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRaised:
+    """One record for the alert topic / ``alerts.jsonl`` (already in contract form)."""
+
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RescoreRequested:
+    """Ask the rescore agent to re-score this account (coalesced per window by the core)."""
+
+    account_id: str
+    requested_us: int
+    trigger_event_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeDisplayed:
+    """A ledger change reached the display after ``latency_us`` (None: it never did)."""
+
+    account_id: str
+    change_us: int
+    latency_us: int | None
+
+
+Effect = CacheWrite | AlertRaised | RescoreRequested | ChangeDisplayed

@@ -1,0 +1,400 @@
+"""The engine: one record at a time, the contract's replay-clock algorithm.
+
+For each valid record: dedupe, advance the clock, fire what is due, apply, evaluate the
+drift, fire again. Deadlines live in a heap (cost per event O(log n), independent of the
+number of accounts); entries are invalidated lazily by checking the account's current watch
+when they come due. No I/O: effects are returned to the shell.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+
+from schemas.events import (
+    Event,
+    LimitDisplayed,
+    RepaymentInitiated,
+    RepaymentPosted,
+    RepaymentReversed,
+)
+from schemas.timefmt import to_us
+from streams.core import alerts
+from streams.core.clock import Clock
+from streams.core.effects import (
+    AlertRaised,
+    CacheWrite,
+    ChangeDisplayed,
+    Effect,
+    RescoreRequested,
+)
+from streams.core.ledger import apply_ledger, yuan
+from streams.core.state import (
+    EVIDENCE_MAX,
+    PENDING_CHANGES_MAX,
+    TRIGGERS_MAX,
+    AccountState,
+    ChangeEntry,
+    ClearingWatch,
+    DriftState,
+)
+
+__all__ = ["CoreConfig", "Engine", "Outcome"]
+
+_S = 1_000_000
+_BREACH, _ESCALATE, _CLEARING, _CLEARING_ESCALATE, _RESCORE = range(5)
+
+
+@dataclass(frozen=True, slots=True)
+class CoreConfig:
+    """The core's knobs, all in microseconds of the injected clock."""
+
+    sla_us: int = 60 * _S
+    clearing_sla_us: int = 7200 * _S
+    escalation_factor: int = 10
+    dedupe_horizon_us: int = 7 * 24 * 3600 * _S
+    rescore_enabled: bool = False
+    rescore_window_us: int = 30 * _S
+
+
+class Outcome(Enum):
+    """What became of one valid record."""
+
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+
+
+class Engine:
+    """The domain core for a set of accounts, with an injected clock."""
+
+    def __init__(self, config: CoreConfig, clock: Clock) -> None:
+        self.config = config
+        self.clock = clock
+        self.accounts: dict[str, AccountState] = {}
+        self.counters: Counter[str] = Counter()
+        self.dirty: set[str] = set()  # accounts changed since the shell last persisted them
+        self._deadlines: list[tuple[int, int, int, str, str]] = []
+        self._expiry: list[tuple[int, int, str, str, str]] = []
+        self._seq = 0
+
+    # -- records -------------------------------------------------------------------------
+
+    def ingest(self, event: Event, digest: str) -> tuple[Outcome, list[Effect]]:
+        """Process one valid record; a duplicate or conflict changes nothing, clock included."""
+        acct = self.accounts.get(event.account_id)
+        if acct is None:
+            acct = self.accounts[event.account_id] = AccountState(event.account_id)
+        occurred = to_us(event.occurred_at)
+        seen = acct.seen.get(event.event_id)
+        if seen is not None:
+            outcome = Outcome.DUPLICATE if seen[0] == digest else Outcome.CONFLICT
+            self.counters[outcome.value] += 1
+            return outcome, []
+        acct.seen[event.event_id] = [digest, occurred]
+        self._push_expiry(occurred, acct.account_id, event)
+        self.counters[f"events.{event.type}"] += 1
+        self.dirty.add(acct.account_id)
+        now = self.clock.observe(occurred)
+        effects: list[Effect] = []
+        self._fire_due(now, effects)
+        self._apply(acct, event, occurred, now, effects)
+        self._fire_due(now, effects)
+        self._expire(now)
+        return Outcome.APPLIED, effects
+
+    def advance(self, now: int | None = None) -> list[Effect]:
+        """Fire what is due at ``now`` (default: the clock's now), with no new record."""
+        effects: list[Effect] = []
+        self._fire_due(self.clock.now() if now is None else now, effects)
+        return effects
+
+    def heal(self, account_id: str) -> list[Effect]:
+        """Rewrite the cache from the ledger (auto-heal): a newer version wins the CAS."""
+        acct = self.accounts.get(account_id)
+        if acct is None:
+            return []
+        acct.version += 1
+        if acct.drift is not None:
+            acct.drift.healing = True
+        self.dirty.add(account_id)
+        self.counters["auto_heals"] += 1
+        return [self._cache_write(acct, self.clock.now(), heal=True)]
+
+    # -- applying ------------------------------------------------------------------------
+
+    def _apply(
+        self, acct: AccountState, event: Event, occurred: int, now: int, effects: list[Effect]
+    ) -> None:
+        before = acct.expected_available
+        observation = isinstance(event, LimitDisplayed)
+        ledger_changed = False
+        if observation:
+            if not self._observe(acct, event, occurred):
+                return
+        elif isinstance(event, RepaymentInitiated):
+            self._initiated(acct, event, occurred)
+        else:
+            entries = apply_ledger(acct, event, occurred)
+            if isinstance(event, RepaymentPosted):
+                self._posted_payment(acct, event, now, effects)
+            if entries:
+                ledger_changed = True
+                acct.history.extend(entries)
+                effects.append(self._cache_write(acct, now, change_us=occurred))
+                self._track_change(acct, event.event_id, occurred, effects)
+                if self.config.rescore_enabled and not isinstance(event, RepaymentReversed):
+                    self._want_rescore(acct, event.event_id, now)
+        if acct.observed:
+            self._evaluate(acct, event, occurred, now, before, observation, ledger_changed, effects)
+
+    def _observe(self, acct: AccountState, event: LimitDisplayed, occurred: int) -> bool:
+        """Take the newest observation by occurred_at (a late one is stale): order-free."""
+        key = [occurred, -1 if event.cache_version is None else event.cache_version, event.event_id]
+        if acct.display_key is not None and key < acct.display_key:
+            self.counters["stale_observations"] += 1
+            return False
+        acct.observed = True
+        acct.displayed = event.displayed_available
+        acct.display_key = key
+        return True
+
+    def _initiated(self, acct: AccountState, event: RepaymentInitiated, occurred: int) -> None:
+        shown = acct.expected_available
+        acct.history.append(
+            ChangeEntry(
+                occurred, event.event_id, "REPAYMENT_IN_FLIGHT", shown, shown,
+                f"paid {yuan(event.amount)} by {event.channel}; waiting for core banking to post",
+            )
+        )
+        pid = event.payment_id
+        if pid in acct.posted_payments or pid in acct.clearing:
+            return
+        aid = alerts.alert_id("clearing", acct.account_id, pid)
+        acct.clearing[pid] = ClearingWatch(pid, event.event_id, event.amount, occurred, aid)
+        self._push_deadline(occurred + self.config.clearing_sla_us, _CLEARING, acct.account_id, pid)
+
+    def _posted_payment(
+        self, acct: AccountState, event: RepaymentPosted, now: int, effects: list[Effect]
+    ) -> None:
+        if event.payment_id is None:
+            return
+        watch = acct.clearing.pop(event.payment_id, None)
+        if watch is not None and watch.breached:
+            effects.append(self._clearing_alert("mismatch.resolved", acct, watch, now, "synced"))
+
+    def _track_change(
+        self, acct: AccountState, event_id: str, occurred: int, effects: list[Effect]
+    ) -> None:
+        acct.since_agree.append(event_id)
+        del acct.since_agree[:-EVIDENCE_MAX]
+        if not acct.observed:
+            return
+        acct.pending_changes.append([occurred, acct.expected_available])
+        if len(acct.pending_changes) > PENDING_CHANGES_MAX:
+            dropped = acct.pending_changes.pop(0)
+            effects.append(ChangeDisplayed(acct.account_id, dropped[0], None))
+
+    def _want_rescore(self, acct: AccountState, event_id: str, now: int) -> None:
+        if acct.rescore_due_us is None:
+            acct.rescore_due_us = now + self.config.rescore_window_us
+            self._push_deadline(acct.rescore_due_us, _RESCORE, acct.account_id, "")
+        if len(acct.rescore_triggers) < TRIGGERS_MAX:
+            acct.rescore_triggers.append(event_id)
+
+    # -- drift ---------------------------------------------------------------------------
+
+    def _evaluate(
+        self, acct: AccountState, event: Event, occurred: int, now: int, before: int,
+        observation: bool, ledger_changed: bool, effects: list[Effect],
+    ) -> None:
+        expected = acct.expected_available
+        drift = acct.drift
+        if acct.displayed != expected:
+            if drift is None:
+                acct.drift_seq += 1
+                aid = alerts.alert_id("drift", acct.account_id, acct.drift_seq, occurred)
+                acct.drift = DriftState(
+                    aid, occurred, {before, expected}, list(acct.since_agree)
+                )
+                self._push_deadline(occurred + self.config.sla_us, _BREACH, acct.account_id, aid)
+            else:
+                drift.held.add(expected)
+                if ledger_changed and len(drift.evidence) < EVIDENCE_MAX:
+                    drift.evidence.append(event.event_id)
+            return
+        if observation:
+            for change_us, _ in acct.pending_changes:
+                effects.append(ChangeDisplayed(acct.account_id, change_us, max(0, occurred - change_us)))
+        acct.pending_changes.clear()
+        acct.since_agree.clear()
+        if drift is None:
+            return
+        acct.drift = None
+        if drift.breached:
+            healed = observation and drift.healing and _extra(event, "source") == "auto_heal"
+            resolution = "auto_healed" if healed else ("synced" if observation else "superseded")
+            effects.append(self._drift_alert("mismatch.resolved", acct, drift, now, resolution))
+
+    # -- deadlines -----------------------------------------------------------------------
+
+    def _push_deadline(self, due: int, kind: int, account_id: str, token: str) -> None:
+        self._seq += 1
+        heapq.heappush(self._deadlines, (due, self._seq, kind, account_id, token))
+
+    def _fire_due(self, now: int, effects: list[Effect]) -> None:
+        heap = self._deadlines
+        while heap and heap[0][0] < now:  # over its SLA means strictly greater
+            due, _, kind, account_id, token = heapq.heappop(heap)
+            acct = self.accounts.get(account_id)
+            if acct is not None:
+                self._fire(acct, due, kind, token, now, effects)
+
+    def _fire(
+        self, acct: AccountState, due: int, kind: int, token: str, now: int, effects: list[Effect]
+    ) -> None:
+        factor = self.config.escalation_factor
+        drift = acct.drift
+        if kind == _BREACH and drift and drift.alert_id == token and not drift.breached:
+            drift.breached, drift.detected_us = True, now
+            drift.reason = alerts.classify(acct, drift)
+            drift.severity = alerts.severity(acct.expected_available, acct.displayed)
+            self.counters[f"breaches.{drift.reason}"] += 1
+            effects.append(self._drift_alert("mismatch.opened", acct, drift, now))
+            self._push_deadline(drift.opened_us + factor * self.config.sla_us, _ESCALATE,
+                                acct.account_id, token)
+        elif kind == _ESCALATE and drift and drift.alert_id == token and not drift.escalated:
+            drift.escalated = True
+            effects.append(self._drift_alert("mismatch.escalated", acct, drift, now))
+        elif kind in (_CLEARING, _CLEARING_ESCALATE):
+            self._fire_clearing(acct, kind, token, now, effects)
+        elif kind == _RESCORE and acct.rescore_due_us == due:
+            effects.append(RescoreRequested(acct.account_id, now, tuple(acct.rescore_triggers)))
+            acct.rescore_due_us, acct.rescore_triggers = None, []
+            acct.rescore_requested_us = now
+            self.counters["rescore_requests"] += 1
+        else:
+            return
+        self.dirty.add(acct.account_id)
+
+    def _fire_clearing(
+        self, acct: AccountState, kind: int, pid: str, now: int, effects: list[Effect]
+    ) -> None:
+        watch = acct.clearing.get(pid)
+        if watch is None:
+            return
+        if kind == _CLEARING and not watch.breached:
+            watch.breached, watch.detected_us = True, now
+            self.counters["breaches.REPAYMENT_NOT_POSTED"] += 1
+            effects.append(self._clearing_alert("mismatch.opened", acct, watch, now))
+            due = watch.opened_us + self.config.escalation_factor * self.config.clearing_sla_us
+            self._push_deadline(due, _CLEARING_ESCALATE, acct.account_id, pid)
+        elif kind == _CLEARING_ESCALATE and watch.breached and not watch.escalated:
+            watch.escalated = True
+            effects.append(self._clearing_alert("mismatch.escalated", acct, watch, now))
+
+    def _drift_alert(
+        self, kind: str, acct: AccountState, drift: DriftState, now: int,
+        resolution: str | None = None,
+    ) -> AlertRaised:
+        self.counters[f"alerts.{kind}"] += 1
+        return AlertRaised(alerts.drift_record(
+            kind, acct, drift, drift.detected_us, now, self.config.sla_us, resolution
+        ))
+
+    def _clearing_alert(
+        self, kind: str, acct: AccountState, watch: ClearingWatch, now: int,
+        resolution: str | None = None,
+    ) -> AlertRaised:
+        self.counters[f"alerts.{kind}"] += 1
+        return AlertRaised(alerts.clearing_record(
+            kind, acct, watch, watch.detected_us, now, self.config.clearing_sla_us, resolution
+        ))
+
+    # -- bounded memory ------------------------------------------------------------------
+
+    def _push_expiry(self, occurred: int, account_id: str, event: Event) -> None:
+        if isinstance(event, RepaymentReversed):
+            extra = event.reverses_event_id
+        elif isinstance(event, RepaymentPosted):
+            extra = event.payment_id or ""
+        else:
+            extra = ""
+        heapq.heappush(self._expiry, (occurred, self._next_seq(), account_id, event.event_id, extra))
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _expire(self, now: int) -> None:
+        """Forget ids older than the dedupe horizon, so memory stays bounded."""
+        horizon = now - self.config.dedupe_horizon_us
+        heap = self._expiry
+        while heap and heap[0][0] < horizon:
+            occurred, _, account_id, event_id, extra = heapq.heappop(heap)
+            acct = self.accounts.get(account_id)
+            if acct is None:
+                continue
+            seen = acct.seen.get(event_id)
+            if seen is None or seen[1] != occurred:
+                continue
+            del acct.seen[event_id]
+            acct.posted.pop(event_id, None)
+            if extra:
+                acct.orphan_reversals.pop(extra, None)
+                if acct.posted_payments.get(extra) == occurred:
+                    del acct.posted_payments[extra]
+            self.counters["expired_ids"] += 1
+
+    # -- state in and out ----------------------------------------------------------------
+
+    def _cache_write(
+        self, acct: AccountState, now: int, change_us: int | None = None, heal: bool = False
+    ) -> CacheWrite:
+        return CacheWrite(
+            acct.account_id, acct.expected_available, acct.credit_line, acct.outstanding,
+            acct.status, acct.version, now, now if change_us is None else change_us, heal,
+        )
+
+    def load(self, states: Iterable[AccountState]) -> None:
+        """Adopt accounts (after a restart or a partition assignment) and rebuild deadlines."""
+        for acct in states:
+            self.accounts[acct.account_id] = acct
+            aid = acct.account_id
+            for event_id, (_, occurred) in acct.seen.items():
+                heapq.heappush(self._expiry, (occurred, self._next_seq(), aid, event_id, ""))
+            drift = acct.drift
+            if drift is not None and not drift.breached:
+                self._push_deadline(drift.opened_us + self.config.sla_us, _BREACH, aid, drift.alert_id)
+            elif drift is not None and not drift.escalated:
+                due = drift.opened_us + self.config.escalation_factor * self.config.sla_us
+                self._push_deadline(due, _ESCALATE, aid, drift.alert_id)
+            for pid, watch in acct.clearing.items():
+                sla = self.config.clearing_sla_us
+                if not watch.breached:
+                    self._push_deadline(watch.opened_us + sla, _CLEARING, aid, pid)
+                elif not watch.escalated:
+                    due = watch.opened_us + self.config.escalation_factor * sla
+                    self._push_deadline(due, _CLEARING_ESCALATE, aid, pid)
+            if acct.rescore_due_us is not None:
+                self._push_deadline(acct.rescore_due_us, _RESCORE, aid, "")
+
+    def unload(self, account_ids: Iterable[str]) -> None:
+        """Drop accounts this worker no longer owns; their heap entries die lazily."""
+        for aid in account_ids:
+            self.accounts.pop(aid, None)
+            self.dirty.discard(aid)
+
+    def open_drifts(self) -> int:
+        return sum(1 for a in self.accounts.values() if a.drift is not None)
+
+    def next_due_us(self) -> int | None:
+        return self._deadlines[0][0] if self._deadlines else None
+
+
+def _extra(event: Event, name: str) -> object:
+    extra = event.model_extra or {}
+    return extra.get(name)

@@ -1,0 +1,85 @@
+"""Explanations: why the limit a user sees is what it is (CONTRACT.md, "Explanations").
+
+Not every change a user notices is a fault; a support agent needs the breakdown and the
+changes with a code each, and for a decrease the model's specific reasons.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.timefmt import format_us
+from streams.core.ledger import yuan
+from streams.core.state import AccountState
+
+__all__ = ["explain", "render_text"]
+
+
+def explain(state: AccountState, since_us: int | None = None) -> dict[str, Any]:
+    """The breakdown of the expected limit and the explained changes since ``since_us``."""
+    changes = [
+        {
+            "at": format_us(h.at_us),
+            "event_id": h.event_id,
+            "code": h.code,
+            "available_before": h.available_before,
+            "available_after": h.available_after,
+            "detail": h.detail,
+            **({"reasons": h.reasons} if h.reasons else {}),
+        }
+        for h in sorted(state.history, key=lambda h: (h.at_us, h.event_id))
+        if since_us is None or h.at_us >= since_us
+    ]
+    pending = [
+        {
+            "code": "REPAYMENT_IN_FLIGHT",
+            "payment_id": w.payment_id,
+            "amount": w.amount,
+            "since": format_us(w.opened_us),
+            "detail": f"{yuan(w.amount)} paid, not yet posted by core banking",
+        }
+        for w in sorted(state.clearing.values(), key=lambda w: w.opened_us)
+    ]
+    rescore_since = state.rescore_requested_us or state.rescore_due_us
+    if rescore_since is not None:
+        pending.append({
+            "code": "RESCORE_PENDING",
+            "since": format_us(rescore_since),
+            "detail": "the risk model is re-scoring the line after recent activity",
+        })
+    drift = state.drift
+    return {
+        "account_id": state.account_id,
+        "expected_available": state.expected_available,
+        "displayed_available": state.displayed,
+        "credit_line": state.credit_line,
+        "outstanding": state.outstanding,
+        "status": state.status,
+        "version": state.version,
+        "in_drift": drift is not None,
+        "drift_opened_at": format_us(drift.opened_us) if drift else None,
+        "changes": changes,
+        "pending": pending,
+    }
+
+
+def render_text(report: dict[str, Any]) -> str:
+    """A support agent's view of ``explain``: plain lines, amounts in yuan."""
+    shown = report["displayed_available"]
+    lines = [
+        f"Account {report['account_id']}",
+        f"  expected available  {yuan(report['expected_available'])}"
+        f"  (line {yuan(report['credit_line'])} - outstanding {yuan(report['outstanding'])}"
+        f", status {report['status']})",
+        f"  displayed           {'never observed' if shown is None else yuan(shown)}",
+    ]
+    if report["in_drift"]:
+        lines.append(f"  the display disagrees since {report['drift_opened_at']}")
+    lines.append("Changes:" if report["changes"] else "No changes in the period.")
+    for c in report["changes"]:
+        delta = c["available_after"] - c["available_before"]
+        lines.append(f"  {c['at']}  {c['code']:<22} {delta:+d} fen  {c['detail']}")
+        lines.extend(f"      reason: {r}" for r in c.get("reasons", []))
+    for p in report["pending"]:
+        lines.append(f"  pending  {p['code']:<22} {p['detail']} (since {p['since']})")
+    return "\n".join(lines)

