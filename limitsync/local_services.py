@@ -26,12 +26,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 from urllib.parse import quote
 
 import redis
 from kafka import KafkaAdminClient
 from kafka import errors as kafka_errors
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 __all__ = [
     "LOOPBACK",
@@ -429,9 +431,9 @@ class LocalRedis(_LocalProcess):
         auth = f":{quote(self._password, safe='')}@" if self._password else ""
         return f"{scheme}://{auth}{LOOPBACK}:{self.port}/{self._db}"
 
-    def client(self, **kwargs: object) -> redis.Redis:
+    def client(self, **kwargs: Any) -> redis.Redis:
         """A redis-py client for this server (password and TLS filled in); caller closes it."""
-        options: dict[str, object] = {
+        options: dict[str, Any] = {
             "host": LOOPBACK,
             "port": self.port,
             "db": self._db,
@@ -448,7 +450,7 @@ class LocalRedis(_LocalProcess):
                 ssl_check_hostname=False,
             )
         options.update(kwargs)
-        return redis.Redis(**options)  # type: ignore[arg-type]
+        return redis.Redis(**options)
 
     def _command(self) -> list[str]:
         return [str(redis_server_binary()), str(self._write_config())]
@@ -484,7 +486,11 @@ class LocalRedis(_LocalProcess):
         return path
 
     def _probe(self) -> None:
-        client = self.client(socket_timeout=1.0, socket_connect_timeout=1.0)
+        # redis-py retries connection errors (AuthenticationError is one) for seconds by
+        # default; the wait loop already retries, so one attempt per probe.
+        client = self.client(
+            socket_timeout=1.0, socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0)
+        )
         try:
             client.ping()
         except redis.RedisError as exc:
@@ -561,9 +567,7 @@ def _wait_for_partitions(
         if not missing:
             return
         if time.monotonic() >= deadline:
-            raise LocalServiceError(
-                f"topics not ready within {ready_timeout_s} s: {missing}"
-            )
+            raise LocalServiceError(f"topics not ready within {ready_timeout_s} s: {missing}")
         time.sleep(_POLL_INTERVAL_S * 2)
 
 

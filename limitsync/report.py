@@ -553,8 +553,9 @@ def _timeline_marks(
         x0, x1 = frame.x(drift.start), frame.x(drift.end or end)
         tip = f"drift {drift.alert_id} {drift.reason} from {drift.opened_at}"
         parts.append(
-            f'<rect class="drift-band" x="{_f(x0)}" y="{_f(frame.top)}" width="{_f(max(x1 - x0, 1.0))}" '
-            f'height="{_f(frame.height)}"><title>{_esc(tip)}</title></rect>'
+            f'<rect class="drift-band" x="{_f(x0)}" y="{_f(frame.top)}" '
+            f'width="{_f(max(x1 - x0, 1.0))}" height="{_f(frame.height)}">'
+            f"<title>{_esc(tip)}</title></rect>"
         )
     bottom = frame.top + frame.height
     for record in records:
@@ -611,11 +612,13 @@ def _svg_timeline(
 
 _CSS = """
 :root{color-scheme:light}
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans","Liberation Sans",sans-serif;
-margin:0 auto;max-width:1100px;padding:16px 24px 48px;color:#1d2330;background:#fff}
-h1{font-size:22px;margin:8px 0 4px}h2{font-size:18px;margin:32px 0 8px;border-bottom:1px solid #dde2ea;
-padding-bottom:4px}h3{font-size:15px;margin:20px 0 6px}
-code{font:12.5px/1.3 ui-monospace,"DejaVu Sans Mono",monospace;background:#f3f5f8;padding:0 3px;border-radius:3px}
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans","Liberation Sans",
+sans-serif;margin:0 auto;max-width:1100px;padding:16px 24px 48px;color:#1d2330;background:#fff}
+h1{font-size:22px;margin:8px 0 4px}
+h2{font-size:18px;margin:32px 0 8px;border-bottom:1px solid #dde2ea;padding-bottom:4px}
+h3{font-size:15px;margin:20px 0 6px}
+code{font:12.5px/1.3 ui-monospace,"DejaVu Sans Mono",monospace;background:#f3f5f8;padding:0 3px;
+border-radius:3px}
 table{border-collapse:collapse;margin:6px 0 10px;font-size:13px}
 th,td{border-bottom:1px solid #e6e9ef;padding:3px 10px 3px 0;text-align:left;vertical-align:top}
 th{color:#4b5566;font-weight:600}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
@@ -628,7 +631,8 @@ tr.drift td{background:#fff4f2}tr.omitted td{color:#6b7385;font-style:italic}
 .banner{background:#fff8e1;border:1px solid #f0d98c;border-radius:6px;padding:6px 10px}
 nav a{margin-right:12px}
 svg.chart{display:block;max-width:100%;height:auto;margin:6px 0}
-svg text{font:11px system-ui,"Liberation Sans",sans-serif;fill:#39414f}svg text.value{font-weight:600}
+svg text{font:11px system-ui,"Liberation Sans",sans-serif;fill:#39414f}
+svg text.value{font-weight:600}
 .grid{stroke:#e8ebf0;stroke-width:1}.axisline{stroke:#8a93a3;stroke-width:1}
 .legend{font-size:12.5px;margin:2px 0}.key{margin-right:14px}
 .swatch{display:inline-block;width:11px;height:11px;margin-right:4px;vertical-align:-1px;border-radius:2px}
@@ -647,7 +651,8 @@ svg text{font:11px system-ui,"Liberation Sans",sans-serif;fill:#39414f}svg text.
 .m-resolved line{stroke:#2e8540}.m-resolved path{fill:#2e8540}
 .c-m-resolved{background:#2e8540}
 details{margin:6px 0}summary{cursor:pointer;color:#1f5fa8}
-dl{margin:4px 0;display:grid;grid-template-columns:max-content auto;gap:2px 12px}dt{color:#4b5566}dd{margin:0}
+dl{margin:4px 0;display:grid;grid-template-columns:max-content auto;gap:2px 12px}
+dt{color:#4b5566}dd{margin:0}
 @media print{nav{display:none}section.timeline{break-inside:avoid}}
 """
 
@@ -710,7 +715,8 @@ def _section_header(view: _View) -> str:
     data = view.data
     by_type = Counter(str(record.get("type", "?")) for record in data.alerts)
     type_counts = {key.removeprefix("mismatch."): value for key, value in by_type.items()}
-    dead_total = sum(int(v) for v in data.dead_letters_by_reason.values())
+    dead_letters = data.dead_letters_by_reason
+    dead_total = sum(int(v) for v in dead_letters.values())
     alerted = {str(record.get("account_id", "")) for record in data.alerts}
     open_drifts = sum(1 for drift in view.all_drifts if drift.resolution is None)
     unexplained = _unexplained_counts(view.all_drifts)
@@ -726,7 +732,7 @@ def _section_header(view: _View) -> str:
         ),
         _card(
             "dead letters", "dead-letters-total", str(dead_total),
-            _count_items("dead-letters", "reason", data.dead_letters_by_reason, DEAD_LETTER_REASONS),
+            _count_items("dead-letters", "reason", dead_letters, DEAD_LETTER_REASONS),
         ),
         _card(
             "accounts", "accounts-total", str(len(data.accounts)),
@@ -737,9 +743,10 @@ def _section_header(view: _View) -> str:
     focus = ""
     if data.focus_account is not None:
         focus = (
-            f'<p class="banner" id="focus" data-account="{_esc(data.focus_account)}">Focused on account '
-            f"<code>{_esc(data.focus_account)}</code>: the totals above cover the whole input; the "
-            "sections on alerts, drifts and timelines below cover this account only.</p>"
+            f'<p class="banner" id="focus" data-account="{_esc(data.focus_account)}">'
+            f"Focused on account <code>{_esc(data.focus_account)}</code>: the totals above "
+            "cover the whole input; the sections on alerts, drifts and timelines below "
+            "cover this account only.</p>"
         )
     return (
         f"<header><h1>{_esc(data.title)}</h1>"
@@ -829,7 +836,8 @@ def _section_over_time(view: _View) -> str:
         "Alerts over time by detected_at", columns, ["c-opened", "c-escalated"], label_every
     )
     return (
-        f'{intro}<p class="note">Opened and escalated alerts by <code>detected_at</code>, in buckets of '
+        f'{intro}<p class="note">Opened and escalated alerts by <code>detected_at</code>, '
+        "in buckets of "
         f'<span id="time-bucket-seconds" data-seconds="{width}">{_duration_text(width)}</span> '
         f"({_esc(_tz_label(view.tz))}).</p>"
         f"{_legend([('opened', 'c-opened'), ('escalated', 'c-escalated')])}{chart}</section>"
@@ -854,25 +862,31 @@ def _section_longest(view: _View, anchors: dict[str, str]) -> str:
             status += ", escalated"
         secs = "" if duration is None else f"{duration:.3f}"
         rows.append(
-            f'<tr data-alert-id="{_esc(drift.alert_id)}" data-seconds="{secs}"><td class="num">{rank}</td>'
-            f"<td>{account}</td><td><code>{_esc(drift.alert_id)}</code></td><td>{_esc(drift.reason)}</td>"
+            f'<tr data-alert-id="{_esc(drift.alert_id)}" data-seconds="{secs}">'
+            f'<td class="num">{rank}</td><td>{account}</td>'
+            f"<td><code>{_esc(drift.alert_id)}</code></td><td>{_esc(drift.reason)}</td>"
             f"<td>{_esc(drift.severity)}</td><td>{_esc(drift.opened_at)}</td>"
             f'<td class="num">{"?" if duration is None else _duration_text(duration)}</td>'
             f'<td class="num">{_money_html(drift.drift)}</td><td>{status}</td></tr>'
         )
     capped = ""
     if len(ranked) > len(shown):
-        capped = f'<p class="note" id="drifts-capped">Showing the {len(shown)} longest of {len(ranked)} drifts.</p>'
+        capped = (
+            f'<p class="note" id="drifts-capped">Showing the {len(shown)} longest of '
+            f"{len(ranked)} drifts.</p>"
+        )
     body = (
-        "<table><thead><tr><th>#</th><th>account</th><th>alert id</th><th>reason</th><th>severity</th>"
+        "<table><thead><tr><th>#</th><th>account</th><th>alert id</th><th>reason</th>"
+        "<th>severity</th>"
         '<th>opened at</th><th class="num">duration</th><th class="num">drift ¥</th><th>status</th>'
         f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
         if rows
         else '<p class="muted">No drifts.</p>'
     )
     return (
-        '<section id="longest-drifts"><h2>Longest drifts</h2><p class="note">From opened to resolved '
-        "per alert id; a drift still open is measured to the last detected/resolved time in the data. "
+        '<section id="longest-drifts"><h2>Longest drifts</h2><p class="note">From opened to '
+        "resolved per alert id; a drift still open is measured to the last detected/resolved "
+        "time in the data. "
         f"Drift ¥ = displayed − expected when the breach fired.</p>{capped}{body}</section>"
     )
 
@@ -891,7 +905,8 @@ def _section_latency(view: _View) -> str:
         for key, label, count in summary.buckets
     ]
     rows = "".join(
-        f'<tr data-bucket="{key}"><td>{_esc(label)}</td><td class="num" id="latency-{key}">{count}</td>'
+        f'<tr data-bucket="{key}"><td>{_esc(label)}</td>'
+        f'<td class="num" id="latency-{key}">{count}</td>'
         f'<td class="num">{_share_text(count, total)}</td></tr>'
         for key, label, count in summary.buckets
     )
@@ -901,12 +916,14 @@ def _section_latency(view: _View) -> str:
         value = nines(share) if share is not None else None
         nines_text = "n/a" if value is None else _nines_text(value)
         attrs = (
-            f' data-share="{"" if share is None else repr(share)}" data-nines="'
-            f'{"" if value is None else _nines_attr(value)}" data-count="{count}" data-total="{total}"'
+            f' data-share="{"" if share is None else repr(share)}"'
+            f' data-nines="{"" if value is None else _nines_attr(value)}"'
+            f' data-count="{count}" data-total="{total}"'
         )
         slo.append(
-            f'<li><span class="big-inline" id="slo-{key}"{attrs}>{nines_text}</span> nines of changes '
-            f'displayed within {_esc(label)} (<span id="share-{key}">{_share_text(count, total)}</span>, '
+            f'<li><span class="big-inline" id="slo-{key}"{attrs}>{nines_text}</span> '
+            f"nines of changes displayed within {_esc(label)} "
+            f'(<span id="share-{key}">{_share_text(count, total)}</span>, '
             f"{count} of {total})</li>"
         )
     chart = (
@@ -916,11 +933,13 @@ def _section_latency(view: _View) -> str:
     )
     return (
         '<section id="consistency"><h2>Consistency: time until the display showed a change</h2>'
-        f'<p class="note">Per ledger change (<span id="changes-total">{total}</span> measured), how long '
-        "until the displayed limit showed it, as measured from outside (Polaris-style). Bucket "
-        "bounds are inclusive at the top; over the SLA means strictly greater.</p>"
+        f'<p class="note">Per ledger change (<span id="changes-total">{total}</span> measured), '
+        "how long until the displayed limit showed it, as measured from outside "
+        "(Polaris-style). Bucket bounds are inclusive at the top; over the SLA means "
+        "strictly greater.</p>"
         f'<ul class="slo">{"".join(slo)}</ul>{chart}'
-        f'<table><thead><tr><th>time to display</th><th class="num">changes</th><th class="num">share</th>'
+        '<table><thead><tr><th>time to display</th><th class="num">changes</th>'
+        '<th class="num">share</th>'
         f"</tr></thead><tbody>{rows}</tbody></table></section>"
     )
 
@@ -937,9 +956,10 @@ def _section_unexplained(view: _View, counts: tuple[int, int]) -> str:
         f'<p><span class="big-inline" id="unexplained-share" data-share="{share}" '
         f'data-unexplained="{part}" data-mismatches="{whole}">{_share_text(part, whole)}</span> '
         f"of drifts are unexplained ({part} of {whole}).</p>"
-        '<p class="note">A drift is explained when its reason names the cause (repayment not posted, '
-        "sync delay, freeze not applied, cache missing). <code>CACHE_DIVERGED</code> — the display "
-        "showed a value the account never had — and any reason outside the contract count as "
+        '<p class="note">A drift is explained when its reason names the cause '
+        "(repayment not posted, sync delay, freeze not applied, cache missing). "
+        "<code>CACHE_DIVERGED</code> — the display showed a value the account never had — "
+        "and any reason outside the contract count as "
         "unexplained: the goal is zero.</p></section>"
     )
 
@@ -973,7 +993,8 @@ def _timeline_table(points: Sequence[TimelinePoint]) -> str:
         )
     return (
         '<table class="events"><thead><tr><th>occurred at</th><th>event id</th><th>type</th>'
-        '<th class="num">expected ¥</th><th class="num">displayed ¥</th><th class="num">drift ¥</th>'
+        '<th class="num">expected ¥</th><th class="num">displayed ¥</th>'
+        '<th class="num">drift ¥</th>'
         f"<th>note</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
 
@@ -1026,7 +1047,8 @@ def _account_summary(account: dict[str, Any] | None) -> str:
         return '<p class="muted">No end-of-input state for this account.</p>'
     money = ("credit_line", "outstanding", "expected_available", "displayed_available")
     items = "".join(
-        f'<dt>{_esc(key.replace("_", " "))}</dt><dd data-field="{key}">{_money_html(account.get(key))}</dd>'
+        f"<dt>{_esc(key.replace('_', ' '))}</dt>"
+        f'<dd data-field="{key}">{_money_html(account.get(key))}</dd>'
         for key in money
     )
     items += f'<dt>status</dt><dd data-field="status">{_esc(account.get("status", "?"))}</dd>'
@@ -1049,13 +1071,12 @@ def _timeline_section(
     )
     explanation = ""
     if account_id in data.explanations:
-        explanation = (
-            f"<details><summary>Explanation</summary>{_render_value('', data.explanations[account_id], 0)}"
-            "</details>"
-        )
+        rendered = _render_value("", data.explanations[account_id], 0)
+        explanation = f"<details><summary>Explanation</summary>{rendered}</details>"
     return (
         f'<section class="timeline" id="{anchor}" data-account="{_esc(account_id)}">'
-        f"<h3>Account <code>{_esc(account_id)}</code> — {len(drifts)} drift(s), {len(points)} records</h3>"
+        f"<h3>Account <code>{_esc(account_id)}</code> — "
+        f"{len(drifts)} drift(s), {len(points)} records</h3>"
         f"{_account_summary(accounts.get(account_id))}{chart}"
         f"<details open><summary>Events</summary>{table}</details>{explanation}</section>"
     )
@@ -1072,13 +1093,18 @@ def _section_timelines(view: _View, ordered: Sequence[str], anchors: dict[str, s
     intro = '<section id="timelines"><h2>Timelines of alerted accounts</h2>'
     if not ordered:
         if data.focus_account is not None:
-            return f'{intro}<p class="muted">Account <code>{_esc(data.focus_account)}</code> raised no alerts.</p></section>'
+            account = _esc(data.focus_account)
+            return (
+                f'{intro}<p class="muted">Account <code>{account}</code> raised no alerts.</p>'
+                "</section>"
+            )
         return intro + '<p class="muted">No account alerted.</p></section>'
     shown = ordered[:TIMELINES_MAX]
     capped = ""
     if len(ordered) > len(shown):
         capped = (
-            f'<p class="note" id="timelines-capped" data-shown="{len(shown)}" data-total="{len(ordered)}">'
+            f'<p class="note" id="timelines-capped" data-shown="{len(shown)}" '
+            f'data-total="{len(ordered)}">'
             f"Showing the timelines of the {len(shown)} accounts with the longest drifts, of "
             f"{len(ordered)} alerted accounts.</p>"
         )
@@ -1097,8 +1123,9 @@ def render_report(data: ReportData) -> str:
     nav = "".join(
         f'<a href="#{target}">{name}</a>'
         for target, name in (
-            ("by-reason", "by reason"), ("over-time", "over time"), ("longest-drifts", "longest drifts"),
-            ("consistency", "consistency"), ("unexplained", "unexplained"), ("timelines", "timelines"),
+            ("by-reason", "by reason"), ("over-time", "over time"),
+            ("longest-drifts", "longest drifts"), ("consistency", "consistency"),
+            ("unexplained", "unexplained"), ("timelines", "timelines"),
         )
     )  # fmt: skip
     body = "".join(

@@ -55,9 +55,10 @@ def apply_ledger(state: AccountState, event: LedgerEvent, at_us: int) -> list[Ch
     state.version += 1
     state.last_change_us = at_us
     after = state.expected_available
+    # Only the first entry of an event moves the limit; the rest (interest) explain it.
     return [
-        ChangeEntry(at_us, event.event_id, code, before, after, detail, reasons)
-        for code, detail, reasons in entries
+        ChangeEntry(at_us, event.event_id, code, before if i == 0 else after, after, detail, reasons)
+        for i, (code, detail, reasons) in enumerate(entries)
     ]
 
 

@@ -20,6 +20,8 @@ import pytest
 import redis
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from limitsync.local_services import (
     LocalBroker,
@@ -32,6 +34,12 @@ from limitsync.local_services import (
 pytestmark = pytest.mark.integration
 
 LocalRedisFactory = Callable[..., LocalRedis]
+
+
+def _no_retry() -> Retry:
+    """redis-py retries connection and auth errors for seconds; expected failures need none."""
+    return Retry(NoBackoff(), 0)
+
 
 POLL_DEADLINE_S = 20.0
 # tansu holds a first JoinGroup for half the session timeout (DESIGN.md): keep it short.
@@ -90,9 +98,7 @@ def test_records_keep_keys_headers_and_timestamps(kafka_bootstrap: str, topic: s
     assert records[3].headers == [("trace", b"tr-3"), ("empty", b"")]
 
 
-def test_consumer_group_joins_and_commits(
-    kafka_bootstrap: str, topic: str, unique_id: str
-) -> None:
+def test_consumer_group_joins_and_commits(kafka_bootstrap: str, topic: str, unique_id: str) -> None:
     _produce(kafka_bootstrap, topic, 3, 1_795_900_000_000)
     consumer = KafkaConsumer(
         topic,
@@ -152,7 +158,7 @@ def test_redis_ping_set_get(redis_client: redis.Redis, unique_id: str) -> None:
 def test_redis_restarts_on_the_same_port(local_redis_factory: LocalRedisFactory) -> None:
     server = local_redis_factory()
     port, url = server.port, server.url
-    with server.client() as client:
+    with server.client(retry=_no_retry()) as client:
         client.set("k", "v")
         server.stop()
         assert not server.running
@@ -168,12 +174,16 @@ def test_redis_with_password_refuses_anonymous_commands(
     local_redis_factory: LocalRedisFactory,
 ) -> None:
     server = local_redis_factory(password='s3cret "quoted" \\ pw')
-    with redis.Redis(host=server.host, port=server.port, socket_timeout=5) as anonymous:
+    with redis.Redis(host=server.host, port=server.port, retry=_no_retry()) as anonymous:
         with pytest.raises(redis.AuthenticationError):
             anonymous.set("k", "v")
-    with redis.Redis(host=server.host, port=server.port, password="wrong") as wrong:
-        with pytest.raises(redis.AuthenticationError):
-            wrong.ping()
+    with (
+        redis.Redis(
+            host=server.host, port=server.port, password="wrong", retry=_no_retry()
+        ) as wrong,
+        pytest.raises(redis.AuthenticationError),
+    ):
+        wrong.ping()
     with redis.Redis.from_url(server.url) as authenticated:
         assert authenticated.set("k", "v") is True
         assert authenticated.get("k") == b"v"
@@ -187,12 +197,48 @@ def _make_tls_material(directory: Path) -> RedisTLS:
     def run(*args: str) -> None:
         subprocess.run([openssl, *args], cwd=directory, check=True, capture_output=True)
 
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca",
-        "-keyout", "ca.key", "-out", "ca.crt")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-        "-keyout", "redis.key", "-out", "redis.csr")
-    run("x509", "-req", "-in", "redis.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "1", "-out", "redis.crt")
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    )
+    run(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "redis.key",
+        "-out",
+        "redis.csr",
+    )
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "redis.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-out",
+        "redis.crt",
+    )
     return RedisTLS(directory / "redis.crt", directory / "redis.key", directory / "ca.crt")
 
 
@@ -204,9 +250,11 @@ def test_redis_over_tls(local_redis_factory: LocalRedisFactory, tmp_path: Path) 
     assert server.url.startswith("rediss://")
     with server.client() as client:
         assert client.set("k", "v") is True
-    with redis.Redis(host=server.host, port=server.port, password="pw", socket_timeout=2) as plain:
-        with pytest.raises(redis.ConnectionError):
-            plain.ping()
+    with (
+        redis.Redis(host=server.host, port=server.port, password="pw", retry=_no_retry()) as plain,
+        pytest.raises(redis.ConnectionError),
+    ):
+        plain.ping()
 
 
 def test_local_processes_start_fast_and_stop_completely(tmp_path: Path) -> None:

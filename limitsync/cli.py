@@ -1,0 +1,202 @@
+"""The ``limitsync`` command line: the composition root's front door.
+
+Nothing is created at import time; each subcommand builds what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+__all__ = ["main"]
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _fail(message: str) -> int:
+    print(f"limitsync: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _time_us(text: str) -> int:
+    from schemas.timefmt import parse_rfc3339, to_us
+
+    try:
+        return to_us(parse_rfc3339(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+# -- replay / explain / report ------------------------------------------------------------
+
+
+def _replay_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from limitsync.replay import ReplayOptions
+
+    return ReplayOptions(
+        sla_seconds=args.sla_seconds,
+        clearing_sla_seconds=args.clearing_sla_seconds,
+        until_us=getattr(args, "until", None),
+    )
+
+
+def _run_file_replay(args: argparse.Namespace, keep_timelines: bool = True):  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from limitsync.inputs import input_size, open_input
+    from limitsync.progress import progress_reporter
+    from limitsync.replay import run_replay
+
+    options = replace(_replay_options(args), keep_timelines=keep_timelines)
+    with progress_reporter(input_size(args.input)) as progress:
+        return options, run_replay(open_input(args.input), options, progress)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from limitsync.inputs import InputError
+    from limitsync.replay import write_outputs
+
+    if args.from_kafka:
+        from consumers.kafka_replay import replay_from_kafka_cli  # issue 4
+
+        return replay_from_kafka_cli(args)
+    if not args.input:
+        return _fail("replay needs --input FILE or --from-kafka")
+    try:
+        options, result = _run_file_replay(args)
+    except InputError as exc:
+        return _fail(str(exc))
+    out = Path(args.out)
+    write_outputs(result, out, options, args.input, getattr(args, "account", None))
+    c = result.counts
+    rate = c["records"] / result.elapsed_s if result.elapsed_s else 0.0
+    print(
+        f"replayed {c['records']} records ({c['applied']} applied, {c['duplicate']} duplicates, "
+        f"{c['conflict']} conflicts, {c['invalid']} invalid) in {result.elapsed_s:.1f} s "
+        f"({rate:,.0f}/s): {len(result.alerts)} alerts, {len(result.engine.accounts)} accounts "
+        f"-> {out}"
+    )
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from limitsync.inputs import InputError
+    from streams.core.explain import explain, render_text
+
+    if not args.input:
+        from limitsync.live_explain import explain_live  # issue 3: ask the running system
+
+        return explain_live(args)
+    try:
+        _, result = _run_file_replay(args, keep_timelines=False)
+    except InputError as exc:
+        return _fail(str(exc))
+    acct = result.engine.accounts.get(args.account)
+    if acct is None:
+        return _fail(f"account {args.account!r} does not appear in {args.input}")
+    report = explain(acct, args.since)
+    print(json.dumps(report, indent=2) if args.json else render_text(report))
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from limitsync.simulate import write_simulation
+
+    stats = write_simulation(
+        Path(args.out), accounts=args.accounts, hours=args.hours, seed=args.seed,
+        faults=args.faults, bad=args.bad,
+    )
+    print(f"wrote {args.out}: {stats}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from schemas.export import write_json_schemas
+
+    written = write_json_schemas(Path(args.out))
+    print(f"wrote {len(written)} JSON Schemas to {args.out}")
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------------
+
+
+def _add_clock_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sla-seconds", type=int, default=60)
+    p.add_argument("--clearing-sla-seconds", type=int, default=7200)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="limitsync", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("replay", help="replay an event log through the core; write alerts and a report")
+    p.add_argument("--input", help="JSON Lines file of contract events, in log order")
+    p.add_argument("--from-kafka", action="store_true", help="read the input topics instead")
+    p.add_argument("--start", type=_time_us, help="with --from-kafka: first record timestamp")
+    p.add_argument("--end", type=_time_us, help="with --from-kafka: last record timestamp")
+    p.add_argument("--account", help="narrow the report to one account")
+    p.add_argument("--state-file", help="reach the local stack of `limitsync up`")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--until", type=_time_us, help="advance the clock to TIME after the last record")
+    _add_clock_args(p)
+    p.set_defaults(handler=cmd_replay)
+
+    p = sub.add_parser("explain", help="why an account's limit is what it is")
+    p.add_argument("account")
+    p.add_argument("--input", help="event log to explain from (else: the running system)")
+    p.add_argument("--since", type=_time_us, help="changes since TIME")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--state-file")
+    _add_clock_args(p)
+    p.set_defaults(handler=cmd_explain)
+
+    p = sub.add_parser("simulate", help="write realistic traffic with injected faults")
+    p.add_argument("--accounts", type=int, default=100)
+    p.add_argument("--hours", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--faults", type=float, default=0.02)
+    p.add_argument("--bad", type=float, default=0.001)
+    p.add_argument("--out", required=True)
+    p.set_defaults(handler=cmd_simulate)
+
+    p = sub.add_parser("schema", help="write the JSON Schema of every contract record")
+    p.add_argument("--out", required=True)
+    p.set_defaults(handler=cmd_schema)
+
+    for register in _extensions():
+        register(sub)
+    return parser
+
+
+def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:  # type: ignore[type-arg]
+    """Subcommands of the live system and the consumers, registered by their modules."""
+    import importlib
+
+    found = []
+    for name in ("limitsync.live_commands", "consumers.commands"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        found.append(module.register)
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""Replay: the event log through the same core, on the event-time clock.
+
+This is the shell for incident analysis: it reads records in log order, lets the engine
+judge them exactly as the live workers would, and writes the contract's outputs. Nothing
+here decides anything about money or drift; it only carries effects to files.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+
+from schemas.parse import Parsed, dead_letter_record, parse_event
+from schemas.timefmt import to_us
+from streams.core import AlertRaised, ChangeDisplayed, CoreConfig, Engine, EventTimeClock, Outcome
+from streams.core.explain import explain
+from streams.core.state import AccountState
+
+__all__ = [
+    "InputRecord",
+    "ReplayOptions",
+    "ReplayResult",
+    "iter_file_records",
+    "run_replay",
+    "write_outputs",
+]
+
+_S = 1_000_000
+TIMELINE_MAX = 200  # points kept per account for the report's timelines
+
+
+@dataclass(frozen=True, slots=True)
+class InputRecord:
+    """One record of the log and where it came from (for dead letters)."""
+
+    value: bytes
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayOptions:
+    sla_seconds: int = 60
+    clearing_sla_seconds: int = 7200
+    until_us: int | None = None
+    dedupe_horizon_s: int = 7 * 24 * 3600
+    escalation_factor: int = 10
+    rescore_enabled: bool = False
+    keep_timelines: bool = True
+
+    def core_config(self) -> CoreConfig:
+        return CoreConfig(
+            sla_us=self.sla_seconds * _S,
+            clearing_sla_us=self.clearing_sla_seconds * _S,
+            escalation_factor=self.escalation_factor,
+            dedupe_horizon_us=self.dedupe_horizon_s * _S,
+            rescore_enabled=self.rescore_enabled,
+        )
+
+
+@dataclass
+class ReplayResult:
+    """Everything a replay produced, in memory (written out by ``write_outputs``)."""
+
+    engine: Engine
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    latencies_us: list[int | None] = field(default_factory=list)
+    timelines: dict[str, deque[tuple[int, str, str, int, int | None]]] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+    def account_lines(self) -> list[dict[str, Any]]:
+        return [account_line(a) for _, a in sorted(self.engine.accounts.items())]
+
+
+def account_line(acct: AccountState) -> dict[str, Any]:
+    """The contract's ``accounts.jsonl`` line for one account."""
+    return {
+        "account_id": acct.account_id,
+        "credit_line": acct.credit_line,
+        "outstanding": acct.outstanding,
+        "status": acct.status,
+        "expected_available": acct.expected_available,
+        "displayed_available": acct.displayed if acct.observed else None,
+    }
+
+
+def iter_file_records(path: Path) -> Iterator[InputRecord]:
+    """A JSON Lines file in log order; the offset of a line is its 0-based index."""
+    with path.open("rb") as fh:
+        yield from _iter_lines(fh)
+
+
+def _iter_lines(fh: BinaryIO) -> Iterator[InputRecord]:
+    for index, line in enumerate(fh):
+        value = line.rstrip(b"\r\n")
+        if value:  # an empty line is not a record
+            yield InputRecord(value, None, None, index)
+
+
+def run_replay(
+    records: Iterable[InputRecord],
+    options: ReplayOptions,
+    progress: Callable[[int], None] | None = None,
+) -> ReplayResult:
+    """Run the records through the core on the event-time clock."""
+    clock = EventTimeClock()
+    engine = Engine(options.core_config(), clock)
+    result = ReplayResult(engine)
+    alerts, latencies, counts = result.alerts, result.latencies_us, result.counts
+    timelines = result.timelines
+    started = time.perf_counter()
+    n = 0
+    for n, rec in enumerate(records, 1):  # noqa: B007 - n is the count after the loop
+        parsed = parse_event(rec.value)
+        if not isinstance(parsed, Parsed):
+            counts["invalid"] += 1
+            result.dead_letters.append(dead_letter_record(
+                rec.value, parsed.error, "invalid", rec.topic, rec.partition, rec.offset,
+                parsed.event_id, parsed.account_id,
+            ))
+            continue
+        event = parsed.event
+        outcome, effects = engine.ingest(event, parsed.digest)
+        if outcome is not Outcome.APPLIED:
+            counts[outcome.value] += 1
+            if outcome is Outcome.CONFLICT:
+                result.dead_letters.append(dead_letter_record(
+                    rec.value, f"conflict: event_id {event.event_id!r} was seen with other content",
+                    "conflict", rec.topic, rec.partition, rec.offset, event.event_id,
+                    event.account_id,
+                ))
+            continue
+        counts["applied"] += 1
+        for eff in effects:
+            if type(eff) is AlertRaised:
+                alerts.append(eff.record)
+            elif type(eff) is ChangeDisplayed:
+                latencies.append(eff.latency_us)
+        if options.keep_timelines:
+            acct = engine.accounts[event.account_id]
+            line = timelines.get(event.account_id)
+            if line is None:
+                line = timelines[event.account_id] = deque(maxlen=TIMELINE_MAX)
+            line.append((
+                to_us(event.occurred_at), event.event_id, event.type,
+                acct.expected_available, acct.displayed,
+            ))
+        if progress is not None and n % 20000 == 0:
+            progress(n)
+    if options.until_us is not None:
+        clock.advance_to(options.until_us)
+        for eff in engine.advance():
+            if type(eff) is AlertRaised:
+                alerts.append(eff.record)
+    for acct in engine.accounts.values():
+        latencies.extend(None for _ in acct.pending_changes)
+    counts["records"] = n
+    result.elapsed_s = time.perf_counter() - started
+    return result
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    with path.open("wb") as fh:
+        for row in rows:
+            fh.write(orjson.dumps(row))
+            fh.write(b"\n")
+
+
+def write_outputs(
+    result: ReplayResult, out_dir: Path, options: ReplayOptions, source: str,
+    focus_account: str | None = None,
+) -> None:
+    """Write alerts.jsonl, dead_letters.jsonl, accounts.jsonl and report.html into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_jsonl(out_dir / "alerts.jsonl", result.alerts)
+    write_jsonl(out_dir / "dead_letters.jsonl", result.dead_letters)
+    write_jsonl(out_dir / "accounts.jsonl", result.account_lines())
+    from limitsync.report_data import build_report_data  # the report is optional weight
+    from limitsync.report import render_report
+
+    data = build_report_data(result, options, source, focus_account)
+    (out_dir / "report.html").write_text(render_report(data), encoding="utf-8")
+
+
+def explain_account(result: ReplayResult, account_id: str, since_us: int | None) -> dict[str, Any] | None:
+    acct = result.engine.accounts.get(account_id)
+    return None if acct is None else explain(acct, since_us)

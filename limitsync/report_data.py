@@ -1,0 +1,62 @@
+"""Turns a replay's result into what the report shows (kept apart from rendering)."""
+
+from __future__ import annotations
+
+from limitsync.replay import ReplayOptions, ReplayResult
+from limitsync.report import ReportData, TimelinePoint
+from schemas.timefmt import format_us
+from streams.core.explain import explain
+
+__all__ = ["build_report_data"]
+
+_NOTES = {
+    "drawdown.booked": "drawdown",
+    "repayment.initiated": "repayment initiated",
+    "repayment.posted": "repayment posted",
+    "repayment.reversed": "repayment reversed",
+    "credit_line.changed": "credit line changed",
+    "account.status_changed": "status changed",
+    "limit.displayed": "display observed",
+}
+
+
+def build_report_data(
+    result: ReplayResult, options: ReplayOptions, source: str, focus_account: str | None = None
+) -> ReportData:
+    alerted = sorted({a["account_id"] for a in result.alerts})
+    if focus_account is not None:
+        alerted = [focus_account] if focus_account in result.engine.accounts else []
+    timelines: dict[str, list[TimelinePoint]] = {}
+    explanations = {}
+    for account_id in alerted:
+        acct = result.engine.accounts[account_id]
+        details = {h.event_id: h.detail for h in acct.history}
+        timelines[account_id] = [
+            TimelinePoint(
+                format_us(at), event_id, kind, expected, shown,
+                details.get(event_id, _NOTES.get(kind, kind)),
+            )
+            for at, event_id, kind, expected, shown in result.timelines.get(account_id, ())
+        ]
+        explanations[account_id] = explain(acct)
+    alerts = result.alerts
+    if focus_account is not None:
+        alerts = [a for a in alerts if a["account_id"] == focus_account]
+    return ReportData(
+        title="limitsync replay report",
+        generated_from=source,
+        sla_seconds=options.sla_seconds,
+        alerts=alerts,
+        accounts=result.account_lines(),
+        timelines=timelines,
+        sync_latencies_s=[
+            float("inf") if us is None else us / 1_000_000 for us in result.latencies_us
+        ],
+        dead_letters_by_reason={
+            "invalid": result.counts["invalid"],
+            "conflict": result.counts["conflict"],
+        },
+        events_total=result.counts["records"],
+        explanations=explanations,
+        focus_account=focus_account,
+    )
