@@ -49,7 +49,8 @@ __all__ = [
 
 LOOPBACK = "127.0.0.1"
 
-_POLL_INTERVAL_S = 0.05
+_POLL_INTERVAL_S = 0.01
+_TOPIC_POLL_INTERVAL_S = 0.1
 _CONNECT_TIMEOUT_S = 0.5
 _LOG_TAIL_BYTES_MAX = 4000
 # A port picked by free_port() can be taken by someone else before the child binds it.
@@ -163,7 +164,8 @@ class _LocalProcess:
             raise ValueError("ready_timeout_s and stop_timeout_s must be positive")
         self._log_dir = Path(log_dir)
         self._port = port
-        self._port_chosen_by_caller = port is not None
+        # Fixed once given by the caller or once a start succeeded: a restart keeps it.
+        self._port_fixed = port is not None
         self._ready_timeout_s = ready_timeout_s
         self._stop_timeout_s = stop_timeout_s
         self._process: subprocess.Popen[bytes] | None = None
@@ -212,6 +214,7 @@ class _LocalProcess:
                     continue
                 raise LocalServiceError(f"{exc}; its output:\n{output}") from exc
             self.start_duration_s = time.monotonic() - began
+            self._port_fixed = True
             return self
         raise AssertionError("unreachable: the last attempt raises")
 
@@ -237,6 +240,10 @@ class _LocalProcess:
         """Raise LocalServiceError unless the service answers a real request."""
         raise NotImplementedError
 
+    def _environment(self) -> dict[str, str] | None:
+        """The child's environment; None inherits ours."""
+        return None
+
     def _spawn(self) -> int:
         """Start the child with its output appended to the log; return the log's old size."""
         self._log_path = self._log_dir / f"{self._name}-{self.port}.log"
@@ -251,6 +258,7 @@ class _LocalProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self._log_dir,
+                env=self._environment(),
                 start_new_session=True,
                 close_fds=True,
             )
@@ -297,7 +305,7 @@ class _LocalProcess:
 
     def _may_retry_on_other_port(self, output: str, attempt: int) -> bool:
         port_taken = "in use" in output.lower()
-        return port_taken and not self._port_chosen_by_caller and attempt < _START_ATTEMPTS_MAX
+        return port_taken and not self._port_fixed and attempt < _START_ATTEMPTS_MAX
 
 
 class LocalBroker(_LocalProcess):
@@ -342,9 +350,13 @@ class LocalBroker(_LocalProcess):
             "memory://tansu/",
         ]
 
+    def _environment(self) -> dict[str, str]:
+        # Plain text in the log file; tansu colours its log lines otherwise.
+        return {**os.environ, "NO_COLOR": "1"}
+
     def _probe(self) -> None:
-        # tansu accepts connections before it serves metadata only in theory ("ready in
-        # 0ms"); a metadata round trip is what clients need, so that is the check.
+        # An open port proves little (another process may hold it, and tansu panics there
+        # yet exits 0); clients need a metadata answer that lists a broker, so check that.
         try:
             admin = KafkaAdminClient(
                 bootstrap_servers=self.bootstrap_servers,
@@ -561,14 +573,13 @@ def _wait_for_partitions(
     deadline: float,
     ready_timeout_s: float,
 ) -> None:
-    missing: dict[str, str] = {}
     while True:
         missing = _unready_topics(admin, min_partitions)
         if not missing:
             return
         if time.monotonic() >= deadline:
             raise LocalServiceError(f"topics not ready within {ready_timeout_s} s: {missing}")
-        time.sleep(_POLL_INTERVAL_S * 2)
+        time.sleep(_TOPIC_POLL_INTERVAL_S)
 
 
 def _unready_topics(admin: KafkaAdminClient, min_partitions: Mapping[str, int]) -> dict[str, str]:

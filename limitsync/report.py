@@ -145,6 +145,13 @@ def _pct(share: float) -> str:
     return f"{share * 100:.10f}%"
 
 
+def _bucket_text(seconds: int) -> str:
+    for unit_s, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds % unit_s == 0:
+            return f"{seconds // unit_s} {unit}"
+    return f"{seconds} s"
+
+
 def _duration_text(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.1f} s" if seconds != int(seconds) else f"{int(seconds)} s"
@@ -398,6 +405,7 @@ def _svg_columns(
     step = _nice_step(max(peak, 1))
     y_top = step * max(1, math.ceil(peak / step))
     slot = plot_w / max(len(columns), 1)
+    bar_w = min(slot * 0.8, 90.0)
     parts = [_svg_open(width, height, label)]
     for tick in range(0, y_top + 1, step):
         y = top_m + plot_h - tick / y_top * plot_h
@@ -411,10 +419,10 @@ def _svg_columns(
         x, base = left + index * slot, float(top_m + plot_h)
         for value, css in zip(values, classes, strict=True):
             if value:
-                h = value / y_top * plot_h
+                h = max(value / y_top * plot_h, 2.0)  # a non-zero count stays visible
                 parts.append(
-                    f'<rect class="{css}" x="{_f(x + slot * 0.1)}" y="{_f(base - h)}" '
-                    f'width="{_f(slot * 0.8)}" height="{_f(h)}"><title>{_esc(tip)}</title></rect>'
+                    f'<rect class="{css}" x="{_f(x + (slot - bar_w) / 2)}" y="{_f(base - h)}" '
+                    f'width="{_f(bar_w)}" height="{_f(h)}"><title>{_esc(tip)}</title></rect>'
                 )
                 base -= h
         if sum(values) and len(columns) <= 12:
@@ -475,9 +483,19 @@ def _step_path(frame: _Frame, steps: Sequence[tuple[datetime, int | None]], end:
 
 
 def _alert_time(record: dict[str, Any]) -> datetime | None:
-    if record.get("type") == "mismatch.resolved":
-        return _parse_time(record.get("resolved_at")) or _parse_time(record.get("detected_at"))
-    return _parse_time(record.get("detected_at"))
+    """When the record was raised: ``detected_at`` for a breach, ``resolved_at`` for a
+    resolution, and ``opened_at + age_seconds`` for an escalation (its ``detected_at`` stays
+    the breach's detection time)."""
+    detected = _parse_time(record.get("detected_at"))
+    kind = record.get("type")
+    if kind == "mismatch.resolved":
+        return _parse_time(record.get("resolved_at")) or detected
+    if kind == "mismatch.escalated":
+        opened, age = _parse_time(record.get("opened_at")), record.get("age_seconds")
+        if opened is not None and isinstance(age, int | float) and not isinstance(age, bool):
+            raised = opened + timedelta(seconds=float(age))
+            return raised if detected is None else max(raised, detected)
+    return detected
 
 
 def _alert_tip(record: dict[str, Any]) -> str:
@@ -490,9 +508,8 @@ def _alert_tip(record: dict[str, Any]) -> str:
 
 
 def _alert_time_text(record: dict[str, Any]) -> str:
-    if record.get("type") == "mismatch.resolved" and record.get("resolved_at"):
-        return str(record["resolved_at"])
-    return str(record.get("detected_at", "?"))
+    moment = _alert_time(record)
+    return "?" if moment is None else moment.isoformat()
 
 
 def _plain_money(value: object) -> str:
@@ -507,7 +524,8 @@ def _timeline_frame(
     t0, t1 = min(times), max(times)
     values = [p.expected for _, p in points] + [p.displayed or 0 for _, p in points]
     peak = max([_as_int(v) or 0 for v in values] + [1])
-    step = _nice_step(peak)
+    peak += peak // 10  # headroom above the highest line
+    step = _nice_step(peak, ticks=5)
     return _Frame(
         t0=t0,
         span_s=max((t1 - t0).total_seconds(), 1.0),
@@ -517,7 +535,7 @@ def _timeline_frame(
 
 def _timeline_axes(frame: _Frame, tz: tzinfo) -> list[str]:
     parts = []
-    step = _nice_step(frame.y_top)
+    step = _nice_step(frame.y_top, ticks=5)
     right = frame.left + frame.width
     for tick in range(0, frame.y_top + 1, step):
         y = _f(frame.y(tick))
@@ -583,7 +601,6 @@ def _svg_timeline(
     if not timed:
         return '<p class="muted">No timestamped records to chart.</p>'
     extra = [moment for record in records if (moment := _alert_time(record)) is not None]
-    extra += [drift.start for drift in drifts if drift.start is not None]
     frame = _timeline_frame(timed, extra)
     end = frame.t0 + timedelta(seconds=frame.span_s)
     width, height = int(frame.left + frame.width + 16), int(frame.top + frame.height + 28)
@@ -621,9 +638,9 @@ code{font:12.5px/1.3 ui-monospace,"DejaVu Sans Mono",monospace;background:#f3f5f
 border-radius:3px}
 table{border-collapse:collapse;margin:6px 0 10px;font-size:13px}
 th,td{border-bottom:1px solid #e6e9ef;padding:3px 10px 3px 0;text-align:left;vertical-align:top}
-th{color:#4b5566;font-weight:600}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+th{color:#4b5566;font-weight:600}.nowrap,td.num{white-space:nowrap}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.drift td{background:#fff4f2}tr.omitted td{color:#6b7385;font-style:italic}
-.muted{color:#6b7385}.note{color:#6b7385;font-size:13px}
+code{overflow-wrap:anywhere}.muted{color:#6b7385}.big-inline{font-weight:700;font-size:15px}.note{color:#6b7385;font-size:13px}
 .cards{display:flex;flex-wrap:wrap;gap:10px;margin:12px 0}
 .card{border:1px solid #dde2ea;border-radius:6px;padding:8px 12px;min-width:140px}
 .card .big{font-size:22px;font-weight:600;display:block;font-variant-numeric:tabular-nums}
@@ -811,7 +828,7 @@ def _section_over_time(view: _View) -> str:
     timed = [
         (moment, str(record.get("type")))
         for record in view.alerts
-        if record.get("type") in kinds and (moment := _parse_time(record.get("detected_at")))
+        if record.get("type") in kinds and (moment := _alert_time(record))
     ]
     intro = '<section id="over-time"><h2>Alerts over time</h2>'
     if not timed:
@@ -829,16 +846,16 @@ def _section_over_time(view: _View) -> str:
         moment = datetime.fromtimestamp(start + index * width - offset, UTC)
         label = _fmt_clock(moment, view.tz, with_date)
         values = [counts[(index, kind)] for kind in kinds]
-        tip = f"{label} (+{_duration_text(width)}): {values[0]} opened, {values[1]} escalated"
+        tip = f"{label} (+{_bucket_text(width)}): {values[0]} opened, {values[1]} escalated"
         columns.append((label, tip, values))
     label_every = max(1, math.ceil(count / 8))
     chart = _svg_columns(
-        "Alerts over time by detected_at", columns, ["c-opened", "c-escalated"], label_every
+        "Alerts over time", columns, ["c-opened", "c-escalated"], label_every
     )
     return (
-        f'{intro}<p class="note">Opened and escalated alerts by <code>detected_at</code>, '
-        "in buckets of "
-        f'<span id="time-bucket-seconds" data-seconds="{width}">{_duration_text(width)}</span> '
+        f'{intro}<p class="note">Opened alerts by <code>detected_at</code> and escalations by '
+        "when they were raised (<code>opened_at + age_seconds</code>), in buckets of "
+        f'<span id="time-bucket-seconds" data-seconds="{width}">{_bucket_text(width)}</span> '
         f"({_esc(_tz_label(view.tz))}).</p>"
         f"{_legend([('opened', 'c-opened'), ('escalated', 'c-escalated')])}{chart}</section>"
     )
@@ -986,8 +1003,9 @@ def _timeline_table(points: Sequence[TimelinePoint]) -> str:
         )
         css = ' class="drift"' if differs else ""
         rows.append(
-            f"<tr{css}><td>{_esc(item.at)}</td><td><code>{_esc(item.event_id)}</code></td>"
-            f'<td>{_esc(item.type)}</td><td class="num">{_money_html(item.expected)}</td>'
+            f'<tr{css}><td class="nowrap">{_esc(item.at)}</td>'
+            f"<td><code>{_esc(item.event_id)}</code></td>"
+            f'<td class="nowrap">{_esc(item.type)}</td><td class="num">{_money_html(item.expected)}</td>'
             f'<td class="num">{_money_html(item.displayed)}</td><td class="num">{drift}</td>'
             f"<td>{_esc(item.note)}</td></tr>"
         )
@@ -1013,8 +1031,12 @@ def _render_value(key: str, value: object, depth: int) -> str:
             for k, v in value.items()
         )
         return f"<dl>{items}</dl>"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, list):
-        if value and all(isinstance(item, dict) for item in value):
+        if not value:
+            return '<span class="muted">none</span>'
+        if all(isinstance(item, dict) for item in value):
             return _render_records(value, depth)
         return (
             "<ul>"
@@ -1046,13 +1068,16 @@ def _account_summary(account: dict[str, Any] | None) -> str:
     if account is None:
         return '<p class="muted">No end-of-input state for this account.</p>'
     money = ("credit_line", "outstanding", "expected_available", "displayed_available")
-    items = "".join(
-        f"<dt>{_esc(key.replace('_', ' '))}</dt>"
-        f'<dd data-field="{key}">{_money_html(account.get(key))}</dd>'
-        for key in money
+    head = "".join(f'<th class="num">{key.replace("_", " ")} ¥</th>' for key in money)
+    cells = "".join(
+        f'<td class="num" data-field="{key}">{_money_html(account.get(key))}</td>' for key in money
     )
-    items += f'<dt>status</dt><dd data-field="status">{_esc(account.get("status", "?"))}</dd>'
-    return f'<p class="muted">At the end of the input:</p><dl class="state">{items}</dl>'
+    status = _esc(account.get("status", "?"))
+    return (
+        f'<table class="state"><thead><tr><th>at the end of the input</th>{head}<th>status</th>'
+        f'</tr></thead><tbody><tr><td></td>{cells}<td data-field="status">{status}</td></tr>'
+        "</tbody></table>"
+    )
 
 
 def _timeline_section(

@@ -54,6 +54,8 @@ def apply_ledger(state: AccountState, event: LedgerEvent, at_us: int) -> list[Ch
     _check_invariants(state)
     state.version += 1
     state.last_change_us = at_us
+    if state.first_us is None or at_us < state.first_us:
+        state.first_us = at_us
     after = state.expected_available
     # Only the first entry of an event moves the limit; the rest (interest) explain it.
     return [
@@ -64,6 +66,7 @@ def apply_ledger(state: AccountState, event: LedgerEvent, at_us: int) -> list[Ch
 
 def _drawdown(state: AccountState, event: DrawdownBooked) -> list[tuple[str, str, list[str]]]:
     state.drawn += event.principal
+    state.drawdowns += 1
     return [("DRAWDOWN", f"drew {yuan(event.principal)} on loan {event.loan_id}", [])]
 
 
@@ -78,6 +81,7 @@ def _posted(
         detail = f"repayment of {yuan(event.principal)} posted after its reversal: no effect"
         return [("REPAYMENT_REVERSED", detail, [])]
     state.repaid += event.principal
+    state.repayments += 1
     entries = [("REPAYMENT_RESTORED", f"repaid {yuan(event.principal)} of principal", [])]
     charges = event.interest + event.fee
     if charges:
@@ -100,6 +104,7 @@ def _reversed(state: AccountState, event: RepaymentReversed) -> list[tuple[str, 
         return []  # a second reversal of the same repayment changes nothing
     posted[2] = True
     state.repaid -= posted[0]
+    state.failed_debits += 1
     return [("REPAYMENT_REVERSED", f"repayment of {yuan(posted[0])} failed and was undone", [])]
 
 

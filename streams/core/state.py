@@ -123,6 +123,10 @@ class AccountState:
     status_version: int | None = None
     version: int = 0  # cache version: grows with every applied change
     last_change_us: int | None = None
+    first_us: int | None = None  # first ledger change (tenure, for the scorecard)
+    drawdowns: int = 0
+    repayments: int = 0
+    failed_debits: int = 0
     # idempotency: event_id -> [digest, occurred_us]
     seen: dict[str, list[Any]] = field(default_factory=dict)
     # posted repayments: event_id -> [principal, occurred_us, reversed]
@@ -167,6 +171,10 @@ class AccountState:
             "status_version": self.status_version,
             "version": self.version,
             "last_change_us": self.last_change_us,
+            "first_us": self.first_us,
+            "drawdowns": self.drawdowns,
+            "repayments": self.repayments,
+            "failed_debits": self.failed_debits,
             "seen": self.seen,
             "posted": self.posted,
             "orphan_reversals": self.orphan_reversals,

@@ -79,7 +79,7 @@ def topic(kafka_bootstrap: str, unique_id: str) -> str:
 
 
 def test_records_keep_keys_headers_and_timestamps(kafka_bootstrap: str, topic: str) -> None:
-    base_ts_ms = 1_795_900_000_000  # 2026-11-29, an event time unlike the wall clock
+    base_ts_ms = 1_795_910_400_000  # 2026-11-29T00:00Z: an event time, not the wall clock
     _produce(kafka_bootstrap, topic, 5, base_ts_ms)
 
     consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
@@ -170,19 +170,18 @@ def test_redis_restarts_on_the_same_port(local_redis_factory: LocalRedisFactory)
         assert client.get("k") is None  # no persistence: it comes back empty
 
 
+def _plain_client(server: LocalRedis, password: str | None = None) -> redis.Redis:
+    """A client without TLS and with no retries, for connections that are meant to fail."""
+    return redis.Redis(host=server.host, port=server.port, password=password, retry=_no_retry())
+
+
 def test_redis_with_password_refuses_anonymous_commands(
     local_redis_factory: LocalRedisFactory,
 ) -> None:
     server = local_redis_factory(password='s3cret "quoted" \\ pw')
-    with redis.Redis(host=server.host, port=server.port, retry=_no_retry()) as anonymous:
-        with pytest.raises(redis.AuthenticationError):
-            anonymous.set("k", "v")
-    with (
-        redis.Redis(
-            host=server.host, port=server.port, password="wrong", retry=_no_retry()
-        ) as wrong,
-        pytest.raises(redis.AuthenticationError),
-    ):
+    with _plain_client(server) as anonymous, pytest.raises(redis.AuthenticationError):
+        anonymous.set("k", "v")
+    with _plain_client(server, "wrong") as wrong, pytest.raises(redis.AuthenticationError):
         wrong.ping()
     with redis.Redis.from_url(server.url) as authenticated:
         assert authenticated.set("k", "v") is True
@@ -194,51 +193,13 @@ def _make_tls_material(directory: Path) -> RedisTLS:
     if openssl is None:
         pytest.skip("openssl is needed to issue test certificates")
 
-    def run(*args: str) -> None:
-        subprocess.run([openssl, *args], cwd=directory, check=True, capture_output=True)
+    def run(command: str) -> None:
+        args = [openssl, *command.split()]
+        subprocess.run(args, cwd=directory, check=True, capture_output=True)
 
-    run(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=test-ca",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-    )
-    run(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "redis.key",
-        "-out",
-        "redis.csr",
-    )
-    run(
-        "x509",
-        "-req",
-        "-in",
-        "redis.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-out",
-        "redis.crt",
-    )
+    run("req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=test-ca -keyout ca.key -out ca.crt")
+    run("req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout redis.key -out redis.csr")
+    run("x509 -req -in redis.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 -out redis.crt")
     return RedisTLS(directory / "redis.crt", directory / "redis.key", directory / "ca.crt")
 
 
@@ -250,10 +211,7 @@ def test_redis_over_tls(local_redis_factory: LocalRedisFactory, tmp_path: Path) 
     assert server.url.startswith("rediss://")
     with server.client() as client:
         assert client.set("k", "v") is True
-    with (
-        redis.Redis(host=server.host, port=server.port, password="pw", retry=_no_retry()) as plain,
-        pytest.raises(redis.ConnectionError),
-    ):
+    with _plain_client(server, "pw") as plain, pytest.raises(redis.ConnectionError):
         plain.ping()
 
 

@@ -1,0 +1,83 @@
+"""The cache writer: the ledger never waits for Redis, and Redis never loses a write.
+
+Pending writes are coalesced per account (only the newest version matters, so the queue is
+bounded by the number of accounts owned). While Redis is down the writer retries with
+capped exponential backoff; the ledger keeps going, and the display it observes stays old,
+which the core reports as SYNC_DELAY breaches rather than as lost data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from streams.cache import RedisLimitCache
+from streams.core.effects import CacheWrite
+
+__all__ = ["CacheWriter"]
+
+log = logging.getLogger(__name__)
+OnWritten = Callable[[CacheWrite, bool], Awaitable[None]]
+
+
+class CacheWriter:
+    def __init__(
+        self,
+        cache: RedisLimitCache,
+        on_written: OnWritten,
+        batch_max: int = 500,
+        backoff_max_s: float = 5.0,
+        on_error: Callable[[Exception], None] | None = None,
+    ) -> None:
+        self._cache = cache
+        self._on_written = on_written
+        self._batch_max = batch_max
+        self._backoff_max_s = backoff_max_s
+        self._on_error = on_error
+        self._pending: dict[str, CacheWrite] = {}
+        self._wake = asyncio.Event()
+        self.failures = 0
+
+    def submit(self, write: CacheWrite) -> None:
+        """Queue a write; a newer version of the same account replaces an older one."""
+        current = self._pending.get(write.account_id)
+        if current is None or write.version >= current.version:
+            self._pending[write.account_id] = write
+        self._wake.set()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._pending)
+
+    async def run(self) -> None:
+        backoff = 0.05
+        while True:
+            if not self._pending:
+                self._wake.clear()
+                await self._wake.wait()
+            batch = self._take()
+            try:
+                written = await self._cache.write_many(batch)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                self.failures += 1
+                if self._on_error is not None:
+                    self._on_error(exc)
+                for w in batch:
+                    self.submit(w)  # keeps any newer version queued meanwhile
+                log.warning("redis write failed (%s); retrying in %.2f s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._backoff_max_s)
+                continue
+            backoff = 0.05
+            for w, ok in zip(batch, written, strict=True):
+                await self._on_written(w, ok)
+
+    def _take(self) -> list[CacheWrite]:
+        batch = []
+        for key in list(self._pending)[: self._batch_max]:
+            batch.append(self._pending.pop(key))
+        return batch

@@ -1,0 +1,59 @@
+"""The worker's Prometheus metrics (names are part of deploy/monitoring's contract)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["Metrics"]
+
+_LATENCY_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
+
+
+class Metrics:
+    """One registry per worker (no global state: tests run several in one process)."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.events = Counter("limitsync_events", "Valid input events processed", ["type"], registry=r)
+        self.dead_letters = Counter(
+            "limitsync_dead_letters", "Records sent to the dead-letter topic", ["reason"], registry=r
+        )
+        self.sync_latency = Histogram(
+            "limitsync_sync_latency_seconds",
+            "From a ledger change's occurred_at to its cache write",
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.open_drifts = Gauge("limitsync_open_drifts", "Accounts whose display drifts", registry=r)
+        self.breaches = Counter(
+            "limitsync_breaches", "Drifts and clearing watches past their SLA", ["reason"], registry=r
+        )
+        self.alerts = Counter("limitsync_alerts", "Alert records published", ["type", "reason"], registry=r)
+        self.changes_displayed = Counter(
+            "limitsync_changes_displayed",
+            "Ledger changes by how soon the display showed them",
+            ["within"],
+            registry=r,
+        )
+        self.rescores = Counter("limitsync_rescores", "Rescore attempts", ["outcome"], registry=r)
+        self.cache_writes = Counter(
+            "limitsync_cache_writes", "Cache compare-and-set writes", ["outcome"], registry=r
+        )
+        self.consumer_lag = Gauge(
+            "limitsync_consumer_lag", "Records behind the log end", ["topic", "partition"], registry=r
+        )
+        self.auto_heals = Counter("limitsync_auto_heals", "Cache rewrites by auto-heal", ["reason"], registry=r)
+
+    def observe_display_latency(self, latency_us: int | None, sla_us: int) -> None:
+        if latency_us is None or latency_us > sla_us:
+            bucket = "late"
+        elif latency_us <= 1_000_000:
+            bucket = "1s"
+        elif latency_us <= 10_000_000:
+            bucket = "10s"
+        else:
+            bucket = "sla"
+        self.changes_displayed.labels(within=bucket).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
