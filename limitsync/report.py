@@ -638,7 +638,7 @@ code{font:12.5px/1.3 ui-monospace,"DejaVu Sans Mono",monospace;background:#f3f5f
 border-radius:3px}
 table{border-collapse:collapse;margin:6px 0 10px;font-size:13px}
 th,td{border-bottom:1px solid #e6e9ef;padding:3px 10px 3px 0;text-align:left;vertical-align:top}
-th{color:#4b5566;font-weight:600}.nowrap,td.num{white-space:nowrap}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+th{color:#4b5566;font-weight:600}.nowrap,td.num,th.num{white-space:nowrap}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.drift td{background:#fff4f2}tr.omitted td{color:#6b7385;font-style:italic}
 code{overflow-wrap:anywhere}.muted{color:#6b7385}.big-inline{font-weight:700;font-size:15px}.note{color:#6b7385;font-size:13px}
 .cards{display:flex;flex-wrap:wrap;gap:10px;margin:12px 0}
@@ -849,9 +849,7 @@ def _section_over_time(view: _View) -> str:
         tip = f"{label} (+{_bucket_text(width)}): {values[0]} opened, {values[1]} escalated"
         columns.append((label, tip, values))
     label_every = max(1, math.ceil(count / 8))
-    chart = _svg_columns(
-        "Alerts over time", columns, ["c-opened", "c-escalated"], label_every
-    )
+    chart = _svg_columns("Alerts over time", columns, ["c-opened", "c-escalated"], label_every)
     return (
         f'{intro}<p class="note">Opened alerts by <code>detected_at</code> and escalations by '
         "when they were raised (<code>opened_at + age_seconds</code>), in buckets of "
@@ -1005,7 +1003,8 @@ def _timeline_table(points: Sequence[TimelinePoint]) -> str:
         rows.append(
             f'<tr{css}><td class="nowrap">{_esc(item.at)}</td>'
             f"<td><code>{_esc(item.event_id)}</code></td>"
-            f'<td class="nowrap">{_esc(item.type)}</td><td class="num">{_money_html(item.expected)}</td>'
+            f'<td class="nowrap">{_esc(item.type)}</td>'
+            f'<td class="num">{_money_html(item.expected)}</td>'
             f'<td class="num">{_money_html(item.displayed)}</td><td class="num">{drift}</td>'
             f"<td>{_esc(item.note)}</td></tr>"
         )
@@ -1053,15 +1052,20 @@ def _render_records(records: Sequence[dict[str, Any]], depth: int) -> str:
     for record in records:
         columns += [str(k) for k in record if str(k) not in columns]
     head = "".join(f"<th>{_esc(c)}</th>" for c in columns)
+    opening = {c: '<td class="nowrap">' if _keeps_on_one_line(c) else "<td>" for c in columns}
     rows = "".join(
         "<tr>"
-        + "".join(f"<td>{_render_value(c, r.get(c), depth + 1)}</td>" for c in columns)
+        + "".join(f"{opening[c]}{_render_value(c, r.get(c), depth + 1)}</td>" for c in columns)
         + "</tr>"
         for r in records[:EXPLANATION_ROWS_MAX]
     )
     more = len(records) - EXPLANATION_ROWS_MAX
     tail = f'<p class="note">… {more} more not shown.</p>' if more > 0 else ""
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>{tail}"
+
+
+def _keeps_on_one_line(key: str) -> bool:
+    return key in ("at", "since", "code") or key.endswith("_at") or _is_money_key(key)
 
 
 def _account_summary(account: dict[str, Any] | None) -> str:

@@ -62,6 +62,7 @@ import orjson
 __all__ = [
     "BAD_KINDS",
     "DEFAULT_START",
+    "DISPLAY_FAULTS",
     "FAULT_KINDS",
     "ExpectedAccount",
     "InjectedFault",
@@ -130,7 +131,14 @@ _LINE_STEP = 100_000  # credit lines move in steps of 1,000 yuan
 _LINE_MIN = 200_000
 _LINE_MAX = 50_000_000
 _INITIAL_LINES = (
-    500_000, 1_000_000, 2_000_000, 3_000_000, 5_000_000, 8_000_000, 10_000_000, 20_000_000
+    500_000,
+    1_000_000,
+    2_000_000,
+    3_000_000,
+    5_000_000,
+    8_000_000,
+    10_000_000,
+    20_000_000,
 )
 _ACT_MEAN_GAP_S = 1_150.0
 
@@ -344,29 +352,29 @@ class _Account:
 class _Timestamps:
     """RFC 3339 with milliseconds; the minute's prefix is cached (records come in time order)."""
 
-    __slots__ = ("_cn", "_cn_min", "_z", "_z_min")
+    __slots__ = ("_cn", "_cn_min", "_in_minute", "_z", "_z_min")
 
     def __init__(self) -> None:
         self._z_min = -1
         self._z = ""
         self._cn_min = -1
         self._cn = ""
+        # "SS.mmm" for every millisecond of a minute: formatting is the hot path.
+        self._in_minute = [f"{ms // 1000:02d}.{ms % 1000:03d}" for ms in range(60_000)]
 
     def utc(self, ms: int) -> str:
         minute, rest = divmod(ms, 60_000)
         if minute != self._z_min:
             self._z_min = minute
             self._z = time.strftime("%Y-%m-%dT%H:%M:", time.gmtime(minute * 60))
-        sec, milli = divmod(rest, 1000)
-        return f"{self._z}{sec:02d}.{milli:03d}Z"
+        return self._z + self._in_minute[rest] + "Z"
 
     def beijing(self, ms: int) -> str:
         minute, rest = divmod(ms, 60_000)
         if minute != self._cn_min:
             self._cn_min = minute
             self._cn = time.strftime("%Y-%m-%dT%H:%M:", time.gmtime(minute * 60 + 28_800))
-        sec, milli = divmod(rest, 1000)
-        return f"{self._cn}{sec:02d}.{milli:03d}+08:00"
+        return self._cn + self._in_minute[rest] + "+08:00"
 
 
 def _to_ms(moment: datetime) -> int:
@@ -576,9 +584,7 @@ class Simulation:
         st = self.stats
         st.faults[kind] = st.faults.get(kind, 0) + 1
         payment = rec.get("payment_id") if kind == "not_posted" else None
-        st.injected.append(
-            InjectedFault(kind, a.id, rec["event_id"], rec["occurred_at"], payment)
-        )
+        st.injected.append(InjectedFault(kind, a.id, rec["event_id"], rec["occurred_at"], payment))
 
     # -- the model (CONTRACT.md, "The expected available limit") ----------------------------
 
@@ -813,8 +819,8 @@ class Simulation:
                 self._emit(a, rec, t, "not_posted")
                 return True
             if frng.random() < r and "out_of_order" in self._kinds:
-                post_at = t + frng.randint(20_000, 120_000)
-                arrive = post_at + frng.randint(5_000, 180_000)
+                post_at = t + frng.randint(20_000, 90_000)
+                arrive = post_at + frng.randint(5_000, 150_000)
                 self._push(post_at, _A_POST, a.idx, posting)
                 self._push(arrive, _A_EMIT, a.idx, (rec, t, "out_of_order"))
                 a.pin_until = max(a.pin_until, arrive)
@@ -837,20 +843,23 @@ class Simulation:
         rec["fee"] = fee
         rec["payment_id"] = payment_id
         rng = self._rng
-        reverse_at = t + rng.randint(120_000, 3_600_000)
-        if rng.random() >= _REVERSAL_RATE[channel] or reverse_at > self._end:
+        if rng.random() >= _REVERSAL_RATE[channel]:
             self._emit(a, rec, t)
             return
         reversal = (rec["event_id"], loan_id, principal)
         if self._rate > 0.0 and "out_of_order" in self._kinds and self._frng.random() < self._rate:
-            # The posting reaches the log only after its own reversal.
-            arrive = reverse_at + self._frng.randint(5_000, 180_000)
-            self._push(reverse_at, _A_REVERSE, idx, reversal)
-            self._push(arrive, _A_EMIT, idx, (rec, t, "out_of_order"))
-            a.pin_until = max(a.pin_until, arrive)
-            return
+            # A quick failed debit: the posting reaches the log only after its own reversal.
+            reverse_at = t + self._frng.randint(20_000, 120_000)
+            arrive = reverse_at + self._frng.randint(5_000, 120_000)
+            if arrive <= self._end:
+                self._push(reverse_at, _A_REVERSE, idx, reversal)
+                self._push(arrive, _A_EMIT, idx, (rec, t, "out_of_order"))
+                a.pin_until = max(a.pin_until, arrive)
+                return
         self._emit(a, rec, t)
-        self._push(reverse_at, _A_REVERSE, idx, reversal)
+        reverse_at = t + rng.randint(120_000, 3_600_000)
+        if reverse_at <= self._end:
+            self._push(reverse_at, _A_REVERSE, idx, reversal)
 
     def _on_reverse(self, idx: int, t: int, reversal: tuple[str, str, int]) -> None:
         a = self._acc[idx]

@@ -11,7 +11,6 @@ import logging
 from typing import Any
 
 import faust
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from limitsync.clients import faust_broker_credentials, make_async_redis
 from limitsync.settings import Settings
@@ -86,7 +85,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LiveShell]:
                          key_serializer="raw", value_serializer="raw")
 
     def owned() -> set[int]:
-        return {tp.partition for tp in app.assignment.assigned_actives()
+        return {tp.partition for tp in app.assignor.assigned_actives()
                 if tp.topic == topics["account_events"]}
 
     @app.agent(source, name="ledger")
@@ -133,7 +132,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LiveShell]:
 
     @app.page("/metrics")
     async def metrics_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        return web.bytes(metrics.render(), content_type=CONTENT_TYPE_LATEST)
+        return web.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
 
     @app.page("/accounts/{account_id}/explain")
     @app.table_route(table=table, match_info="account_id")

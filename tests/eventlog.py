@@ -20,9 +20,9 @@ from schemas.timefmt import format_us, parse_rfc3339, to_us
 from streams.core import Effect, Engine
 
 __all__ = [
-    "S",
     "T0",
     "T0_US",
+    "S",
     "account_status",
     "credit_line",
     "displayed",
@@ -32,10 +32,10 @@ __all__ = [
     "line",
     "lines",
     "records",
-    "replay",
     "repayment_initiated",
     "repayment_posted",
     "repayment_reversed",
+    "replay",
     "ts",
     "us",
 ]

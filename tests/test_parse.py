@@ -12,9 +12,6 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from eventlog import (
     account_status,
     credit_line,
@@ -24,6 +21,9 @@ from eventlog import (
     repayment_posted,
     repayment_reversed,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from schemas.events import (
     AccountStatusChanged,
     CreditLineChanged,
@@ -337,7 +337,8 @@ def test_nan_is_not_json() -> None:
 )
 def test_deeply_nested_extra_field_does_not_raise() -> None:
     depth = 1020
-    raw = orjson.dumps(VALID["drawdown.booked"])[:-1] + b',"x":' + b"[" * depth + b"]" * depth + b"}"
+    nested = b"[" * depth + b"]" * depth
+    raw = orjson.dumps(VALID["drawdown.booked"])[:-1] + b',"x":' + nested + b"}"
     assert isinstance(parse_event(raw), Parsed | Rejected)
 
 
@@ -387,7 +388,7 @@ def test_fuzz_arbitrary_json_values(value: object) -> None:
         json_values,
         max_size=4,
     ),
-    st.sets(st.sampled_from(ENVELOPE + ["principal", "amount", "version"]), max_size=2),
+    st.sets(st.sampled_from([*ENVELOPE, "principal", "amount", "version"]), max_size=2),
     st.dictionaries(st.text(max_size=8), json_values, max_size=3),
 )
 def test_fuzz_valid_events_with_mutated_fields(

@@ -375,6 +375,29 @@ def test_longest_drifts_measured_from_pairs_and_to_the_end_of_data() -> None:
     ]
 
 
+def test_escalation_is_placed_when_raised_not_at_the_breach() -> None:
+    # An escalation keeps the breach's detected_at; it was raised at opened_at + age_seconds.
+    data = empty()
+    opened, detected = "2026-11-29T10:00:00+08:00", "2026-11-29T10:01:01+08:00"
+    data.alerts = [
+        alert("mismatch.opened", "a1", "acct-1", "SYNC_DELAY", "major", opened, detected),
+        alert(
+            "mismatch.escalated",
+            "a1",
+            "acct-1",
+            "SYNC_DELAY",
+            "major",
+            opened,
+            detected,
+            age_seconds=600,
+        ),
+    ]
+    data.timelines = {"acct-1": points("acct-1")}
+    page = render_report(data)
+    assert "mismatch.escalated SYNC_DELAY (major) alert a1 at 2026-11-29T10:10:00+08:00" in page
+    assert "mismatch.opened SYNC_DELAY (major) alert a1 at 2026-11-29T10:01:01+08:00" in page
+
+
 def test_money_on_the_page_is_yuan_with_two_decimals() -> None:
     page = render_report(sample())
     assert "7,123.45" in page  # 712_345 fen

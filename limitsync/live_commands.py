@@ -1,0 +1,140 @@
+"""Subcommands of the live system: worker, up, produce, status (and explain's live path)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+
+def _settings(args: argparse.Namespace, **overrides: object) -> Any:
+    from limitsync.settings import load_settings
+
+    return load_settings(getattr(args, "state_file", None), **overrides)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import faust
+
+    from limitsync.clients import kafka_python_config
+    from limitsync.local_services import create_topics
+    from streams.app import create_app
+
+    overrides: dict[str, object] = {}
+    if args.web_port:
+        overrides["web_port"] = args.web_port
+    if args.no_rescore:
+        overrides["rescore_enabled"] = False
+    settings = _settings(args, **overrides)
+    create_topics(settings.bootstrap_servers, list(settings.topics.values()), settings.partitions,
+                  settings.replication_factor, admin_configs=_admin_security(kafka_python_config(settings)))
+    app, _ = create_app(settings)
+    worker = faust.Worker(app, loglevel=args.loglevel, override_logging=True)
+    worker.execute_from_commandline()
+    return 0
+
+
+def _admin_security(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k != "bootstrap_servers"}
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from limitsync.stack import StackOptions, run_stack
+
+    return run_stack(StackOptions(
+        workers=args.workers, simulate=args.simulate, rate_per_s=args.rate,
+        accounts=args.accounts, seed=args.seed, state_file=args.state_file,
+        run_dir=args.run_dir, rescore=not args.no_rescore, duration_s=args.duration,
+    ))
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    from limitsync.inputs import InputError, open_input
+    from limitsync.producing import produce_lines
+
+    settings = _settings(args)
+    try:
+        n = produce_lines(settings, (rec.value for rec in open_input(args.input)))
+    except InputError as exc:
+        print(f"limitsync: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"produced {n} records to {settings.bootstrap_servers}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from limitsync.status import collect_status
+
+    print(json.dumps(collect_status(_settings(args), _web_urls(args)), indent=2))
+    return 0
+
+
+def _web_urls(args: argparse.Namespace) -> list[str]:
+    if getattr(args, "state_file", None):
+        state = json.loads(Path(args.state_file).read_text())
+        return list(state.get("web_urls", []))
+    settings = _settings(args)
+    return [f"http://{settings.web_host}:{settings.web_port}"]
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("worker", help="run one stream worker (Faust) against the configured broker")
+    p.add_argument("--state-file")
+    p.add_argument("--web-port", type=int)
+    p.add_argument("--no-rescore", action="store_true")
+    p.add_argument("--loglevel", default="info")
+    p.set_defaults(handler=cmd_worker)
+
+    p = sub.add_parser("up", help="the embedded local stack: broker, Redis, workers (+ traffic)")
+    p.add_argument("--simulate", action="store_true", help="feed simulator traffic")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--rate", type=float, default=200.0, help="simulated events per second")
+    p.add_argument("--accounts", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--state-file")
+    p.add_argument("--run-dir", default=".limitsync")
+    p.add_argument("--no-rescore", action="store_true")
+    p.add_argument("--duration", type=float, help="stop by itself after this many seconds")
+    p.set_defaults(handler=cmd_up)
+
+    p = sub.add_parser("produce", help="publish a contract JSONL file to the input topics")
+    p.add_argument("--input", required=True)
+    p.add_argument("--state-file")
+    p.set_defaults(handler=cmd_produce)
+
+    p = sub.add_parser("status", help="JSON: partition progress, open drifts, alert counts")
+    p.add_argument("--state-file")
+    p.set_defaults(handler=cmd_status)
+
+
+def explain_live(args: argparse.Namespace) -> int:
+    """``limitsync explain ACCOUNT`` against the running system (routed to the owner)."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from streams.core.explain import render_text
+
+    last_error = "no worker URL configured"
+    for url in _web_urls(args):
+        target = f"{url}/accounts/{urllib.parse.quote(args.account)}/explain"
+        try:
+            with urllib.request.urlopen(target, timeout=5) as resp:
+                report = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                print(f"limitsync: error: unknown account {args.account!r}", file=sys.stderr)
+                return 2
+            last_error = f"{target}: HTTP {exc.code}"
+            continue
+        except (urllib.error.URLError, OSError) as exc:
+            last_error = f"{target}: {exc}"
+            continue
+        print(json.dumps(report, indent=2) if args.json else render_text(report))
+        return 0
+    print(f"limitsync: error: no worker answered ({last_error})", file=sys.stderr)
+    return 2

@@ -1,0 +1,170 @@
+"""``limitsync up``: the embedded local stack, for development and demos.
+
+Starts (or reuses, when ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` are set) a Kafka-protocol
+broker and Redis on free loopback ports, creates the topics, runs N worker processes, and
+optionally feeds simulator traffic. Everything it started, it stops on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from limitsync.local_services import LocalBroker, LocalRedis, create_topics, free_port
+from limitsync.settings import Settings, load_settings
+from limitsync.worker_metrics import Snapshot, scrape
+
+__all__ = ["StackOptions", "run_stack"]
+
+WORKER_STOP_TIMEOUT_S = 20.0
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    workers: int = 1
+    simulate: bool = False
+    rate_per_s: float = 200.0
+    accounts: int = 1000
+    seed: int = 1
+    state_file: str | None = None
+    run_dir: str = ".limitsync"
+    rescore: bool = True
+    duration_s: float | None = None  # stop by itself after this long (tests, demos)
+
+
+def start_services(stack: ExitStack, run_dir: Path) -> tuple[str, str, str]:
+    """Broker and Redis: the configured ones, or local processes that ``stack`` stops."""
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    profile = os.environ.get("LIMITSYNC_BROKER_PROFILE", "kafka")
+    if not bootstrap:
+        broker = stack.enter_context(LocalBroker(run_dir / "logs").start())
+        bootstrap, profile = broker.bootstrap_servers, "tansu"
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        redis = stack.enter_context(LocalRedis(run_dir / "logs").start())
+        redis_url = redis.url
+    return bootstrap, redis_url, profile
+
+
+def spawn_worker(settings: Settings, index: int, run_dir: Path, rescore: bool) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "LIMITSYNC_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "LIMITSYNC_REDIS_URL": settings.redis_url,
+        "LIMITSYNC_BROKER_PROFILE": settings.broker_profile,
+        "LIMITSYNC_WEB_PORT": str(port),
+        "LIMITSYNC_DATA_DIR": str(run_dir / f"worker-{index}"),
+        "LIMITSYNC_RESCORE_ENABLED": "true" if rescore else "false",
+        "LIMITSYNC_TOPIC_PREFIX": settings.topic_prefix,
+        "LIMITSYNC_APP_ID": settings.app_id,
+    }
+    log = (run_dir / "logs" / f"worker-{index}.log").open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "limitsync.cli", "worker"], env=env, stdout=log, stderr=log,
+        start_new_session=True,
+    )
+    log.close()
+    return proc, port
+
+
+def stop_worker(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(WORKER_STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def run_stack(options: StackOptions) -> int:
+    run_dir = Path(options.run_dir).resolve()
+    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        bootstrap, redis_url, profile = start_services(stack, run_dir)
+        settings = load_settings(
+            bootstrap_servers=bootstrap, redis_url=redis_url, broker_profile=profile,
+            rescore_enabled=options.rescore,
+        )
+        create_topics(bootstrap, list(settings.topics.values()), settings.partitions,
+                      settings.replication_factor)
+        workers = [spawn_worker(settings, i, run_dir, options.rescore) for i in range(options.workers)]
+        for proc, _ in workers:
+            stack.callback(stop_worker, proc)
+        urls = [f"http://127.0.0.1:{port}" for _, port in workers]
+        if options.state_file:
+            _write_state(Path(options.state_file), settings, urls)
+        feeder = None
+        if options.simulate:
+            feeder = _start_feeder(settings, options)
+            stack.callback(feeder.join, 10)
+            stack.callback(feeder.stop)
+        print(f"limitsync up: broker {bootstrap}, redis {redis_url}, {options.workers} worker(s) "
+              f"at {', '.join(urls)}; logs in {run_dir / 'logs'}. Ctrl-C stops everything.",
+              flush=True)
+        last = _watch(urls, options, feeder, [p for p, _ in workers])
+        print(_summary(last, feeder), flush=True)
+    return 0
+
+
+def _start_feeder(settings: Settings, options: StackOptions) -> Any:
+    from limitsync.feeder import Feeder
+    from limitsync.simulate import simulate
+
+    lines = simulate(accounts=options.accounts, hours=24 * 365, seed=options.seed)
+    feeder = Feeder(settings, lines, options.rate_per_s)
+    feeder.start()
+    return feeder
+
+
+def _write_state(path: Path, settings: Settings, urls: list[str]) -> None:
+    state = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "redis_url": settings.redis_url,
+        "topics": settings.topics,
+        "pid": os.getpid(),
+        "broker_profile": settings.broker_profile,
+        "topic_prefix": settings.topic_prefix,
+        "web_urls": urls,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(path)
+
+
+def _watch(
+    urls: list[str], options: StackOptions, feeder: Any, procs: list[subprocess.Popen[bytes]]
+) -> Snapshot:
+    from limitsync.dashboard import Dashboard
+
+    deadline = None if options.duration_s is None else time.monotonic() + options.duration_s
+    dashboard = Dashboard(urls, feeder)
+    try:
+        with dashboard:
+            while deadline is None or time.monotonic() < deadline:
+                if all(p.poll() is not None for p in procs):
+                    print("limitsync up: every worker exited; see the logs", file=sys.stderr)
+                    break
+                dashboard.refresh()
+                time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass
+    return scrape(urls)
+
+
+def _summary(snap: Snapshot, feeder: Any) -> str:
+    sent = feeder.sent if feeder is not None else 0
+    reasons = ", ".join(f"{r} {int(n)}" for r, n in sorted(snap.alerts_by_reason.items())) or "none"
+    return (f"limitsync stopped: {int(snap.events)} events processed, {sent} fed, "
+            f"{int(snap.dead_letters)} dead letters, breaches: {reasons}")

@@ -1,0 +1,133 @@
+"""The Prometheus metrics limitsync workers export: the one list that the alert rules, the
+Grafana dashboard and (later) a live ``/metrics`` scrape are checked against.
+
+Names are the exposition names (counters with ``_total``). A histogram ``h`` is exposed as
+``h_bucket`` (with ``le``), ``h_sum`` and ``h_count``; prometheus_client also exposes
+``<counter>_created`` and ``<histogram>_created`` gauges, which ``exposed_series`` lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+__all__ = [
+    "EXPORTED_METRICS",
+    "PROMETHEUS_TARGET_LABELS",
+    "PROMETHEUS_SYNTHETIC_SERIES",
+    "MetricSpec",
+    "exposed_series",
+    "metric_for_series",
+]
+
+MetricKind = Literal["counter", "gauge", "histogram"]
+
+ALERT_REASONS = frozenset(
+    {
+        "REPAYMENT_NOT_POSTED",
+        "SYNC_DELAY",
+        "FREEZE_NOT_APPLIED",
+        "CACHE_MISSING",
+        "CACHE_DIVERGED",
+    }
+)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One exported metric: its kind, its label names, and the values a label may take where
+    the contract fixes them (labels absent from ``values`` are open-ended)."""
+
+    kind: MetricKind
+    labels: frozenset[str] = frozenset()
+    values: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    help: str = ""
+
+
+EXPORTED_METRICS: Mapping[str, MetricSpec] = MappingProxyType(
+    {
+        "limitsync_events_total": MetricSpec(
+            "counter", frozenset({"type"}), help="valid input events processed"
+        ),
+        "limitsync_dead_letters_total": MetricSpec(
+            "counter",
+            frozenset({"reason"}),
+            {"reason": frozenset({"invalid", "conflict", "rescore_failed"})},
+            help="records sent to the dead-letter topic",
+        ),
+        "limitsync_sync_latency_seconds": MetricSpec(
+            "histogram", help="occurred_at of a ledger change to its cache write"
+        ),
+        "limitsync_open_drifts": MetricSpec("gauge", help="accounts in drift now"),
+        "limitsync_breaches_total": MetricSpec(
+            "counter",
+            frozenset({"reason"}),
+            {"reason": ALERT_REASONS},
+            help="mismatch.opened records",
+        ),
+        "limitsync_alerts_total": MetricSpec(
+            "counter",
+            frozenset({"type", "reason"}),
+            {
+                "type": frozenset({"mismatch.opened", "mismatch.escalated", "mismatch.resolved"}),
+                "reason": ALERT_REASONS,
+            },
+            help="alert records published",
+        ),
+        "limitsync_changes_displayed_total": MetricSpec(
+            "counter",
+            frozenset({"within"}),
+            {"within": frozenset({"1s", "10s", "sla", "late"})},
+            help="ledger changes, once each, in the first bucket they were displayed in",
+        ),
+        "limitsync_rescores_total": MetricSpec(
+            "counter",
+            frozenset({"outcome"}),
+            {"outcome": frozenset({"ok", "failed", "retried"})},
+            help="rescore attempts",
+        ),
+        "limitsync_cache_writes_total": MetricSpec(
+            "counter",
+            frozenset({"outcome"}),
+            {"outcome": frozenset({"written", "stale", "error"})},
+            help="Redis limit cache writes",
+        ),
+        "limitsync_consumer_lag": MetricSpec(
+            "gauge", frozenset({"topic", "partition"}), help="records behind the log end"
+        ),
+        "limitsync_auto_heals_total": MetricSpec(
+            "counter", frozenset({"reason"}), {"reason": ALERT_REASONS}, help="cache rewrites"
+        ),
+    }
+)
+
+# Series Prometheus makes itself, and the labels it attaches to every scraped series
+# (``namespace``/``pod`` come from deploy/monitoring/prometheus-kubernetes.yml relabelling).
+PROMETHEUS_SYNTHETIC_SERIES = frozenset({"up"})
+PROMETHEUS_TARGET_LABELS = frozenset({"job", "instance", "namespace", "pod"})
+
+_HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+
+
+def exposed_series(name: str) -> frozenset[str]:
+    """The series names a ``/metrics`` page shows for one exported metric."""
+    spec = EXPORTED_METRICS[name]
+    if spec.kind == "histogram":
+        return frozenset({name + s for s in (*_HISTOGRAM_SUFFIXES, "_created")})
+    if spec.kind == "counter":
+        return frozenset({name, name.removesuffix("_total") + "_created"})
+    return frozenset({name})
+
+
+def metric_for_series(series: str) -> str | None:
+    """The exported metric a series name belongs to, or None."""
+    if series in EXPORTED_METRICS:
+        return series
+    for suffix in _HISTOGRAM_SUFFIXES:
+        base = series.removesuffix(suffix)
+        if base != series and EXPORTED_METRICS.get(base, None) is not None:
+            if EXPORTED_METRICS[base].kind == "histogram":
+                return base
+    return None
