@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
@@ -106,8 +107,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from limitsync.simulate import write_simulation
 
     stats = write_simulation(
-        Path(args.out), accounts=args.accounts, hours=args.hours, seed=args.seed,
-        faults=args.faults, bad=args.bad,
+        Path(args.out),
+        accounts=args.accounts,
+        hours=args.hours,
+        seed=args.seed,
+        faults=args.faults,
+        bad=args.bad,
     )
     print(f"wrote {args.out}: {stats}")
     return 0
@@ -133,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="limitsync", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("replay", help="replay an event log through the core; write alerts and a report")
+    p = sub.add_parser(
+        "replay", help="replay an event log through the core; write alerts and a report"
+    )
     p.add_argument("--input", help="JSON Lines file of contract events, in log order")
     p.add_argument("--from-kafka", action="store_true", help="read the input topics instead")
     p.add_argument("--start", type=_time_us, help="with --from-kafka: first record timestamp")
@@ -172,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:  # type: ignore[type-arg]
+def _extensions() -> list[Callable[[Any], None]]:
     """Subcommands of the live system and the consumers, registered by their modules."""
     import importlib
 

@@ -1,37 +1,82 @@
-"""Where replay input comes from: a JSONL file (later: archive segments, a glob, a dir)."""
+"""Where replay input comes from: a JSONL file, archive segments, a directory or a glob.
+
+Archive segments (``*.jsonl.gz``, written by ``limitsync archive``) hold Kafka records with
+their coordinates; several of them are merged into one log by (timestamp, partition,
+offset), the order a replay from Kafka uses (``consumers.segments``). Several plain JSONL
+files (a glob) are read one after the other in name order.
+"""
 
 from __future__ import annotations
 
+import glob
 from collections.abc import Iterator
 from pathlib import Path
 
 from limitsync.replay import InputRecord, iter_file_records
 
-__all__ = ["InputError", "open_input", "resolve_input"]
+__all__ = ["InputError", "input_size", "open_input", "resolve_input"]
+
+_SEGMENT_SUFFIX = ".jsonl.gz"  # consumers.segments.SEGMENT_SUFFIX, without importing it early
+_GLOB_CHARS = frozenset("*?[")
 
 
 class InputError(Exception):
     """The input cannot be read; the message is one line for the user."""
 
 
-def resolve_input(spec: str) -> list[Path]:
-    """The files named by ``spec``, in log order; raises InputError with a clear message."""
+def _is_segment(path: Path) -> bool:
+    return path.name.endswith(_SEGMENT_SUFFIX)
+
+
+def _expand(spec: str) -> list[Path]:
     path = Path(spec)
-    if not path.exists():
-        raise InputError(f"input not found: {spec}")
     if path.is_dir():
-        raise InputError(f"input is a directory, not a JSON Lines file: {spec}")
+        found = sorted(p for p in path.rglob(f"*{_SEGMENT_SUFFIX}") if p.is_file())
+        if not found:
+            raise InputError(f"input is a directory with no archive segments (*.jsonl.gz): {spec}")
+        return found
+    if path.exists() or not _GLOB_CHARS.intersection(spec):
+        if not path.exists():
+            raise InputError(f"input not found: {spec}")
+        return [path]
+    found = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
+    if not found:
+        raise InputError(f"no file matches {spec}")
+    return found
+
+
+def resolve_input(spec: str) -> list[Path]:
+    """The files named by ``spec``; raises InputError with a clear message."""
+    paths = _expand(spec)
+    segments = sum(1 for p in paths if _is_segment(p))
+    if 0 < segments < len(paths):
+        raise InputError(f"{spec} names both archive segments and JSON Lines files")
+    for path in paths:
+        try:
+            with path.open("rb") as fh:
+                fh.read(1)
+        except OSError as exc:
+            raise InputError(f"cannot read input {path}: {exc.strerror}") from exc
+    return paths
+
+
+def _archive_records(paths: list[Path]) -> Iterator[InputRecord]:
+    from consumers.segments import SegmentError, iter_archive
+
     try:
-        with path.open("rb") as fh:
-            fh.read(1)
-    except OSError as exc:
-        raise InputError(f"cannot read input {spec}: {exc.strerror}") from exc
-    return [path]
+        for record in iter_archive(paths):
+            yield record.as_input()
+    except SegmentError as exc:
+        raise InputError(str(exc)) from exc
 
 
 def open_input(spec: str) -> Iterator[InputRecord]:
     """Records of every file ``spec`` names, in log order."""
-    for path in resolve_input(spec):
+    paths = resolve_input(spec)
+    if _is_segment(paths[0]):
+        yield from _archive_records(paths)
+        return
+    for path in paths:
         yield from iter_file_records(path)
 
 

@@ -30,8 +30,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.no_rescore:
         overrides["rescore_enabled"] = False
     settings = _settings(args, **overrides)
-    create_topics(settings.bootstrap_servers, list(settings.topics.values()), settings.partitions,
-                  settings.replication_factor, admin_configs=_admin_security(kafka_python_config(settings)))
+    create_topics(
+        settings.bootstrap_servers,
+        list(settings.topics.values()),
+        settings.partitions,
+        settings.replication_factor,
+        admin_configs=_admin_security(kafka_python_config(settings)),
+    )
     app, _ = create_app(settings)
     worker = faust.Worker(app, loglevel=args.loglevel, override_logging=True)
     worker.execute_from_commandline()
@@ -45,11 +50,19 @@ def _admin_security(config: dict[str, Any]) -> dict[str, Any]:
 def cmd_up(args: argparse.Namespace) -> int:
     from limitsync.stack import StackOptions, run_stack
 
-    return run_stack(StackOptions(
-        workers=args.workers, simulate=args.simulate, rate_per_s=args.rate,
-        accounts=args.accounts, seed=args.seed, state_file=args.state_file,
-        run_dir=args.run_dir, rescore=not args.no_rescore, duration_s=args.duration,
-    ))
+    return run_stack(
+        StackOptions(
+            workers=args.workers,
+            simulate=args.simulate,
+            rate_per_s=args.rate,
+            accounts=args.accounts,
+            seed=args.seed,
+            state_file=args.state_file,
+            run_dir=args.run_dir,
+            rescore=not args.no_rescore,
+            duration_s=args.duration,
+        )
+    )
 
 
 def cmd_produce(args: argparse.Namespace) -> int:

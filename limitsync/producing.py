@@ -18,7 +18,10 @@ def make_producer(settings: Settings) -> Any:
     from kafka import KafkaProducer
 
     return KafkaProducer(
-        **kafka_python_config(settings), acks="all", linger_ms=5, batch_size=64 * 1024,
+        **kafka_python_config(settings),
+        acks="all",
+        linger_ms=5,
+        batch_size=64 * 1024,
     )
 
 

@@ -119,25 +119,40 @@ def run_replay(
     timelines = result.timelines
     started = time.perf_counter()
     n = 0
-    for n, rec in enumerate(records, 1):  # noqa: B007 - n is the count after the loop
+    for n, rec in enumerate(records, 1):
         parsed = parse_event(rec.value)
         if not isinstance(parsed, Parsed):
             counts["invalid"] += 1
-            result.dead_letters.append(dead_letter_record(
-                rec.value, parsed.error, "invalid", rec.topic, rec.partition, rec.offset,
-                parsed.event_id, parsed.account_id,
-            ))
+            result.dead_letters.append(
+                dead_letter_record(
+                    rec.value,
+                    parsed.error,
+                    "invalid",
+                    rec.topic,
+                    rec.partition,
+                    rec.offset,
+                    parsed.event_id,
+                    parsed.account_id,
+                )
+            )
             continue
         event = parsed.event
         outcome, effects = engine.ingest(event, parsed.digest)
         if outcome is not Outcome.APPLIED:
             counts[outcome.value] += 1
             if outcome is Outcome.CONFLICT:
-                result.dead_letters.append(dead_letter_record(
-                    rec.value, f"conflict: event_id {event.event_id!r} was seen with other content",
-                    "conflict", rec.topic, rec.partition, rec.offset, event.event_id,
-                    event.account_id,
-                ))
+                result.dead_letters.append(
+                    dead_letter_record(
+                        rec.value,
+                        f"conflict: event_id {event.event_id!r} was seen with other content",
+                        "conflict",
+                        rec.topic,
+                        rec.partition,
+                        rec.offset,
+                        event.event_id,
+                        event.account_id,
+                    )
+                )
             continue
         counts["applied"] += 1
         for eff in effects:
@@ -150,10 +165,15 @@ def run_replay(
             line = timelines.get(event.account_id)
             if line is None:
                 line = timelines[event.account_id] = deque(maxlen=TIMELINE_MAX)
-            line.append((
-                to_us(event.occurred_at), event.event_id, event.type,
-                acct.expected_available, acct.displayed,
-            ))
+            line.append(
+                (
+                    to_us(event.occurred_at),
+                    event.event_id,
+                    event.type,
+                    acct.expected_available,
+                    acct.displayed,
+                )
+            )
         if progress is not None and n % 20000 == 0:
             progress(n)
     if options.until_us is not None:
@@ -176,7 +196,10 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
 
 
 def write_outputs(
-    result: ReplayResult, out_dir: Path, options: ReplayOptions, source: str,
+    result: ReplayResult,
+    out_dir: Path,
+    options: ReplayOptions,
+    source: str,
     focus_account: str | None = None,
 ) -> None:
     """Write alerts.jsonl, dead_letters.jsonl, accounts.jsonl and report.html into ``out_dir``."""
@@ -184,13 +207,15 @@ def write_outputs(
     write_jsonl(out_dir / "alerts.jsonl", result.alerts)
     write_jsonl(out_dir / "dead_letters.jsonl", result.dead_letters)
     write_jsonl(out_dir / "accounts.jsonl", result.account_lines())
-    from limitsync.report_data import build_report_data  # the report is optional weight
     from limitsync.report import render_report
+    from limitsync.report_data import build_report_data  # the report is optional weight
 
     data = build_report_data(result, options, source, focus_account)
     (out_dir / "report.html").write_text(render_report(data), encoding="utf-8")
 
 
-def explain_account(result: ReplayResult, account_id: str, since_us: int | None) -> dict[str, Any] | None:
+def explain_account(
+    result: ReplayResult, account_id: str, since_us: int | None
+) -> dict[str, Any] | None:
     acct = result.engine.accounts.get(account_id)
     return None if acct is None else explain(acct, since_us)

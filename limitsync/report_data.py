@@ -33,7 +33,11 @@ def build_report_data(
         details = {h.event_id: h.detail for h in acct.history}
         timelines[account_id] = [
             TimelinePoint(
-                format_us(at), event_id, kind, expected, shown,
+                format_us(at),
+                event_id,
+                kind,
+                expected,
+                shown,
                 details.get(event_id, _NOTES.get(kind, kind)),
             )
             for at, event_id, kind, expected, shown in result.timelines.get(account_id, ())

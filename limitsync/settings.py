@@ -20,7 +20,9 @@ __all__ = ["Settings", "load_settings"]
 class Settings(BaseSettings):
     """All runtime settings. Limits carry their unit last in the name."""
 
-    model_config = SettingsConfigDict(env_prefix="LIMITSYNC_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="LIMITSYNC_", extra="ignore", populate_by_name=True
+    )
 
     bootstrap_servers: str = Field(
         default="127.0.0.1:9092",
@@ -71,7 +73,8 @@ class Settings(BaseSettings):
     cache_write_batch_max: int = 500
     cache_retry_backoff_max_s: float = 5.0
 
-    web_host: str = "127.0.0.1"
+    web_bind: str = "127.0.0.1"  # where this worker listens
+    web_host: str = "127.0.0.1"  # how other workers reach it (pod DNS name in Kubernetes)
     web_port: int = 6066
     data_dir: str = ".limitsync/data"
     standby_replicas: int = 1

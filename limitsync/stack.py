@@ -54,7 +54,9 @@ def start_services(stack: ExitStack, run_dir: Path) -> tuple[str, str, str]:
     return bootstrap, redis_url, profile
 
 
-def spawn_worker(settings: Settings, index: int, run_dir: Path, rescore: bool) -> tuple[subprocess.Popen[bytes], int]:
+def spawn_worker(
+    settings: Settings, index: int, run_dir: Path, rescore: bool
+) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = {
         **os.environ,
@@ -69,7 +71,10 @@ def spawn_worker(settings: Settings, index: int, run_dir: Path, rescore: bool) -
     }
     log = (run_dir / "logs" / f"worker-{index}.log").open("ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "limitsync.cli", "worker"], env=env, stdout=log, stderr=log,
+        [sys.executable, "-m", "limitsync.cli", "worker"],
+        env=env,
+        stdout=log,
+        stderr=log,
         start_new_session=True,
     )
     log.close()
@@ -93,12 +98,20 @@ def run_stack(options: StackOptions) -> int:
     with ExitStack() as stack:
         bootstrap, redis_url, profile = start_services(stack, run_dir)
         settings = load_settings(
-            bootstrap_servers=bootstrap, redis_url=redis_url, broker_profile=profile,
+            bootstrap_servers=bootstrap,
+            redis_url=redis_url,
+            broker_profile=profile,
             rescore_enabled=options.rescore,
         )
-        create_topics(bootstrap, list(settings.topics.values()), settings.partitions,
-                      settings.replication_factor)
-        workers = [spawn_worker(settings, i, run_dir, options.rescore) for i in range(options.workers)]
+        create_topics(
+            bootstrap,
+            list(settings.topics.values()),
+            settings.partitions,
+            settings.replication_factor,
+        )
+        workers = [
+            spawn_worker(settings, i, run_dir, options.rescore) for i in range(options.workers)
+        ]
         for proc, _ in workers:
             stack.callback(stop_worker, proc)
         urls = [f"http://127.0.0.1:{port}" for _, port in workers]
@@ -109,9 +122,11 @@ def run_stack(options: StackOptions) -> int:
             feeder = _start_feeder(settings, options)
             stack.callback(feeder.join, 10)
             stack.callback(feeder.stop)
-        print(f"limitsync up: broker {bootstrap}, redis {redis_url}, {options.workers} worker(s) "
-              f"at {', '.join(urls)}; logs in {run_dir / 'logs'}. Ctrl-C stops everything.",
-              flush=True)
+        print(
+            f"limitsync up: broker {bootstrap}, redis {redis_url}, {options.workers} worker(s) "
+            f"at {', '.join(urls)}; logs in {run_dir / 'logs'}. Ctrl-C stops everything.",
+            flush=True,
+        )
         last = _watch(urls, options, feeder, [p for p, _ in workers])
         print(_summary(last, feeder), flush=True)
     return 0
@@ -166,5 +181,7 @@ def _watch(
 def _summary(snap: Snapshot, feeder: Any) -> str:
     sent = feeder.sent if feeder is not None else 0
     reasons = ", ".join(f"{r} {int(n)}" for r, n in sorted(snap.alerts_by_reason.items())) or "none"
-    return (f"limitsync stopped: {int(snap.events)} events processed, {sent} fed, "
-            f"{int(snap.dead_letters)} dead letters, breaches: {reasons}")
+    return (
+        f"limitsync stopped: {int(snap.events)} events processed, {sent} fed, "
+        f"{int(snap.dead_letters)} dead letters, breaches: {reasons}"
+    )

@@ -21,19 +21,28 @@ def collect_status(settings: Settings, web_urls: list[str]) -> dict[str, Any]:
 
     config = kafka_python_config(settings)
     admin = KafkaAdminClient(**config)
-    consumer = KafkaConsumer(**config, enable_auto_commit=False, consumer_timeout_ms=1500,
-                             auto_offset_reset="earliest")
+    consumer = KafkaConsumer(
+        **config, enable_auto_commit=False, consumer_timeout_ms=1500, auto_offset_reset="earliest"
+    )
     try:
         committed = admin.list_consumer_group_offsets(settings.app_id)
         partitions = []
         for name in (settings.topics["account_events"], settings.topics["displayed"]):
-            tps = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or [])]
+            tps = [
+                TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or [])
+            ]
             ends = consumer.end_offsets(tps)
             for tp in tps:
                 meta = committed.get(tp)
                 done = meta.offset if meta is not None else None
-                partitions.append({"topic": tp.topic, "partition": tp.partition,
-                                   "committed": done, "end": ends.get(tp)})
+                partitions.append(
+                    {
+                        "topic": tp.topic,
+                        "partition": tp.partition,
+                        "committed": done,
+                        "end": ends.get(tp),
+                    }
+                )
         alerts = _count_alerts(consumer, settings.topics["alerts"])
     finally:
         consumer.close()

@@ -10,7 +10,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictInt, StrictStr, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StrictInt,
+    StrictStr,
+    WithJsonSchema,
+)
 
 from schemas.timefmt import parse_rfc3339
 
@@ -49,7 +57,8 @@ Money = Annotated[StrictInt, Field(ge=0, le=MINOR_UNITS_MAX)]
 Version = Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]
 Id = Annotated[StrictStr, Field(min_length=1, max_length=128)]
 SchemaVersion = Annotated[
-    StrictInt, Field(ge=1, le=1, description="always 1 in contract v1", json_schema_extra={"const": 1})
+    StrictInt,
+    Field(ge=1, le=1, description="always 1 in contract v1", json_schema_extra={"const": 1}),
 ]
 AccountId = Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 

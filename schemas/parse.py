@@ -57,9 +57,16 @@ def parse_event(raw: bytes | str) -> Parsed | Rejected:
         return Rejected(_cut(error), event_id, account_id)
     try:
         event = _EVENT_ADAPTER.validate_python(obj)
+        digest = _digest(obj)
     except ValidationError as exc:
         return Rejected(_describe(exc), event_id, account_id)
-    return Parsed(event, _digest(obj))
+    except (RecursionError, ValueError) as exc:
+        return Rejected(_cut(f"record cannot be fingerprinted: {exc}"), event_id, account_id)
+    return Parsed(event, digest)
+
+
+def _reject_constant(token: str) -> Any:
+    raise ValueError(f"{token} is not JSON")
 
 
 def _load_json(raw: bytes | str) -> Any:
@@ -67,17 +74,22 @@ def _load_json(raw: bytes | str) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as fast_error:
         # orjson refuses integers beyond 64 bits; the standard library tells us what it was.
+        # Only for UTF-8 text, and without NaN/Infinity, which are not JSON.
         try:
-            return json.loads(raw)
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+            return json.loads(text, parse_constant=_reject_constant)
         except (ValueError, RecursionError):
             return Rejected(_cut(f"not JSON: {fast_error}"))
 
 
 def _digest(obj: dict[str, Any]) -> str:
+    """Fingerprint of the whole object; a null field counts as absent (the contract's rule)."""
+    if None in obj.values():
+        obj = {k: v for k, v in obj.items() if v is not None}
     try:
         canonical = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
-    except TypeError:  # an integer beyond 64 bits somewhere in an extra field
-        canonical = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+    except (TypeError, orjson.JSONEncodeError):  # beyond 64-bit ints, or very deep nesting
+        canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
     return hashlib.blake2b(canonical, digest_size=16).hexdigest()
 
 

@@ -33,8 +33,14 @@ class FaustPublisher:
 
     def __init__(self, app: faust.App, names: list[str], partitions: int) -> None:
         self._topics = {
-            n: app.topic(n, key_type=bytes, value_type=bytes, key_serializer="raw",
-                         value_serializer="raw", partitions=partitions)
+            n: app.topic(
+                n,
+                key_type=bytes,
+                value_type=bytes,
+                key_serializer="raw",
+                value_serializer="raw",
+                partitions=partitions,
+            )
             for n in names
         }
 
@@ -49,7 +55,7 @@ def _app_settings(settings: Settings) -> dict[str, Any]:
         "topic_partitions": settings.partitions,
         "topic_replication_factor": settings.replication_factor,
         "processing_guarantee": "at_least_once",
-        "web_bind": settings.web_host,
+        "web_bind": settings.web_bind,
         "web_host": settings.web_host,
         "web_port": settings.web_port,
         "table_standby_replicas": settings.standby_replicas,
@@ -72,31 +78,60 @@ def create_app(settings: Settings) -> tuple[faust.App, LiveShell]:
     app = faust.App(settings.app_id, **_app_settings(settings))
     topics = settings.topics
     publisher = FaustPublisher(app, list(topics.values()), settings.partitions)
-    table = app.Table("accounts", default=None, partitions=settings.partitions,
-                      use_partitioner=True, key_type=str, value_type=dict)
+    table = app.Table(
+        "accounts",
+        default=None,
+        partitions=settings.partitions,
+        use_partitioner=True,
+        key_type=str,
+        value_type=dict,
+    )
     metrics = Metrics()
     cache = RedisLimitCache(make_async_redis(settings), settings.cache_prefix)
     shell = LiveShell(settings, publisher, cache, table, metrics)
-    rescorer = Rescorer(load_scorer(settings.scorer), publisher, topics, metrics,
-                        settings.rescore_timeout_s, settings.rescore_retries_max)
-    source = app.topic(topics["account_events"], topics["displayed"], key_type=bytes,
-                       value_type=bytes, key_serializer="raw", value_serializer="raw")
-    requests = app.topic(topics["rescore_requests"], key_type=bytes, value_type=bytes,
-                         key_serializer="raw", value_serializer="raw")
+    rescorer = Rescorer(
+        load_scorer(settings.scorer),
+        publisher,
+        topics,
+        metrics,
+        settings.rescore_timeout_s,
+        settings.rescore_retries_max,
+    )
+    source = app.topic(
+        topics["account_events"],
+        topics["displayed"],
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    requests = app.topic(
+        topics["rescore_requests"],
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
 
     def owned() -> set[int]:
-        return {tp.partition for tp in app.assignor.assigned_actives()
-                if tp.topic == topics["account_events"]}
+        return {
+            tp.partition
+            for tp in app.assignor.assigned_actives()
+            if tp.topic == topics["account_events"]
+        }
 
     @app.agent(source, name="ledger")
     async def ledger(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(LEDGER_BATCH_MAX, within=LEDGER_BATCH_WITHIN_S):
+        batches = stream.take_events(LEDGER_BATCH_MAX, within=LEDGER_BATCH_WITHIN_S)  # type: ignore[attr-defined]
+        async for events in batches:
             if not shell.ready:
                 shell.rebuild(owned())
-            await shell.handle([
-                RawRecord(e.value, e.message.topic, e.message.partition, e.message.offset)
-                for e in events
-            ])
+            await shell.handle(
+                [
+                    RawRecord(e.value, e.message.topic, e.message.partition, e.message.offset)
+                    for e in events
+                ]
+            )
 
     @app.agent(requests, name="rescore")
     async def rescore(stream: faust.StreamT) -> None:
@@ -125,10 +160,15 @@ def create_app(settings: Settings) -> tuple[faust.App, LiveShell]:
 
     @app.page("/healthz")
     async def healthz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        return web.json({"status": "ok", "ready": shell.ready,
-                         "accounts": len(shell.engine.accounts),
-                         "partitions": sorted(shell.owned),
-                         "cache_backlog": shell.writer.backlog})
+        return web.json(
+            {
+                "status": "ok",
+                "ready": shell.ready,
+                "accounts": len(shell.engine.accounts),
+                "partitions": sorted(shell.owned),
+                "cache_backlog": shell.writer.backlog,
+            }
+        )
 
     @app.page("/metrics")
     async def metrics_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:

@@ -51,8 +51,14 @@ class RedisLimitCache:
         """Apply each write if its version is newer; True where it was written."""
         async with self._client.pipeline(transaction=False) as pipe:
             for w in writes:
-                args = [w.version, w.available, w.credit_line, w.outstanding, w.status,
-                        format_us(w.updated_us)]
+                args: list[int | str] = [
+                    w.version,
+                    w.available,
+                    w.credit_line,
+                    w.outstanding,
+                    w.status,
+                    format_us(w.updated_us),
+                ]
                 await self._cas(keys=[self.key(w.account_id)], args=args, client=pipe)
             results = await pipe.execute()
         return [bool(int(r)) for r in results]

@@ -8,7 +8,6 @@ drifted account that went quiet still alerts after a restart or a rebalance.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -97,7 +96,9 @@ class LiveShell:
         self.metrics = metrics
         self.engine = Engine(core_config(settings), InjectedClock(wall_us))
         self.writer = CacheWriter(
-            cache, self._on_written, settings.cache_write_batch_max,
+            cache,
+            self._on_written,
+            settings.cache_write_batch_max,
             settings.cache_retry_backoff_max_s,
             on_error=lambda _: metrics.cache_writes.labels(outcome="error").inc(),
         )
@@ -137,8 +138,9 @@ class LiveShell:
         for rec in records:
             parsed = parse_event(rec.value)
             if not isinstance(parsed, Parsed):
-                await self._dead_letter(rec, parsed.error, "invalid", parsed.event_id,
-                                        parsed.account_id)
+                await self._dead_letter(
+                    rec, parsed.error, "invalid", parsed.event_id, parsed.account_id
+                )
                 continue
             event = parsed.event
             outcome, effects = self.engine.ingest(event, parsed.digest)
@@ -183,7 +185,9 @@ class LiveShell:
 
     async def _alert(self, record: dict[str, Any]) -> None:
         kind, reason = record["type"], record["reason"]
-        await self.publisher.publish(self.topics["alerts"], record["account_id"], orjson.dumps(record))
+        await self.publisher.publish(
+            self.topics["alerts"], record["account_id"], orjson.dumps(record)
+        )
         self.metrics.alerts.labels(type=kind, reason=reason).inc()
         if kind == "mismatch.opened":
             self.metrics.breaches.labels(reason=reason).inc()
@@ -203,7 +207,9 @@ class LiveShell:
             "line_version": acct.line_version,
             "features": _features(acct, req.requested_us),
         }
-        await self.publisher.publish(self.topics["rescore_requests"], req.account_id, orjson.dumps(body))
+        await self.publisher.publish(
+            self.topics["rescore_requests"], req.account_id, orjson.dumps(body)
+        )
 
     async def _dead_letter(
         self, rec: RawRecord, error: str, reason: str, event_id: str | None, account_id: str | None
@@ -224,8 +230,13 @@ class LiveShell:
         now = wall_us()
         if not write.heal:
             self.metrics.sync_latency.observe(max(0, now - write.change_us) / _S)
-        await self.observe(write.account_id, write.available, write.version,
-                           "auto_heal" if write.heal else "cache_write", now)
+        await self.observe(
+            write.account_id,
+            write.available,
+            write.version,
+            "auto_heal" if write.heal else "cache_write",
+            now,
+        )
 
     async def observe(
         self, account_id: str, available: int | None, version: int | None, source: str, now: int

@@ -6,6 +6,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 __all__ = ["Metrics"]
 
+_REASONS = (
+    "REPAYMENT_NOT_POSTED",
+    "SYNC_DELAY",
+    "FREEZE_NOT_APPLIED",
+    "CACHE_MISSING",
+    "CACHE_DIVERGED",
+)
 _LATENCY_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
 
 
@@ -14,9 +21,14 @@ class Metrics:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
-        self.events = Counter("limitsync_events", "Valid input events processed", ["type"], registry=r)
+        self.events = Counter(
+            "limitsync_events", "Valid input events processed", ["type"], registry=r
+        )
         self.dead_letters = Counter(
-            "limitsync_dead_letters", "Records sent to the dead-letter topic", ["reason"], registry=r
+            "limitsync_dead_letters",
+            "Records sent to the dead-letter topic",
+            ["reason"],
+            registry=r,
         )
         self.sync_latency = Histogram(
             "limitsync_sync_latency_seconds",
@@ -24,11 +36,18 @@ class Metrics:
             buckets=_LATENCY_BUCKETS_S,
             registry=r,
         )
-        self.open_drifts = Gauge("limitsync_open_drifts", "Accounts whose display drifts", registry=r)
-        self.breaches = Counter(
-            "limitsync_breaches", "Drifts and clearing watches past their SLA", ["reason"], registry=r
+        self.open_drifts = Gauge(
+            "limitsync_open_drifts", "Accounts whose display drifts", registry=r
         )
-        self.alerts = Counter("limitsync_alerts", "Alert records published", ["type", "reason"], registry=r)
+        self.breaches = Counter(
+            "limitsync_breaches",
+            "Drifts and clearing watches past their SLA",
+            ["reason"],
+            registry=r,
+        )
+        self.alerts = Counter(
+            "limitsync_alerts", "Alert records published", ["type", "reason"], registry=r
+        )
         self.changes_displayed = Counter(
             "limitsync_changes_displayed",
             "Ledger changes by how soon the display showed them",
@@ -40,9 +59,32 @@ class Metrics:
             "limitsync_cache_writes", "Cache compare-and-set writes", ["outcome"], registry=r
         )
         self.consumer_lag = Gauge(
-            "limitsync_consumer_lag", "Records behind the log end", ["topic", "partition"], registry=r
+            "limitsync_consumer_lag",
+            "Records behind the log end",
+            ["topic", "partition"],
+            registry=r,
         )
-        self.auto_heals = Counter("limitsync_auto_heals", "Cache rewrites by auto-heal", ["reason"], registry=r)
+        self.auto_heals = Counter(
+            "limitsync_auto_heals", "Cache rewrites by auto-heal", ["reason"], registry=r
+        )
+
+        self._zero_known_series()
+
+    def _zero_known_series(self) -> None:
+        """Create every known label set at 0, so alert rules see the first increase."""
+        for reason in _REASONS:
+            self.breaches.labels(reason=reason)
+            self.auto_heals.labels(reason=reason)
+            for kind in ("mismatch.opened", "mismatch.escalated", "mismatch.resolved"):
+                self.alerts.labels(type=kind, reason=reason)
+        for reason in ("invalid", "conflict", "rescore_failed"):
+            self.dead_letters.labels(reason=reason)
+        for within in ("1s", "10s", "sla", "late"):
+            self.changes_displayed.labels(within=within)
+        for outcome in ("ok", "failed", "retried"):
+            self.rescores.labels(outcome=outcome)
+        for outcome in ("written", "stale", "error"):
+            self.cache_writes.labels(outcome=outcome)
 
     def observe_display_latency(self, latency_us: int | None, sla_us: int) -> None:
         if latency_us is None or latency_us > sla_us:

@@ -45,8 +45,13 @@ def decision_event(request: dict[str, Any], decision: Decision, decided_us: int)
 
 class Rescorer:
     def __init__(
-        self, scorer: Scorer, publisher: Publisher, topics: dict[str, str], metrics: Metrics,
-        timeout_s: float = 5.0, retries_max: int = 3,
+        self,
+        scorer: Scorer,
+        publisher: Publisher,
+        topics: dict[str, str],
+        metrics: Metrics,
+        timeout_s: float = 5.0,
+        retries_max: int = 3,
     ) -> None:
         self.scorer = scorer
         self.publisher = publisher
@@ -89,8 +94,11 @@ class Rescorer:
         from schemas.parse import dead_letter_record
 
         account = request.get("account_id") if isinstance(request, dict) else None
-        record = dead_letter_record(raw, error, "rescore_failed", self.topics["rescore_requests"],
-                                    None, None, None, account)
-        await self.publisher.publish(self.topics["dead_letters"], account or "", orjson.dumps(record))
+        record = dead_letter_record(
+            raw, error, "rescore_failed", self.topics["rescore_requests"], None, None, None, account
+        )
+        await self.publisher.publish(
+            self.topics["dead_letters"], account or "", orjson.dumps(record)
+        )
         self.metrics.rescores.labels(outcome="failed").inc()
         self.metrics.dead_letters.labels(reason="rescore_failed").inc()

@@ -76,7 +76,9 @@ class BehaviourScorecard:
         if f.failed_debits:
             penalty = min(150, 60 * f.failed_debits)
             points -= penalty
-            reasons.append((penalty, f"{f.failed_debits} repayment debit(s) failed and were reversed"))
+            reasons.append(
+                (penalty, f"{f.failed_debits} repayment debit(s) failed and were reversed")
+            )
         if f.drawdowns >= 8:
             points -= 40
             reasons.append((40, f"Frequent borrowing: {f.drawdowns} drawdowns on record"))
@@ -129,4 +131,4 @@ def load_scorer(path: str) -> Scorer:
     scorer = obj() if isinstance(obj, type) else obj
     if not callable(getattr(scorer, "score", None)):
         raise TypeError(f"{path} has no score(features) method")
-    return scorer  # type: ignore[no-any-return]
+    return scorer

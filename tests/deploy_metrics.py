@@ -15,8 +15,8 @@ from typing import Literal
 
 __all__ = [
     "EXPORTED_METRICS",
-    "PROMETHEUS_TARGET_LABELS",
     "PROMETHEUS_SYNTHETIC_SERIES",
+    "PROMETHEUS_TARGET_LABELS",
     "MetricSpec",
     "exposed_series",
     "metric_for_series",
@@ -127,7 +127,7 @@ def metric_for_series(series: str) -> str | None:
         return series
     for suffix in _HISTOGRAM_SUFFIXES:
         base = series.removesuffix(suffix)
-        if base != series and EXPORTED_METRICS.get(base, None) is not None:
-            if EXPORTED_METRICS[base].kind == "histogram":
-                return base
+        spec = EXPORTED_METRICS.get(base)
+        if base != series and spec is not None and spec.kind == "histogram":
+            return base
     return None

@@ -134,3 +134,10 @@ def test_clearing_alert_escalates_once_at_ten_times_its_sla() -> None:
     events = [*PAID, tick(S + CLEAR + 1), tick(S + 10 * CLEAR + 1), tick(S + 30 * CLEAR)]
     result = replay(events)
     assert [a["type"] for a in not_posted(result)] == ["mismatch.opened", "mismatch.escalated"]
+
+
+def test_posting_that_itself_passes_the_deadline_opens_then_resolves() -> None:
+    events = [*PAID, repayment_posted("A", S + CLEAR + 1, 1_000, payment_id="pay-1")]
+    alerts = not_posted(replay(events))
+    assert [(a["type"], a.get("resolution")) for a in alerts] == [
+        ("mismatch.opened", None), ("mismatch.resolved", "synced")]

@@ -17,6 +17,8 @@ from eventlog import (
     credit_line,
     displayed,
     drawdown,
+    feed,
+    ingest,
     repayment_posted,
     replay,
     ts,
@@ -25,6 +27,7 @@ from eventlog import (
 
 from limitsync.replay import ReplayResult
 from schemas.records import AlertRecord
+from streams.core import AlertRaised, CacheWrite, CoreConfig, Engine, EventTimeClock
 
 SLA = 60 * S
 
@@ -301,3 +304,43 @@ def test_each_drifting_account_alerts_separately() -> None:
               drawdown("B", 10 * S, 100), tick(10 * S + SLA + 1)]
     result = replay(events)
     assert sorted(a["account_id"] for a in result.alerts) == ["A", "B"]
+
+
+def test_late_record_opening_a_drift_older_than_the_sla_breaches_at_once() -> None:
+    events = [*agreeing(), tick(100 * S), drawdown("A", 10 * S, 3_000)]
+    alert = opened(replay(events))
+    assert (alert["opened_at"], alert["detected_at"]) == (ts(10 * S), ts(100 * S))
+
+
+def test_evidence_lists_the_ledger_events_the_display_missed() -> None:
+    events = [*STALE, drawdown("A", 20 * S, 1_000, event_id="dd2"), tick(10 * S + SLA + 1)]
+    assert opened(replay(events))["evidence_event_ids"] == ["dd1", "dd2"]
+
+
+# -- auto-heal --------------------------------------------------------------------------------
+
+
+def breached_engine() -> Engine:
+    engine = Engine(CoreConfig(), EventTimeClock())
+    feed(engine, [*STALE, tick(10 * S + SLA + 1)])
+    return engine
+
+
+def test_heal_rewrites_the_cache_with_the_expected_value_and_a_higher_version() -> None:
+    engine = breached_engine()
+    version = engine.accounts["A"].version
+    (write,) = engine.heal("A")
+    assert isinstance(write, CacheWrite)
+    assert (write.available, write.version, write.heal) == (7_000, version + 1, True)
+
+
+def test_drift_closed_by_the_healed_cache_resolves_auto_healed() -> None:
+    engine = breached_engine()
+    engine.heal("A")
+    effects = ingest(engine, displayed("A", 80 * S, 7_000, source="auto_heal"))
+    (resolved,) = [e.record for e in effects if isinstance(e, AlertRaised)]
+    assert (resolved["type"], resolved["resolution"]) == ("mismatch.resolved", "auto_healed")
+
+
+def test_heal_of_an_unknown_account_does_nothing() -> None:
+    assert breached_engine().heal("NOPE") == []

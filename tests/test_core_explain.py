@@ -253,11 +253,6 @@ def test_no_rescore_request_when_rescoring_is_disabled() -> None:
     assert rescores(effects + engine.advance(us(10_000 * S))) == []
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="BUG: credit_line.changed(cause=rescore) itself calls _want_rescore, so every "
-           "rescore answer schedules a new rescore request (endless loop with the scorer)",
-)
 def test_a_rescore_answer_does_not_request_another_rescore() -> None:
     engine = rescoring_engine()
     feed(engine, OWES)
@@ -267,10 +262,6 @@ def test_a_rescore_answer_does_not_request_another_rescore() -> None:
     assert rescores(effects) == []
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="BUG: the rescore answer re-arms rescore_due_us, so RESCORE_PENDING shows again",
-)
 def test_rescore_is_no_longer_pending_once_answered() -> None:
     engine = rescoring_engine()
     feed(engine, OWES)

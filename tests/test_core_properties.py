@@ -279,11 +279,6 @@ def test_rebuilt_engine_forgets_old_ids_like_the_original() -> None:
     assert copy.accounts["A"].posted == original.accounts["A"].posted
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="BUG: Engine.load() pushes expiry entries with extra='', so posted_payments and "
-           "orphan_reversals of loaded ids are never forgotten (unbounded after restarts)",
-)
 def test_rebuilt_engine_forgets_old_payments_and_orphans_like_the_original() -> None:
     config = CoreConfig(dedupe_horizon_us=60 * 1_000_000)
     original = rich_engine(config)

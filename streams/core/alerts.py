@@ -37,8 +37,16 @@ def severity(expected: int, displayed: int | None) -> str:
 
 
 def _base(
-    kind: str, aid: str, state: AccountState, reason: str, sev: str, opened_us: int,
-    detected_us: int, now_us: int, sla_us: int, evidence: list[str],
+    kind: str,
+    aid: str,
+    state: AccountState,
+    reason: str,
+    sev: str,
+    opened_us: int,
+    detected_us: int,
+    now_us: int,
+    sla_us: int,
+    evidence: list[str],
 ) -> dict[str, Any]:
     expected = state.expected_available
     shown = state.displayed
@@ -60,13 +68,26 @@ def _base(
 
 
 def drift_record(
-    kind: str, state: AccountState, drift: DriftState, detected_us: int, now_us: int,
-    sla_us: int, resolution: str | None = None,
+    kind: str,
+    state: AccountState,
+    drift: DriftState,
+    detected_us: int,
+    now_us: int,
+    sla_us: int,
+    resolution: str | None = None,
 ) -> dict[str, Any]:
     """A ``mismatch.*`` record for a display drift."""
     record = _base(
-        kind, drift.alert_id, state, drift.reason, drift.severity, drift.opened_us,
-        detected_us, now_us, sla_us, drift.evidence,
+        kind,
+        drift.alert_id,
+        state,
+        drift.reason,
+        drift.severity,
+        drift.opened_us,
+        detected_us,
+        now_us,
+        sla_us,
+        drift.evidence,
     )
     if resolution is not None:
         record["resolved_at"] = format_us(now_us)
@@ -75,13 +96,26 @@ def drift_record(
 
 
 def clearing_record(
-    kind: str, state: AccountState, watch: ClearingWatch, detected_us: int, now_us: int,
-    sla_us: int, resolution: str | None = None,
+    kind: str,
+    state: AccountState,
+    watch: ClearingWatch,
+    detected_us: int,
+    now_us: int,
+    sla_us: int,
+    resolution: str | None = None,
 ) -> dict[str, Any]:
     """A ``mismatch.*`` record for a payment core banking has not posted."""
     record = _base(
-        kind, watch.alert_id, state, "REPAYMENT_NOT_POSTED", "major", watch.opened_us,
-        detected_us, now_us, sla_us, [watch.event_id],
+        kind,
+        watch.alert_id,
+        state,
+        "REPAYMENT_NOT_POSTED",
+        "major",
+        watch.opened_us,
+        detected_us,
+        now_us,
+        sla_us,
+        [watch.event_id],
     )
     record["payment_id"] = watch.payment_id
     if resolution is not None:

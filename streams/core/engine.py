@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from schemas.events import (
+    DrawdownBooked,
     Event,
     LimitDisplayed,
     RepaymentInitiated,
@@ -94,8 +95,11 @@ class Engine:
             outcome = Outcome.DUPLICATE if seen[0] == digest else Outcome.CONFLICT
             self.counters[outcome.value] += 1
             return outcome, []
-        acct.seen[event.event_id] = [digest, occurred]
-        self._push_expiry(occurred, acct.account_id, event)
+        extra = _expiry_extra(event)
+        acct.seen[event.event_id] = [digest, occurred, extra] if extra else [digest, occurred]
+        heapq.heappush(
+            self._expiry, (occurred, self._next_seq(), acct.account_id, event.event_id, extra)
+        )
         self.counters[f"events.{event.type}"] += 1
         self.dirty.add(acct.account_id)
         now = self.clock.observe(occurred)
@@ -130,9 +134,10 @@ class Engine:
         self, acct: AccountState, event: Event, occurred: int, now: int, effects: list[Effect]
     ) -> None:
         before = acct.expected_available
-        observation = isinstance(event, LimitDisplayed)
+        observation = False
         ledger_changed = False
-        if observation:
+        if isinstance(event, LimitDisplayed):
+            observation = True
             if not self._observe(acct, event, occurred):
                 return
         elif isinstance(event, RepaymentInitiated):
@@ -146,7 +151,9 @@ class Engine:
                 acct.history.extend(entries)
                 effects.append(self._cache_write(acct, now, change_us=occurred))
                 self._track_change(acct, event.event_id, occurred, effects)
-                if self.config.rescore_enabled and not isinstance(event, RepaymentReversed):
+                if self.config.rescore_enabled and isinstance(
+                    event, DrawdownBooked | RepaymentPosted
+                ):
                     self._want_rescore(acct, event.event_id, now)
         if acct.observed:
             self._evaluate(acct, event, occurred, now, before, observation, ledger_changed, effects)
@@ -166,7 +173,11 @@ class Engine:
         shown = acct.expected_available
         acct.history.append(
             ChangeEntry(
-                occurred, event.event_id, "REPAYMENT_IN_FLIGHT", shown, shown,
+                occurred,
+                event.event_id,
+                "REPAYMENT_IN_FLIGHT",
+                shown,
+                shown,
                 f"paid {yuan(event.amount)} by {event.channel}; waiting for core banking to post",
             )
         )
@@ -208,8 +219,15 @@ class Engine:
     # -- drift ---------------------------------------------------------------------------
 
     def _evaluate(
-        self, acct: AccountState, event: Event, occurred: int, now: int, before: int,
-        observation: bool, ledger_changed: bool, effects: list[Effect],
+        self,
+        acct: AccountState,
+        event: Event,
+        occurred: int,
+        now: int,
+        before: int,
+        observation: bool,
+        ledger_changed: bool,
+        effects: list[Effect],
     ) -> None:
         expected = acct.expected_available
         drift = acct.drift
@@ -217,9 +235,7 @@ class Engine:
             if drift is None:
                 acct.drift_seq += 1
                 aid = alerts.alert_id("drift", acct.account_id, acct.drift_seq, occurred)
-                acct.drift = DriftState(
-                    aid, occurred, {before, expected}, list(acct.since_agree)
-                )
+                acct.drift = DriftState(aid, occurred, {before, expected}, list(acct.since_agree))
                 self._push_deadline(occurred + self.config.sla_us, _BREACH, acct.account_id, aid)
             else:
                 drift.held.add(expected)
@@ -228,7 +244,9 @@ class Engine:
             return
         if observation:
             for change_us, _ in acct.pending_changes:
-                effects.append(ChangeDisplayed(acct.account_id, change_us, max(0, occurred - change_us)))
+                effects.append(
+                    ChangeDisplayed(acct.account_id, change_us, max(0, occurred - change_us))
+                )
         acct.pending_changes.clear()
         acct.since_agree.clear()
         if drift is None:
@@ -264,8 +282,9 @@ class Engine:
             drift.severity = alerts.severity(acct.expected_available, acct.displayed)
             self.counters[f"breaches.{drift.reason}"] += 1
             effects.append(self._drift_alert("mismatch.opened", acct, drift, now))
-            self._push_deadline(drift.opened_us + factor * self.config.sla_us, _ESCALATE,
-                                acct.account_id, token)
+            self._push_deadline(
+                drift.opened_us + factor * self.config.sla_us, _ESCALATE, acct.account_id, token
+            )
         elif kind == _ESCALATE and drift and drift.alert_id == token and not drift.escalated:
             drift.escalated = True
             effects.append(self._drift_alert("mismatch.escalated", acct, drift, now))
@@ -297,33 +316,36 @@ class Engine:
             effects.append(self._clearing_alert("mismatch.escalated", acct, watch, now))
 
     def _drift_alert(
-        self, kind: str, acct: AccountState, drift: DriftState, now: int,
+        self,
+        kind: str,
+        acct: AccountState,
+        drift: DriftState,
+        now: int,
         resolution: str | None = None,
     ) -> AlertRaised:
         self.counters[f"alerts.{kind}"] += 1
-        return AlertRaised(alerts.drift_record(
-            kind, acct, drift, drift.detected_us, now, self.config.sla_us, resolution
-        ))
+        return AlertRaised(
+            alerts.drift_record(
+                kind, acct, drift, drift.detected_us, now, self.config.sla_us, resolution
+            )
+        )
 
     def _clearing_alert(
-        self, kind: str, acct: AccountState, watch: ClearingWatch, now: int,
+        self,
+        kind: str,
+        acct: AccountState,
+        watch: ClearingWatch,
+        now: int,
         resolution: str | None = None,
     ) -> AlertRaised:
         self.counters[f"alerts.{kind}"] += 1
-        return AlertRaised(alerts.clearing_record(
-            kind, acct, watch, watch.detected_us, now, self.config.clearing_sla_us, resolution
-        ))
+        return AlertRaised(
+            alerts.clearing_record(
+                kind, acct, watch, watch.detected_us, now, self.config.clearing_sla_us, resolution
+            )
+        )
 
     # -- bounded memory ------------------------------------------------------------------
-
-    def _push_expiry(self, occurred: int, account_id: str, event: Event) -> None:
-        if isinstance(event, RepaymentReversed):
-            extra = event.reverses_event_id
-        elif isinstance(event, RepaymentPosted):
-            extra = event.payment_id or ""
-        else:
-            extra = ""
-        heapq.heappush(self._expiry, (occurred, self._next_seq(), account_id, event.event_id, extra))
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -355,8 +377,15 @@ class Engine:
         self, acct: AccountState, now: int, change_us: int | None = None, heal: bool = False
     ) -> CacheWrite:
         return CacheWrite(
-            acct.account_id, acct.expected_available, acct.credit_line, acct.outstanding,
-            acct.status, acct.version, now, now if change_us is None else change_us, heal,
+            acct.account_id,
+            acct.expected_available,
+            acct.credit_line,
+            acct.outstanding,
+            acct.status,
+            acct.version,
+            now,
+            now if change_us is None else change_us,
+            heal,
         )
 
     def load(self, states: Iterable[AccountState]) -> None:
@@ -364,11 +393,14 @@ class Engine:
         for acct in states:
             self.accounts[acct.account_id] = acct
             aid = acct.account_id
-            for event_id, (_, occurred) in acct.seen.items():
-                heapq.heappush(self._expiry, (occurred, self._next_seq(), aid, event_id, ""))
+            for event_id, (_, occurred, *rest) in acct.seen.items():
+                extra = rest[0] if rest else ""
+                heapq.heappush(self._expiry, (occurred, self._next_seq(), aid, event_id, extra))
             drift = acct.drift
             if drift is not None and not drift.breached:
-                self._push_deadline(drift.opened_us + self.config.sla_us, _BREACH, aid, drift.alert_id)
+                self._push_deadline(
+                    drift.opened_us + self.config.sla_us, _BREACH, aid, drift.alert_id
+                )
             elif drift is not None and not drift.escalated:
                 due = drift.opened_us + self.config.escalation_factor * self.config.sla_us
                 self._push_deadline(due, _ESCALATE, aid, drift.alert_id)
@@ -393,6 +425,15 @@ class Engine:
 
     def next_due_us(self) -> int | None:
         return self._deadlines[0][0] if self._deadlines else None
+
+
+def _expiry_extra(event: Event) -> str:
+    """The second id an event leaves behind (reversed event, payment), forgotten with it."""
+    if isinstance(event, RepaymentReversed):
+        return event.reverses_event_id
+    if isinstance(event, RepaymentPosted):
+        return event.payment_id or ""
+    return ""
 
 
 def _extra(event: Event, name: str) -> object:

@@ -42,11 +42,13 @@ def explain(state: AccountState, since_us: int | None = None) -> dict[str, Any]:
     ]
     rescore_since = state.rescore_requested_us or state.rescore_due_us
     if rescore_since is not None:
-        pending.append({
-            "code": "RESCORE_PENDING",
-            "since": format_us(rescore_since),
-            "detail": "the risk model is re-scoring the line after recent activity",
-        })
+        pending.append(
+            {
+                "code": "RESCORE_PENDING",
+                "since": format_us(rescore_since),
+                "detail": "the risk model is re-scoring the line after recent activity",
+            }
+        )
     drift = state.drift
     return {
         "account_id": state.account_id,

@@ -59,7 +59,9 @@ def apply_ledger(state: AccountState, event: LedgerEvent, at_us: int) -> list[Ch
     after = state.expected_available
     # Only the first entry of an event moves the limit; the rest (interest) explain it.
     return [
-        ChangeEntry(at_us, event.event_id, code, before if i == 0 else after, after, detail, reasons)
+        ChangeEntry(
+            at_us, event.event_id, code, before if i == 0 else after, after, detail, reasons
+        )
         for i, (code, detail, reasons) in enumerate(entries)
     ]
 
@@ -82,7 +84,9 @@ def _posted(
         return [("REPAYMENT_REVERSED", detail, [])]
     state.repaid += event.principal
     state.repayments += 1
-    entries = [("REPAYMENT_RESTORED", f"repaid {yuan(event.principal)} of principal", [])]
+    entries: list[tuple[str, str, list[str]]] = [
+        ("REPAYMENT_RESTORED", f"repaid {yuan(event.principal)} of principal", [])
+    ]
     charges = event.interest + event.fee
     if charges:
         detail = (
@@ -108,9 +112,7 @@ def _reversed(state: AccountState, event: RepaymentReversed) -> list[tuple[str, 
     return [("REPAYMENT_REVERSED", f"repayment of {yuan(posted[0])} failed and was undone", [])]
 
 
-def _credit_line(
-    state: AccountState, event: CreditLineChanged
-) -> list[tuple[str, str, list[str]]]:
+def _credit_line(state: AccountState, event: CreditLineChanged) -> list[tuple[str, str, list[str]]]:
     if state.line_version is not None and event.version <= state.line_version:
         return []  # an older decision arriving late
     old = state.credit_line

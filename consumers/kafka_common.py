@@ -1,0 +1,66 @@
+"""The kafka-python consumer every tool here uses, with the broker profile applied.
+
+kafka-python (not Faust) because these tools are plain loops that must decide exactly when
+an offset is committed; the one place that builds the consumer keeps the security settings
+(``kafka_python_config``) and the tansu workarounds (DESIGN.md) out of each tool.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+
+from limitsync.clients import kafka_python_config
+from limitsync.settings import Settings
+
+__all__ = [
+    "METADATA_TIMEOUT_S",
+    "ConsumerSetupError",
+    "make_consumer",
+    "topic_partitions",
+]
+
+# tansu holds a first JoinGroup for half the session timeout; 6 s keeps that to 3 s.
+TANSU_SESSION_TIMEOUT_MS = 6000
+TANSU_HEARTBEAT_INTERVAL_MS = 1500
+METADATA_TIMEOUT_S = 15.0
+_METADATA_POLL_S = 0.2
+
+
+class ConsumerSetupError(RuntimeError):
+    """The consumer cannot start: an unknown topic, or no metadata within the bound."""
+
+
+def make_consumer(settings: Settings, *, client_id: str, **options: Any) -> KafkaConsumer:
+    """A consumer with raw ``bytes`` keys and values; the caller picks group and commits."""
+    config: dict[str, Any] = {
+        **kafka_python_config(settings),
+        "client_id": client_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+    }
+    if settings.broker_profile == "tansu":
+        config["session_timeout_ms"] = TANSU_SESSION_TIMEOUT_MS
+        config["heartbeat_interval_ms"] = TANSU_HEARTBEAT_INTERVAL_MS
+    config.update(options)
+    return KafkaConsumer(**config)
+
+
+def topic_partitions(
+    consumer: KafkaConsumer, topics: list[str], timeout_s: float = METADATA_TIMEOUT_S
+) -> list[TopicPartition]:
+    """Every partition of ``topics``, sorted; raises when a topic is unknown after the bound."""
+    deadline = time.monotonic() + timeout_s
+    found: list[TopicPartition] = []
+    for topic in topics:
+        while True:
+            partitions = consumer.partitions_for_topic(topic)
+            if partitions:
+                found.extend(TopicPartition(topic, p) for p in sorted(partitions))
+                break
+            if time.monotonic() >= deadline:
+                raise ConsumerSetupError(f"topic {topic!r} not found within {timeout_s} s")
+            time.sleep(_METADATA_POLL_S)
+    return found

@@ -1,0 +1,417 @@
+"""Replay from Kafka: the input topics between two record timestamps, through the same core.
+
+The consumer is isolated: a group id of its own, ``assign()`` instead of ``subscribe()`` (no
+group membership, so no rebalance of the live workers), auto-commit off and no commit ever.
+Nothing is produced and Redis is never touched; the outputs are the files of a file replay.
+
+Finding the start. ``offsets_for_times`` is the cheap way, but a broker may answer it wrongly
+(tansu 0.6 answers offset 0 for every timestamp), and a wrong answer silently loses records
+(too late) or adds them (too early). So every answer is checked against the timestamps
+actually read: the reader seeks to the record just before the answer, which must be older
+than ``start``, and the answered record must not be; a partition that fails the check, or
+that got no answer, is read from its earliest offset instead, dropping what is older than
+``start``. Either way the same records are kept; the check only decides how much is read.
+
+Finding the end. A partition is done at its first record after ``end``, or when it has sent
+nothing for ``idle_timeout_s`` while the merge waited for it: ``end_offsets`` cannot be used
+on tansu (it answers the last batch's base offset + 1), and on other brokers it only lets a
+partition finish early.
+
+Partitions are merged into one log by (timestamp, partition, offset) as they arrive
+(:class:`consumers.merge.PartitionMerger`), with a bounded buffer per partition: a partition
+that runs ahead is paused until the merge catches up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndTimestamp
+
+from consumers.kafka_common import ConsumerSetupError, make_consumer, topic_partitions
+from consumers.merge import LogRecord, PartitionMerger, TopicPartitionId
+from limitsync.replay import ReplayOptions, ReplayResult, run_replay, write_outputs
+from limitsync.settings import Settings, load_settings
+from schemas.timefmt import format_us
+
+__all__ = [
+    "KafkaReadOptions",
+    "KafkaReadStats",
+    "OffsetsForTimes",
+    "PartitionStats",
+    "StartCheck",
+    "StartMode",
+    "Verdict",
+    "read_window",
+    "replay_from_kafka",
+    "replay_from_kafka_cli",
+]
+
+OffsetsForTimes = Callable[
+    [Mapping[TopicPartition, int]], Mapping[TopicPartition, OffsetAndTimestamp | None]
+]
+
+
+class StartMode(enum.StrEnum):
+    BEGINNING = "beginning"  # no start given: from the earliest offset
+    VERIFYING = "verifying"  # at the broker's answer, not yet checked
+    VERIFIED = "verified"  # the answer held against the timestamps read
+    SCANNED = "scanned"  # no answer, or a wrong one: from the earliest offset
+
+
+class Verdict(enum.Enum):
+    KEEP = "keep"  # the record is at or after the start: the window decides
+    SKIP = "skip"  # the record before the answer: older than start, as it should be
+    RESCAN = "rescan"  # the answer is wrong: read the partition from its earliest offset
+
+
+@dataclass
+class StartCheck:
+    """Checks one partition's ``offsets_for_times`` answer against the records read.
+
+    An answer ``o`` is right when the record at ``o - 1`` (if ``o > 0``) is older than
+    ``start`` and the record at ``o`` is not; the reader seeks to ``o - 1`` so that the
+    first records it reads settle the question. The check is local: with timestamps that go
+    back and forth inside a partition, a record before ``o - 1`` could still be in the window.
+    """
+
+    start_ms: int
+    answer: int | None
+    mode: StartMode = StartMode.VERIFYING
+    _predecessor_seen: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode is StartMode.VERIFYING and (self.answer is None or self.answer < 0):
+            self.mode = StartMode.SCANNED
+
+    @property
+    def seek_offset(self) -> int | None:
+        """Where to start reading; None means the earliest offset."""
+        if self.mode is not StartMode.VERIFYING or self.answer is None:
+            return None
+        return max(0, self.answer - 1)
+
+    def judge(self, offset: int, timestamp_ms: int) -> Verdict:
+        if self.mode is not StartMode.VERIFYING:
+            return Verdict.KEEP
+        answer = self.answer
+        assert answer is not None  # VERIFYING always has an answer (see __post_init__)
+        if answer > 0 and not self._predecessor_seen:
+            if offset == answer - 1 and timestamp_ms < self.start_ms:
+                self._predecessor_seen = True
+                return Verdict.SKIP
+            return self._fail()
+        if offset == answer and timestamp_ms >= self.start_ms:
+            self.mode = StartMode.VERIFIED
+            return Verdict.KEEP
+        return self._fail()
+
+    def _fail(self) -> Verdict:
+        self.mode = StartMode.SCANNED
+        return Verdict.RESCAN
+
+
+@dataclass(frozen=True)
+class KafkaReadOptions:
+    poll_timeout_ms: int = 200
+    # A partition the merge waits for that sends nothing this long is at its end.
+    idle_timeout_s: float = 2.0
+    # Records buffered per partition before it is paused; it resumes at half.
+    buffer_records_max: int = 20_000
+    poll_records_max: int = 5_000
+    # None: trust end_offsets unless the broker profile is tansu.
+    trust_end_offsets: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.buffer_records_max < 2 or self.poll_records_max < 1:
+            raise ValueError("buffer_records_max must be >= 2 and poll_records_max >= 1")
+        if self.idle_timeout_s <= 0 or self.poll_timeout_ms <= 0:
+            raise ValueError("idle_timeout_s and poll_timeout_ms must be positive")
+
+
+@dataclass
+class PartitionStats:
+    start_mode: StartMode
+    answer: int | None
+    records_read: int = 0
+    records_kept: int = 0
+    ended_by: str = ""  # "end" (a record after end), "end_offset", or "idle"
+
+
+@dataclass
+class KafkaReadStats:
+    group_id: str = ""
+    partitions: dict[TopicPartitionId, PartitionStats] = field(default_factory=dict)
+
+    def modes(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for p in self.partitions.values():
+            counts[p.start_mode.value] = counts.get(p.start_mode.value, 0) + 1
+        return counts
+
+
+def _ceil_ms(us: int) -> int:
+    return -(-us // 1000)
+
+
+class _WindowReader:
+    """The read loop of :func:`read_window`; one instance per replay."""
+
+    def __init__(
+        self,
+        consumer: KafkaConsumer,
+        partitions: list[TopicPartition],
+        start_ms: int | None,
+        end_ms: int | None,
+        options: KafkaReadOptions,
+        stats: KafkaReadStats,
+    ) -> None:
+        self._consumer = consumer
+        self._tps = {(tp.topic, tp.partition): tp for tp in partitions}
+        self._start_ms = start_ms
+        self._end_ms = end_ms
+        self._options = options
+        self._stats = stats
+        self._checks: dict[TopicPartitionId, StartCheck] = {}
+        self._end_hints: dict[TopicPartitionId, int] = {}
+        self._merger = PartitionMerger(self._tps)
+        self._paused: set[TopicPartitionId] = set()
+        self._quiet_s: dict[TopicPartitionId, float] = {}
+
+    # -- start and end ------------------------------------------------------------------
+
+    def locate(self, offsets_for_times: OffsetsForTimes | None, trust_end_offsets: bool) -> None:
+        consumer = self._consumer
+        consumer.assign(list(self._tps.values()))
+        answers: Mapping[TopicPartition, OffsetAndTimestamp | None] = {}
+        if self._start_ms is not None:
+            ask = offsets_for_times or consumer.offsets_for_times
+            try:
+                answers = ask(dict.fromkeys(self._tps.values(), self._start_ms))
+            except KafkaError:  # unsupported or failing: every partition scans
+                answers = {}
+        for tpid, tp in self._tps.items():
+            if self._start_ms is None:
+                check = StartCheck(0, None, StartMode.BEGINNING)
+            else:
+                answer = answers.get(tp)
+                check = StartCheck(self._start_ms, None if answer is None else answer.offset)
+            self._checks[tpid] = check
+            self._stats.partitions[tpid] = PartitionStats(check.mode, check.answer)
+            if check.seek_offset is None:
+                consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, check.seek_offset)
+        if trust_end_offsets:
+            self._use_end_offsets()
+
+    def _use_end_offsets(self) -> None:
+        """On a broker whose end offsets are right, a partition ends at its snapshot end."""
+        tps = list(self._tps.values())
+        ends = self._consumer.end_offsets(tps)
+        beginnings = self._consumer.beginning_offsets(tps)
+        for tpid, tp in self._tps.items():
+            self._end_hints[tpid] = ends[tp]
+            if ends[tp] <= beginnings[tp]:
+                self._finish(tpid, "end_offset")
+
+    def _finish(self, tpid: TopicPartitionId, why: str) -> None:
+        if self._merger.is_finished(tpid):
+            return
+        self._merger.finish(tpid)
+        self._stats.partitions[tpid].ended_by = why
+        if tpid not in self._paused:
+            self._consumer.pause(self._tps[tpid])
+            self._paused.add(tpid)
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[LogRecord]:
+        merger = self._merger
+        while True:
+            yield from merger.pop_ready()
+            if merger.done:
+                return
+            if self._finish_idle():  # already quiet long enough: no need to poll for it
+                continue
+            self._resume_drained()
+            began = time.monotonic()
+            batch = self._consumer.poll(
+                timeout_ms=self._options.poll_timeout_ms,
+                max_records=self._options.poll_records_max,
+            )
+            self._count_quiet(time.monotonic() - began, {(tp.topic, tp.partition) for tp in batch})
+            for tp, records in batch.items():
+                self._take((tp.topic, tp.partition), records)
+            self._finish_idle()
+
+    def _take(self, tpid: TopicPartitionId, records: Sequence[ConsumerRecord]) -> None:
+        if self._merger.is_finished(tpid):
+            return
+        stats, check = self._stats.partitions[tpid], self._checks[tpid]
+        kept: list[LogRecord] = []
+        end_hint = self._end_hints.get(tpid)
+        for raw in records:
+            offset, timestamp_ms = raw.offset, raw.timestamp
+            stats.records_read += 1
+            verdict = check.judge(offset, timestamp_ms)
+            if verdict is Verdict.RESCAN:
+                stats.start_mode = StartMode.SCANNED
+                self._consumer.seek_to_beginning(self._tps[tpid])
+                self._quiet_s[tpid] = 0.0
+                break
+            stats.start_mode = check.mode
+            if self._end_ms is not None and timestamp_ms > self._end_ms:
+                self._merger.push(tpid, kept)
+                self._finish(tpid, "end")
+                return
+            if verdict is Verdict.KEEP and (
+                self._start_ms is None or timestamp_ms >= self._start_ms
+            ):
+                kept.append(LogRecord(tpid[0], tpid[1], offset, timestamp_ms, raw.key, raw.value))
+            if end_hint is not None and offset + 1 >= end_hint:
+                self._merger.push(tpid, kept)
+                self._finish(tpid, "end_offset")
+                return
+        stats.records_kept += len(kept)
+        self._merger.push(tpid, kept)
+        if self._merger.buffered(tpid) >= self._options.buffer_records_max:
+            self._consumer.pause(self._tps[tpid])
+            self._paused.add(tpid)
+
+    def _resume_drained(self) -> None:
+        low = self._options.buffer_records_max // 2
+        for tpid in list(self._paused):
+            if not self._merger.is_finished(tpid) and self._merger.buffered(tpid) < low:
+                self._consumer.resume(self._tps[tpid])
+                self._paused.discard(tpid)
+                self._quiet_s[tpid] = 0.0
+
+    def _count_quiet(self, polled_s: float, delivered: set[TopicPartitionId]) -> None:
+        """Adds the poll's time to every fetchable partition that got nothing in it.
+
+        Only time spent inside ``poll`` counts, so a slow consumer of the merged log does not
+        make a partition look finished; and it counts for every partition at once, so the
+        partitions that reached their ends together are found idle together.
+        """
+        for tpid in self._tps:
+            if tpid in delivered:
+                self._quiet_s[tpid] = 0.0
+            elif tpid not in self._paused:
+                self._quiet_s[tpid] = self._quiet_s.get(tpid, 0.0) + polled_s
+
+    def _finish_idle(self) -> bool:
+        idle = [
+            tpid for tpid in self._merger.waiting
+            if self._quiet_s.get(tpid, 0.0) >= self._options.idle_timeout_s
+        ]
+        for tpid in idle:
+            self._finish(tpid, "idle")
+        return bool(idle)
+
+
+def read_window(
+    settings: Settings,
+    start_us: int | None,
+    end_us: int | None,
+    options: KafkaReadOptions | None = None,
+    *,
+    stats: KafkaReadStats | None = None,
+    offsets_for_times: OffsetsForTimes | None = None,
+    topics: Sequence[str] | None = None,
+) -> Iterator[LogRecord]:
+    """The input topics' records with start <= timestamp <= end, merged into one log.
+
+    ``offsets_for_times`` replaces the broker's answer (tests give wrong ones on purpose).
+    ``stats`` is filled in as the records are read.
+    """
+    options = options or KafkaReadOptions()
+    stats = stats if stats is not None else KafkaReadStats()
+    stats.group_id = f"{settings.app_id}-replay-{uuid.uuid4().hex[:12]}"
+    names = list(topics) if topics is not None else [
+        settings.topics["account_events"], settings.topics["displayed"],
+    ]
+    trust = options.trust_end_offsets
+    if trust is None:
+        trust = settings.broker_profile != "tansu"
+    consumer = make_consumer(
+        settings, client_id=stats.group_id, group_id=stats.group_id,
+        max_poll_records=options.poll_records_max,
+    )
+    try:
+        reader = _WindowReader(
+            consumer, topic_partitions(consumer, names),
+            None if start_us is None else _ceil_ms(start_us),
+            None if end_us is None else end_us // 1000,
+            options, stats,
+        )
+        reader.locate(offsets_for_times, trust)
+        yield from reader
+    finally:
+        consumer.close(autocommit=False)
+
+
+def replay_from_kafka(
+    settings: Settings,
+    start_us: int | None,
+    end_us: int | None,
+    replay_options: ReplayOptions,
+    read_options: KafkaReadOptions | None = None,
+    *,
+    offsets_for_times: OffsetsForTimes | None = None,
+) -> tuple[ReplayResult, KafkaReadStats]:
+    """Run the window through ``run_replay``; same result as a file replay of those records."""
+    stats = KafkaReadStats()
+    records = read_window(
+        settings, start_us, end_us, read_options, stats=stats,
+        offsets_for_times=offsets_for_times,
+    )
+    result = run_replay((r.as_input() for r in records), replay_options)
+    return result, stats
+
+
+def _window_text(start_us: int | None, end_us: int | None) -> str:
+    start = "earliest" if start_us is None else format_us(start_us)
+    end = "latest" if end_us is None else format_us(end_us)
+    return f"{start} .. {end}"
+
+
+def replay_from_kafka_cli(args: argparse.Namespace) -> int:
+    """``limitsync replay --from-kafka``: the CLI's entry point (see limitsync/cli.py)."""
+    start_us, end_us = args.start, args.end
+    if start_us is not None and end_us is not None and start_us > end_us:
+        print("limitsync: error: --start is after --end", file=sys.stderr)
+        return 2
+    settings = load_settings(getattr(args, "state_file", None))
+    options = ReplayOptions(
+        sla_seconds=args.sla_seconds,
+        clearing_sla_seconds=args.clearing_sla_seconds,
+        until_us=getattr(args, "until", None),
+    )
+    try:
+        result, stats = replay_from_kafka(settings, start_us, end_us, options)
+    except (ConsumerSetupError, KafkaError) as exc:
+        print(f"limitsync: error: cannot read from Kafka: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    window = _window_text(start_us, end_us)
+    source = f"kafka {settings.bootstrap_servers} {settings.topic_prefix}* {window}"
+    write_outputs(result, out, options, source, getattr(args, "account", None))
+    c = result.counts
+    modes = ", ".join(f"{n} {mode}" for mode, n in sorted(stats.modes().items()))
+    print(
+        f"replayed {c['records']} records from Kafka ({window}; partition starts: {modes}) "
+        f"in {result.elapsed_s:.1f} s: {len(result.alerts)} alerts, "
+        f"{len(result.engine.accounts)} accounts -> {out}"
+    )
+    return 0

@@ -1,0 +1,164 @@
+"""The order rule shared by Kafka replay and archive replay, and the offsets_for_times check.
+
+Both replays must put the same records in the same order, or a replay from the archive would
+judge a different log than a replay from Kafka; and a wrong offsets_for_times answer (tansu
+gives one for every timestamp) must be caught, not trusted.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from consumers.kafka_replay import StartCheck, StartMode, Verdict
+from consumers.merge import LogRecord, PartitionMerger, dedupe_offsets, merge_partitions
+
+
+def rec(topic: str, partition: int, offset: int, ts: int) -> LogRecord:
+    return LogRecord(topic, partition, offset, ts, None, f"{topic}/{partition}@{offset}".encode())
+
+
+def test_merge_orders_by_timestamp_then_partition_then_offset_then_topic() -> None:
+    a0 = [rec("a", 0, 0, 10), rec("a", 0, 1, 20), rec("a", 0, 2, 20)]
+    a1 = [rec("a", 1, 0, 10), rec("a", 1, 1, 15)]
+    b0 = [rec("b", 0, 0, 10), rec("b", 0, 1, 20)]
+    merged = list(merge_partitions([b0, a1, a0]))
+    assert [r.merge_key for r in merged] == [
+        (10, 0, 0, "a"), (10, 0, 0, "b"), (10, 1, 0, "a"), (15, 1, 1, "a"),
+        (20, 0, 1, "a"), (20, 0, 1, "b"), (20, 0, 2, "a"),
+    ]
+
+
+def test_merge_keeps_each_partition_in_offset_order_even_when_timestamps_go_back() -> None:
+    p0 = [rec("a", 0, 0, 50), rec("a", 0, 1, 10)]  # a late-stamped record after an early one
+    p1 = [rec("a", 1, 0, 20)]
+    merged = [(r.partition, r.offset) for r in merge_partitions([p0, p1])]
+    assert merged == [(1, 0), (0, 0), (0, 1)]
+
+
+def test_dedupe_offsets_drops_records_rewritten_after_a_crash() -> None:
+    stream = [rec("a", 0, o, o) for o in (0, 1, 2, 1, 2, 3, 3, 4)]
+    assert [r.offset for r in dedupe_offsets(stream)] == [0, 1, 2, 3, 4]
+
+
+def test_merger_waits_for_an_empty_partition_that_is_not_finished() -> None:
+    merger = PartitionMerger([("a", 0), ("a", 1)])
+    merger.push(("a", 0), [rec("a", 0, 0, 5), rec("a", 0, 1, 30)])
+    assert list(merger.pop_ready()) == []  # ("a", 1) may still send something earlier
+    assert merger.waiting == {("a", 1)}
+    merger.push(("a", 1), [rec("a", 1, 0, 10)])
+    assert [r.timestamp_ms for r in merger.pop_ready()] == [5, 10]
+    assert merger.waiting == {("a", 1)}
+    merger.finish(("a", 1))
+    assert [r.timestamp_ms for r in merger.pop_ready()] == [30]
+    assert merger.done
+    with pytest.raises(ValueError):
+        merger.push(("a", 1), [rec("a", 1, 1, 40)])
+
+
+def _streams(draw: st.DrawFn) -> list[list[LogRecord]]:
+    streams = []
+    for index in range(draw(st.integers(1, 5))):
+        topic, partition = ("a", "b")[index % 2], index // 2
+        times = draw(st.lists(st.integers(0, 30), max_size=12))
+        streams.append([rec(topic, partition, o, t) for o, t in enumerate(times)])
+    return streams
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), seed=st.integers(0, 2**32 - 1))
+def test_merger_fed_in_any_batches_gives_the_heap_merge(data: st.DataObject, seed: int) -> None:
+    streams = data.draw(st.composite(_streams)())
+    expected = list(heapq.merge(*streams, key=lambda r: r.merge_key))
+    rng = random.Random(seed)
+    merger = PartitionMerger([(s[0].topic, s[0].partition) if s else ("a", -i)
+                              for i, s in enumerate(streams)])
+    queues = {
+        (s[0].topic, s[0].partition) if s else ("a", -i): list(s) for i, s in enumerate(streams)
+    }
+    out: list[LogRecord] = []
+    while not merger.done:
+        tp = rng.choice(sorted(queues))
+        rest = queues[tp]
+        if merger.is_finished(tp):
+            continue
+        take = rng.randint(0, min(3, len(rest)))
+        merger.push(tp, rest[:take])
+        del rest[:take]
+        if not rest:
+            merger.finish(tp)
+        out.extend(merger.pop_ready())
+    assert out == expected
+
+
+# -- the offsets_for_times check ---------------------------------------------------------------
+
+# One partition: offsets 0..5 at these timestamps; start = 25 means the right answer is 3.
+TIMES = [0, 10, 20, 30, 40, 50]
+START = 25
+
+
+def run_check(answer: int | None) -> tuple[StartCheck, list[Verdict]]:
+    """Read the partition from where the check says to seek, as the reader would."""
+    check = StartCheck(START, answer)
+    seek = check.seek_offset
+    offset = 0 if seek is None else seek
+    verdicts = []
+    while offset < len(TIMES):
+        verdict = check.judge(offset, TIMES[offset])
+        verdicts.append(verdict)
+        if verdict is Verdict.RESCAN:
+            break
+        offset += 1
+    return check, verdicts
+
+
+def test_a_right_answer_is_verified_by_the_record_before_it_and_at_it() -> None:
+    check, verdicts = run_check(3)
+    assert check.seek_offset is None or check.mode is StartMode.VERIFIED
+    assert check.mode is StartMode.VERIFIED
+    assert verdicts == [Verdict.SKIP, Verdict.KEEP, Verdict.KEEP, Verdict.KEEP]
+
+
+@pytest.mark.parametrize("answer", [4, 5])  # too late: would silently lose records 3..
+def test_an_answer_too_late_is_caught_by_the_record_before_it(answer: int) -> None:
+    check, verdicts = run_check(answer)
+    assert check.mode is StartMode.SCANNED
+    assert verdicts == [Verdict.RESCAN]
+
+
+@pytest.mark.parametrize("answer", [0, 1, 2])  # too early: tansu answers 0 for everything
+def test_an_answer_too_early_is_caught_by_the_record_at_it(answer: int) -> None:
+    check, verdicts = run_check(answer)
+    assert check.mode is StartMode.SCANNED
+    assert verdicts[-1] is Verdict.RESCAN
+
+
+def test_answer_zero_is_right_when_start_precedes_every_record() -> None:
+    check = StartCheck(-5, 0)
+    assert check.seek_offset == 0
+    assert check.judge(0, 0) is Verdict.KEEP
+    assert check.mode is StartMode.VERIFIED
+
+
+def test_no_answer_means_scanning_from_the_earliest_offset() -> None:
+    check = StartCheck(START, None)
+    assert check.mode is StartMode.SCANNED
+    assert check.seek_offset is None
+    assert check.judge(0, 0) is Verdict.KEEP  # the window filter drops it, not the check
+
+
+def test_a_missing_record_before_the_answer_cannot_verify_it() -> None:
+    check = StartCheck(START, 3)
+    assert check.seek_offset == 2
+    assert check.judge(3, 30) is Verdict.RESCAN  # offset 2 never came (compacted, reset)
+    assert check.mode is StartMode.SCANNED
+
+
+def test_an_answer_past_the_end_is_caught_when_the_broker_resets_the_position() -> None:
+    check = StartCheck(START, 99)
+    assert check.judge(0, 0) is Verdict.RESCAN  # seek to 98 was out of range: reset to 0
