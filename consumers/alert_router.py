@@ -189,12 +189,14 @@ def tail_alerts(
     out: TextIO | None = None,
     use_rich: bool | None = None,
     stop: threading.Event | None = None,
+    ready: threading.Event | None = None,
 ) -> int:
     """Show alerts as they arrive; returns how many were shown.
 
     Without ``from_beginning`` it starts at the end of each partition. On tansu, whose end
     offset is the last batch's base + 1, it also skips records stamped before it started, or
     that batch's tail would show again (not elsewhere: producer clock skew would hide alerts).
+    ``ready`` is set once the first poll has placed the consumer.
     """
     options = options or TailOptions()
     out = out or sys.stdout
@@ -215,6 +217,8 @@ def tail_alerts(
         idle_since = time.monotonic()
         while stop is None or not stop.is_set():
             batch = consumer.poll(timeout_ms=options.poll_timeout_ms)
+            if ready is not None:
+                ready.set()
             for records in batch.values():
                 for record in records:
                     if record.timestamp < skip_before_ms:

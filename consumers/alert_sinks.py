@@ -47,6 +47,7 @@ __all__ = [
     "alert_key",
     "format_alert_line",
     "redeliver",
+    "urllib_post",
 ]
 
 SEVERITIES = ("major", "critical")  # lowest first
@@ -277,7 +278,7 @@ class FileSink:
 HttpPost = Callable[[str, bytes, Mapping[str, str], float], int]
 
 
-def _urllib_post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: float) -> int:
+def urllib_post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: float) -> int:
     """POST and return the status; a connection failure raises OSError."""
     request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
     try:
@@ -318,7 +319,7 @@ class WebhookSink:
         backoff_max_s: float = 5.0,
         timeout_s: float = 5.0,
         down_for_s: float = 30.0,
-        post: HttpPost = _urllib_post,
+        post: HttpPost = urllib_post,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

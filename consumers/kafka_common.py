@@ -19,6 +19,7 @@ __all__ = [
     "METADATA_TIMEOUT_S",
     "ConsumerSetupError",
     "make_consumer",
+    "release_parked_records",
     "topic_partitions",
 ]
 
@@ -64,3 +65,19 @@ def topic_partitions(
                 raise ConsumerSetupError(f"topic {topic!r} not found within {timeout_s} s")
             time.sleep(_METADATA_POLL_S)
     return found
+
+
+def release_parked_records(consumer: KafkaConsumer) -> None:
+    """Lets kafka-python 3.0.12 hand back the records of a resumed partition.
+
+    Records fetched for a paused partition are parked (KAFKA-7548, kafka-python PR #2981)
+    and restored after ``resume()`` only when the fetcher's in-line slot is ``None``; but a
+    drained batch stays in that slot once the fetch queue is empty, so the resumed partition
+    is neither returned nor fetched again and looks finished. A drained batch and ``None``
+    mean the same everywhere else in the fetcher, so the slot is cleared before each poll.
+    Without the private attribute (another version) this does nothing.
+    """
+    fetcher = getattr(consumer, "_fetcher", None)
+    current = getattr(fetcher, "_next_partition_records", None)
+    if current is not None and not current:
+        fetcher._next_partition_records = None  # type: ignore[union-attr]

@@ -12,10 +12,11 @@ than ``start``, and the answered record must not be; a partition that fails the 
 that got no answer, is read from its earliest offset instead, dropping what is older than
 ``start``. Either way the same records are kept; the check only decides how much is read.
 
-Finding the end. A partition is done at its first record after ``end``, or when it has sent
-nothing for ``idle_timeout_s`` while the merge waited for it: ``end_offsets`` cannot be used
-on tansu (it answers the last batch's base offset + 1), and on other brokers it only lets a
-partition finish early.
+Finding the end. A partition is done at its first record after ``end`` (record timestamps
+are taken to grow with offsets, as ``limitsync produce`` writes them), or when the merge waits
+for it and no partition has received anything for ``idle_timeout_s``: ``end_offsets`` cannot
+be used on tansu (it answers the last batch's base offset + 1), and on other brokers it only
+lets a partition finish without that wait.
 
 Partitions are merged into one log by (timestamp, partition, offset) as they arrive
 (:class:`consumers.merge.PartitionMerger`), with a bounded buffer per partition: a partition
@@ -38,7 +39,12 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndTimestamp
 
-from consumers.kafka_common import ConsumerSetupError, make_consumer, topic_partitions
+from consumers.kafka_common import (
+    ConsumerSetupError,
+    make_consumer,
+    release_parked_records,
+    topic_partitions,
+)
 from consumers.merge import LogRecord, PartitionMerger, TopicPartitionId
 from limitsync.replay import ReplayOptions, ReplayResult, run_replay, write_outputs
 from limitsync.settings import Settings, load_settings
@@ -116,6 +122,20 @@ class StartCheck:
             return Verdict.KEEP
         return self._fail()
 
+    def judge_silence(self) -> Verdict:
+        """The partition has gone quiet with the answer still unchecked.
+
+        A right answer points at a record, so silence proves it wrong (tansu reads nothing
+        past its end, it does not reset the position) unless the seek went to offset 0:
+        then everything there is was read, which is what a scan does.
+        """
+        if self.mode is not StartMode.VERIFYING:
+            return Verdict.KEEP
+        if self.seek_offset == 0:
+            self.mode = StartMode.SCANNED
+            return Verdict.KEEP
+        return self._fail()
+
     def _fail(self) -> Verdict:
         self.mode = StartMode.SCANNED
         return Verdict.RESCAN
@@ -124,11 +144,15 @@ class StartCheck:
 @dataclass(frozen=True)
 class KafkaReadOptions:
     poll_timeout_ms: int = 200
-    # A partition the merge waits for that sends nothing this long is at its end.
+    # With the merge waiting for a partition and no records for any partition for this long
+    # (poll time), the awaited partitions are at their end.
     idle_timeout_s: float = 2.0
     # Records buffered per partition before it is paused; it resumes at half.
     buffer_records_max: int = 20_000
     poll_records_max: int = 5_000
+    # kafka-python checks CRC32C in pure Python (about half the read time) unless the
+    # ``crc32c`` package is installed; turning the check off trades corruption detection.
+    check_crcs: bool = True
     # None: trust end_offsets unless the broker profile is tansu.
     trust_end_offsets: bool | None = None
 
@@ -186,7 +210,7 @@ class _WindowReader:
         self._end_hints: dict[TopicPartitionId, int] = {}
         self._merger = PartitionMerger(self._tps)
         self._paused: set[TopicPartitionId] = set()
-        self._quiet_s: dict[TopicPartitionId, float] = {}
+        self._quiet_s = 0.0  # poll time since any record arrived
 
     # -- start and end ------------------------------------------------------------------
 
@@ -245,12 +269,13 @@ class _WindowReader:
             if self._finish_idle():  # already quiet long enough: no need to poll for it
                 continue
             self._resume_drained()
+            release_parked_records(self._consumer)
             began = time.monotonic()
             batch = self._consumer.poll(
                 timeout_ms=self._options.poll_timeout_ms,
                 max_records=self._options.poll_records_max,
             )
-            self._count_quiet(time.monotonic() - began, {(tp.topic, tp.partition) for tp in batch})
+            self._count_quiet(time.monotonic() - began, any(batch.values()))
             for tp, records in batch.items():
                 self._take((tp.topic, tp.partition), records)
             self._finish_idle()
@@ -266,9 +291,7 @@ class _WindowReader:
             stats.records_read += 1
             verdict = check.judge(offset, timestamp_ms)
             if verdict is Verdict.RESCAN:
-                stats.start_mode = StartMode.SCANNED
-                self._consumer.seek_to_beginning(self._tps[tpid])
-                self._quiet_s[tpid] = 0.0
+                self._rescan(tpid)
                 break
             stats.start_mode = check.mode
             if self._end_ms is not None and timestamp_ms > self._end_ms:
@@ -295,29 +318,36 @@ class _WindowReader:
             if not self._merger.is_finished(tpid) and self._merger.buffered(tpid) < low:
                 self._consumer.resume(self._tps[tpid])
                 self._paused.discard(tpid)
-                self._quiet_s[tpid] = 0.0
+                self._quiet_s = 0.0
 
-    def _count_quiet(self, polled_s: float, delivered: set[TopicPartitionId]) -> None:
-        """Adds the poll's time to every fetchable partition that got nothing in it.
+    def _count_quiet(self, polled_s: float, delivered: bool) -> None:
+        """Adds the poll's time to the quiet spell, or ends it when any records came.
 
-        Only time spent inside ``poll`` counts, so a slow consumer of the merged log does not
-        make a partition look finished; and it counts for every partition at once, so the
-        partitions that reached their ends together are found idle together.
+        Quiet is counted for the consumer as a whole, not per partition: a broker may serve
+        the partitions of a fetch one after another (tansu returns about 1 MB per fetch, in
+        partition order), so one partition can wait longer than the idle bound while others
+        get data. Only when no fetchable partition gets anything is an awaited one at its end.
+        Only time inside ``poll`` counts, so a slow consumer of the merged log changes nothing.
         """
-        for tpid in self._tps:
-            if tpid in delivered:
-                self._quiet_s[tpid] = 0.0
-            elif tpid not in self._paused:
-                self._quiet_s[tpid] = self._quiet_s.get(tpid, 0.0) + polled_s
+        self._quiet_s = 0.0 if delivered else self._quiet_s + polled_s
 
     def _finish_idle(self) -> bool:
-        idle = [
-            tpid for tpid in self._merger.waiting
-            if self._quiet_s.get(tpid, 0.0) >= self._options.idle_timeout_s
-        ]
+        """Finish (or rescan) the awaited partitions that stayed quiet; True if any did."""
+        if self._quiet_s < self._options.idle_timeout_s:
+            return False
+        idle = list(self._merger.waiting)
         for tpid in idle:
-            self._finish(tpid, "idle")
+            if self._checks[tpid].judge_silence() is Verdict.RESCAN:
+                self._rescan(tpid)
+            else:
+                self._stats.partitions[tpid].start_mode = self._checks[tpid].mode
+                self._finish(tpid, "idle")
         return bool(idle)
+
+    def _rescan(self, tpid: TopicPartitionId) -> None:
+        self._stats.partitions[tpid].start_mode = StartMode.SCANNED
+        self._consumer.seek_to_beginning(self._tps[tpid])
+        self._quiet_s = 0.0
 
 
 def read_window(
@@ -346,7 +376,7 @@ def read_window(
         trust = settings.broker_profile != "tansu"
     consumer = make_consumer(
         settings, client_id=stats.group_id, group_id=stats.group_id,
-        max_poll_records=options.poll_records_max,
+        max_poll_records=options.poll_records_max, check_crcs=options.check_crcs,
     )
     try:
         reader = _WindowReader(

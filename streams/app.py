@@ -7,6 +7,7 @@ Agents: ``ledger`` (account-events + displayed, co-partitioned), ``rescore``
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 LEDGER_BATCH_MAX = 500
 LEDGER_BATCH_WITHIN_S = 0.05
 DRIFT_TICK_S = 0.25
+LAG_INTERVAL_S = 5.0
+CHANGELOG_DRAIN_TIMEOUT_S = 60.0
 
 
 class FaustPublisher:
@@ -46,6 +49,22 @@ class FaustPublisher:
 
     async def publish(self, topic: str, key: str, value: bytes) -> None:
         await self._topics[topic].send(key=key.encode(), value=value)
+
+
+async def _drain_producer_buffer(app: faust.App) -> None:
+    """Wait until Faust's producer buffer has handed every table change to the client.
+
+    Faust commits offsets after ``producer.flush()``, but its buffer flush gives up after
+    0.1 s without progress, so changelog records could still be queued when an offset
+    commits; a crash then loses state. Waiting here, before the batch is acked, closes that
+    window; ``flush()`` then waits for delivery of what the client holds.
+    """
+    buffer = app.producer.buffer
+    deadline = asyncio.get_running_loop().time() + CHANGELOG_DRAIN_TIMEOUT_S
+    while buffer.size and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.002)
+    if buffer.size:
+        raise RuntimeError(f"changelog not drained in {CHANGELOG_DRAIN_TIMEOUT_S} s")
 
 
 def _app_settings(settings: Settings) -> dict[str, Any]:
@@ -84,11 +103,15 @@ def create_app(settings: Settings) -> tuple[faust.App, LiveShell]:
         partitions=settings.partitions,
         use_partitioner=True,
         key_type=str,
-        value_type=dict,
+        value_type=None,
     )
     metrics = Metrics()
     cache = RedisLimitCache(make_async_redis(settings), settings.cache_prefix)
-    shell = LiveShell(settings, publisher, cache, table, metrics)
+
+    async def changelog_barrier() -> None:
+        await _drain_producer_buffer(app)
+
+    shell = LiveShell(settings, publisher, cache, table, metrics, changelog_barrier)
     rescorer = Rescorer(
         load_scorer(settings.scorer),
         publisher,
@@ -153,6 +176,22 @@ def create_app(settings: Settings) -> tuple[faust.App, LiveShell]:
     @app.timer(settings.sampler_interval_s, name="sampler")
     async def sampler() -> None:
         await shell.sample()
+
+    @app.timer(LAG_INTERVAL_S, name="consumer_lag")
+    async def consumer_lag() -> None:
+        """Records behind the log end per owned input partition (from the consumer's view)."""
+        consumer = app.consumer
+        for tp in app.assignor.assigned_actives():
+            if tp.topic not in (topics["account_events"], topics["displayed"]):
+                continue
+            try:
+                highwater = consumer.highwater(tp)
+                position = await consumer.position(tp)
+            except (AttributeError, KeyError, AssertionError):
+                continue  # not fetched yet
+            if highwater is not None and position is not None:
+                lag = max(0, highwater - position)
+                metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
 
     @app.task
     async def cache_writer() -> None:

@@ -12,8 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 from streams.cache import RedisLimitCache
 from streams.core.effects import CacheWrite
@@ -62,7 +61,7 @@ class CacheWriter:
             batch = self._take()
             try:
                 written = await self._cache.write_many(batch)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            except (RedisError, OSError) as exc:  # down, loading, read-only: retry, never drop
                 self.failures += 1
                 if self._on_error is not None:
                     self._on_error(exc)

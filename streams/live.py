@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from kafka.partitioner.default import murmur2
 
 from limitsync.settings import Settings
@@ -87,8 +89,10 @@ class LiveShell:
         cache: RedisLimitCache,
         table: Any,  # a mutable mapping account_id -> AccountState.to_dict() (Faust Table)
         metrics: Metrics,
+        barrier: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
+        self._barrier = barrier
         self.topics = settings.topics
         self.publisher = publisher
         self.cache = cache
@@ -154,6 +158,10 @@ class LiveShell:
                 self.metrics.events.labels(type=event.type).inc()
                 await self.carry_out(effects)
         self.persist()
+        if self._barrier is not None:
+            # The batch's offsets may be committed once we return: its table changes must
+            # be on their way to the changelog first, or a crash would lose them.
+            await self._barrier()
 
     async def tick(self) -> None:
         """The drift monitor: fire due deadlines even for accounts that send nothing."""
@@ -272,7 +280,12 @@ class LiveShell:
         ids = sorted(chosen)
         if not ids:
             return 0
-        seen = await self.cache.read_many(ids)
+        try:
+            seen = await self.cache.read_many(ids)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            # Redis down: the writer retries; the sampler just skips this round.
+            log.warning("sampler could not read the cache: %s", exc)
+            return 0
         now = wall_us()
         published = 0
         for aid, cached in zip(ids, seen, strict=True):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from schemas.events import EVENT_TYPES
+
 __all__ = ["Metrics"]
 
 _REASONS = (
@@ -77,6 +79,8 @@ class Metrics:
             self.auto_heals.labels(reason=reason)
             for kind in ("mismatch.opened", "mismatch.escalated", "mismatch.resolved"):
                 self.alerts.labels(type=kind, reason=reason)
+        for kind in EVENT_TYPES:
+            self.events.labels(type=kind)
         for reason in ("invalid", "conflict", "rescore_failed"):
             self.dead_letters.labels(reason=reason)
         for within in ("1s", "10s", "sla", "late"):

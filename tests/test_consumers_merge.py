@@ -55,6 +55,8 @@ def test_merger_waits_for_an_empty_partition_that_is_not_finished() -> None:
     assert merger.waiting == {("a", 1)}
     merger.finish(("a", 1))
     assert [r.timestamp_ms for r in merger.pop_ready()] == [30]
+    assert not merger.done  # ("a", 0) is drained but not finished
+    merger.finish(("a", 0))
     assert merger.done
     with pytest.raises(ValueError):
         merger.push(("a", 1), [rec("a", 1, 1, 40)])
@@ -118,8 +120,8 @@ def run_check(answer: int | None) -> tuple[StartCheck, list[Verdict]]:
 
 
 def test_a_right_answer_is_verified_by_the_record_before_it_and_at_it() -> None:
+    assert StartCheck(START, 3).seek_offset == 2
     check, verdicts = run_check(3)
-    assert check.seek_offset is None or check.mode is StartMode.VERIFIED
     assert check.mode is StartMode.VERIFIED
     assert verdicts == [Verdict.SKIP, Verdict.KEEP, Verdict.KEEP, Verdict.KEEP]
 
@@ -162,3 +164,21 @@ def test_a_missing_record_before_the_answer_cannot_verify_it() -> None:
 def test_an_answer_past_the_end_is_caught_when_the_broker_resets_the_position() -> None:
     check = StartCheck(START, 99)
     assert check.judge(0, 0) is Verdict.RESCAN  # seek to 98 was out of range: reset to 0
+
+
+def test_silence_after_seeking_into_the_middle_proves_the_answer_wrong() -> None:
+    check = StartCheck(START, 99)  # past the end: tansu reads nothing there, no reset
+    assert check.judge_silence() is Verdict.RESCAN
+    assert check.mode is StartMode.SCANNED
+
+
+def test_silence_after_seeking_to_offset_zero_is_an_empty_partition() -> None:
+    check = StartCheck(START, 0)  # tansu's answer on an empty partition
+    assert check.judge_silence() is Verdict.KEEP
+    assert check.mode is StartMode.SCANNED
+
+
+def test_silence_after_the_check_passed_changes_nothing() -> None:
+    check, _ = run_check(3)
+    assert check.judge_silence() is Verdict.KEEP
+    assert check.mode is StartMode.VERIFIED

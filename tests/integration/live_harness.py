@@ -41,7 +41,14 @@ class WorkerProcess:
         env = {**self.env, "LIMITSYNC_WEB_PORT": str(self.web_port)}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "limitsync.cli", "worker", "--loglevel", "warning"],
+                [
+                    sys.executable,
+                    "-m",
+                    "limitsync.cli",
+                    "worker",
+                    "--loglevel",
+                    os.environ.get("LIMITSYNC_TEST_LOGLEVEL", "warning"),
+                ],
                 env=env,
                 stdout=log,
                 stderr=log,
