@@ -178,7 +178,7 @@ def _writer(out: TextIO, use_rich: bool) -> Any:
     def coloured(alert: dict[str, Any]) -> None:
         resolved = alert.get("type") == "mismatch.resolved"
         style = "green" if resolved else _STYLES.get(str(alert.get("severity")), "")
-        console.print(Text(format_alert_line(alert), style=style))
+        console.print(Text(format_alert_line(alert), style=style), soft_wrap=True)
 
     return coloured
 

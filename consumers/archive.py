@@ -25,7 +25,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -74,7 +74,7 @@ class ArchiveStats:
     records_written: int = 0
     records_skipped: int = 0  # below a partition's .next_offset: archived before
     flushes: int = 0
-    segments: set[Path] = field(default_factory=set)
+    segments_created: int = 0
 
 
 def _fsync_dir(path: Path) -> None:
@@ -115,6 +115,7 @@ class SegmentWriter:
         self._compresslevel = compresslevel
         self._open: OrderedDict[Path, _OpenSegment] = OrderedDict()
         self._new_dirs: set[Path] = set()
+        self.files_created = 0
 
     def write(self, record: LogRecord) -> Path:
         path = segment_path(self._root, record.topic, record.partition, record.timestamp_ms)
@@ -135,6 +136,8 @@ class SegmentWriter:
             self._new_dirs.update((path.parent, path.parent.parent, self._root))
         elif not path.exists():
             self._new_dirs.add(path.parent)
+        if not path.exists():
+            self.files_created += 1
         segment = self._open[path] = _OpenSegment(path, self._compresslevel)
         return segment
 
@@ -214,6 +217,7 @@ class _Archiver:
         self._unflushed = 0
         self._last_flush = time.monotonic()
         self.stats.flushes += 1
+        self.stats.segments_created = self._writer.files_created
 
     def revoked(self, partitions: Collection[TopicPartition]) -> None:
         self.flush_and_commit()
@@ -228,7 +232,7 @@ class _Archiver:
             if record.offset < next_flushed:
                 self.stats.records_skipped += 1
             else:
-                self.stats.segments.add(self._writer.write(record))
+                self._writer.write(record)
                 self.stats.records_written += 1
                 self._unflushed += 1
             self._pending[tp] = record.offset + 1

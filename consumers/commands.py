@@ -152,7 +152,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
     with _stop_on_sigterm() as stop:
         stats = run_archive(_settings(args), options, stop)
     print(f"archived {stats.records_written} records ({stats.records_skipped} already archived) "
-          f"into {len(stats.segments)} segments under {args.dir}", file=sys.stderr)
+          f"({stats.segments_created} new segments) under {args.dir}", file=sys.stderr)
     return 0
 
 

@@ -266,9 +266,11 @@ class _WindowReader:
             yield from merger.pop_ready()
             if merger.done:
                 return
+            # Resume first: a partition drained while paused must get a fetch of its own
+            # before its silence can mean anything (resuming restarts the quiet spell).
+            self._resume_drained()
             if self._finish_idle():  # already quiet long enough: no need to poll for it
                 continue
-            self._resume_drained()
             release_parked_records(self._consumer)
             began = time.monotonic()
             batch = self._consumer.poll(
@@ -286,6 +288,7 @@ class _WindowReader:
         stats, check = self._stats.partitions[tpid], self._checks[tpid]
         kept: list[LogRecord] = []
         end_hint = self._end_hints.get(tpid)
+        ended = ""
         for raw in records:
             offset, timestamp_ms = raw.offset, raw.timestamp
             stats.records_read += 1
@@ -295,20 +298,20 @@ class _WindowReader:
                 break
             stats.start_mode = check.mode
             if self._end_ms is not None and timestamp_ms > self._end_ms:
-                self._merger.push(tpid, kept)
-                self._finish(tpid, "end")
-                return
+                ended = "end"
+                break
             if verdict is Verdict.KEEP and (
                 self._start_ms is None or timestamp_ms >= self._start_ms
             ):
                 kept.append(LogRecord(tpid[0], tpid[1], offset, timestamp_ms, raw.key, raw.value))
             if end_hint is not None and offset + 1 >= end_hint:
-                self._merger.push(tpid, kept)
-                self._finish(tpid, "end_offset")
-                return
+                ended = "end_offset"
+                break
         stats.records_kept += len(kept)
         self._merger.push(tpid, kept)
-        if self._merger.buffered(tpid) >= self._options.buffer_records_max:
+        if ended:
+            self._finish(tpid, ended)
+        elif self._merger.buffered(tpid) >= self._options.buffer_records_max:
             self._consumer.pause(self._tps[tpid])
             self._paused.add(tpid)
 
@@ -335,7 +338,7 @@ class _WindowReader:
         """Finish (or rescan) the awaited partitions that stayed quiet; True if any did."""
         if self._quiet_s < self._options.idle_timeout_s:
             return False
-        idle = list(self._merger.waiting)
+        idle = [tpid for tpid in self._merger.waiting if tpid not in self._paused]
         for tpid in idle:
             if self._checks[tpid].judge_silence() is Verdict.RESCAN:
                 self._rescan(tpid)

@@ -41,7 +41,6 @@ __all__ = [
     "decode_line",
     "encode_line",
     "hour_of",
-    "is_segment",
     "iter_archive",
     "iter_segment",
     "parse_segment_path",
@@ -79,10 +78,6 @@ def parse_segment_path(path: Path) -> tuple[str, int, str] | None:
     if name is None or part is None or not path.parent.parent.name:
         return None
     return path.parent.parent.name, int(part.group(1)), name.group(1)
-
-
-def is_segment(path: Path) -> bool:
-    return path.name.endswith(SEGMENT_SUFFIX)
 
 
 def _text_or_b64(raw: bytes | None, name: str, row: dict[str, Any]) -> None:

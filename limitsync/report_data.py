@@ -5,7 +5,7 @@ from __future__ import annotations
 from limitsync.replay import ReplayOptions, ReplayResult
 from limitsync.report import ReportData, TimelinePoint
 from schemas.timefmt import format_us
-from streams.core.explain import explain
+from streams.core.explain import describe, explain
 
 __all__ = ["build_report_data"]
 
@@ -30,7 +30,7 @@ def build_report_data(
     explanations = {}
     for account_id in alerted:
         acct = result.engine.accounts[account_id]
-        details = {h.event_id: h.detail for h in acct.history}
+        details = {h.event_id: describe(h) for h in acct.history}
         timelines[account_id] = [
             TimelinePoint(
                 format_us(at),

@@ -18,6 +18,7 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from schemas.events import EVENT_TYPES, Event
+from schemas.fastpath import fast_event
 
 __all__ = ["Parsed", "Rejected", "dead_letter_record", "parse_event"]
 
@@ -56,7 +57,7 @@ def parse_event(raw: bytes | str) -> Parsed | Rejected:
         error = "missing field 'type'" if kind is None else f"unknown type {kind!r}"
         return Rejected(_cut(error), event_id, account_id)
     try:
-        event = _EVENT_ADAPTER.validate_python(obj)
+        event = fast_event(obj) or _EVENT_ADAPTER.validate_python(obj)
         digest = _digest(obj)
     except ValidationError as exc:
         return Rejected(_describe(exc), event_id, account_id)

@@ -13,6 +13,7 @@ __all__ = ["EPOCH", "format_us", "parse_rfc3339", "to_us"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
+_FLOAT_EXACT_US = 2**52
 _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})\Z"
 )
@@ -22,6 +23,10 @@ def parse_rfc3339(text: str) -> datetime:
     """Parse an RFC 3339 timestamp; an offset is required (naive times are ambiguous)."""
     if not _RFC3339.match(text):
         raise ValueError(f"not an RFC 3339 timestamp with offset: {text!r}")
+    try:
+        return datetime.fromisoformat(text)  # the common shapes, fast
+    except ValueError:
+        pass  # more than 6 fractional digits, or a lower-case z/t
     head, dot, rest = text.partition(".")
     if dot:
         # Python accepts at most 6 fractional digits: cut nanoseconds, keep the offset.
@@ -34,7 +39,14 @@ def parse_rfc3339(text: str) -> datetime:
 
 
 def to_us(moment: datetime) -> int:
-    """Microseconds since the epoch, exactly (no float round trip)."""
+    """Microseconds since the epoch.
+
+    Exact: below 2**53 µs (year 2255) the float of ``timestamp()`` times 1e6 is within
+    0.5 µs of the true value, so rounding recovers it; the slow exact path covers the rest.
+    """
+    stamp = moment.timestamp() * 1e6
+    if -_FLOAT_EXACT_US < stamp < _FLOAT_EXACT_US:
+        return round(stamp)
     return (moment - EPOCH) // _ONE_US
 
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
+from kafka.partitioner.default import murmur2
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from kafka.partitioner.default import murmur2
 
 from limitsync.settings import Settings
 from schemas.parse import Parsed, dead_letter_record, parse_event

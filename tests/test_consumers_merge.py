@@ -1,20 +1,33 @@
-"""The order rule shared by Kafka replay and archive replay, and the offsets_for_times check.
+"""The order rule shared by Kafka replay and archive replay, the offsets_for_times check, and
+the Kafka read loop on a fake consumer.
 
 Both replays must put the same records in the same order, or a replay from the archive would
-judge a different log than a replay from Kafka; and a wrong offsets_for_times answer (tansu
-gives one for every timestamp) must be caught, not trusted.
+judge a different log than a replay from Kafka; a wrong offsets_for_times answer (tansu gives
+one for every timestamp) must be caught, not trusted; and the loop's pausing and idle rules
+must never end a partition early, whatever order the broker serves partitions in.
 """
 
 from __future__ import annotations
 
 import heapq
 import random
+import time
+from collections.abc import Mapping
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kafka import TopicPartition
+from kafka.structs import OffsetAndTimestamp
 
-from consumers.kafka_replay import StartCheck, StartMode, Verdict
+from consumers.kafka_replay import (
+    KafkaReadOptions,
+    KafkaReadStats,
+    StartCheck,
+    StartMode,
+    Verdict,
+    _WindowReader,
+)
 from consumers.merge import LogRecord, PartitionMerger, dedupe_offsets, merge_partitions
 
 
@@ -182,3 +195,104 @@ def test_silence_after_the_check_passed_changes_nothing() -> None:
     check, _ = run_check(3)
     assert check.judge_silence() is Verdict.KEEP
     assert check.mode is StartMode.VERIFIED
+
+
+# -- the read loop, on a fake consumer ---------------------------------------------------------
+
+
+class FakeRecord:
+    def __init__(self, offset: int, timestamp: int) -> None:
+        self.offset, self.timestamp = offset, timestamp
+        self.key, self.value = None, f"{offset}@{timestamp}".encode()
+
+
+class FakeConsumer:
+    """Serves one partition per poll, like tansu's ~1 MB fetches in partition order; an
+    empty poll takes its whole timeout. Seeking past the end reads nothing (tansu again)."""
+
+    def __init__(self, logs: dict[TopicPartition, list[int]], rng: random.Random) -> None:
+        self.logs, self.rng = logs, rng
+        self.position = dict.fromkeys(logs, 0)
+        self.paused: set[TopicPartition] = set()
+        self.pauses = 0
+
+    def assign(self, tps: list[TopicPartition]) -> None:
+        assert set(tps) == set(self.logs)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.position[tp] = offset
+
+    def seek_to_beginning(self, tp: TopicPartition) -> None:
+        self.position[tp] = 0
+
+    def pause(self, tp: TopicPartition) -> None:
+        self.paused.add(tp)
+        self.pauses += 1
+
+    def resume(self, tp: TopicPartition) -> None:
+        self.paused.discard(tp)
+
+    def poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[FakeRecord]]:
+        ready = [tp for tp in self.logs
+                 if tp not in self.paused and self.position[tp] < len(self.logs[tp])]
+        if not ready:
+            time.sleep(timeout_ms / 1000)
+            return {}
+        tp = self.rng.choice(ready)
+        start = self.position[tp]
+        take = self.rng.randint(1, max_records)
+        times = self.logs[tp][start:start + take]
+        self.position[tp] = start + len(times)
+        return {tp: [FakeRecord(start + i, t) for i, t in enumerate(times)]}
+
+
+def read_fake(
+    logs: dict[TopicPartition, list[int]], seed: int, start: int | None, end: int | None,
+    answers: dict[TopicPartition, int | None] | None = None,
+) -> tuple[list[bytes], FakeConsumer, KafkaReadStats]:
+    consumer = FakeConsumer(logs, random.Random(seed))
+    options = KafkaReadOptions(poll_timeout_ms=2, idle_timeout_s=0.02, buffer_records_max=4,
+                               poll_records_max=3)
+    stats = KafkaReadStats()
+    reader = _WindowReader(consumer, list(logs), start, end, options, stats)
+
+    def ask(query: Mapping[TopicPartition, int]) -> dict[TopicPartition, OffsetAndTimestamp | None]:
+        return {tp: None if (answers or {}).get(tp) is None
+                else OffsetAndTimestamp((answers or {})[tp], -1, -1) for tp in query}
+
+    reader.locate(ask if answers is not None else None, trust_end_offsets=False)
+    return [r.value for r in reader], consumer, stats
+
+
+def fake_logs(rng: random.Random) -> dict[TopicPartition, list[int]]:
+    logs = {}
+    for p in range(rng.randint(1, 4)):
+        n = rng.randint(0, 30)
+        logs[TopicPartition("t", p)] = sorted(rng.randint(0, 100) for _ in range(n))
+    return logs
+
+
+def expected_window(logs: dict[TopicPartition, list[int]], start: int | None,
+                    end: int | None) -> list[bytes]:
+    streams = [
+        [rec("t", tp.partition, o, t) for o, t in enumerate(times)
+         if (start is None or t >= start) and (end is None or t <= end)]
+        for tp, times in logs.items()
+    ]
+    return [f"{r.offset}@{r.timestamp_ms}".encode() for r in merge_partitions(streams)]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_read_loop_merges_windows_with_tiny_buffers_and_any_answers(seed: int) -> None:
+    rng = random.Random(seed)
+    logs = fake_logs(rng)
+    start = rng.choice([None, rng.randint(0, 100)])
+    end = rng.choice([None, rng.randint(start or 0, 100)])
+    answers = None
+    if start is not None:
+        answers = {tp: rng.choice([None, 0, rng.randint(0, 40)]) for tp in logs}
+    got, consumer, stats = read_fake(logs, seed, start, end, answers)
+    assert consumer.pauses >= len(logs)  # tiny buffers: partitions were paused
+    assert got == expected_window(logs, start, end)
+    assert all(p.ended_by for p in stats.partitions.values())
+

@@ -10,7 +10,6 @@ import json
 import random
 from typing import Any
 
-import pytest
 from eventlog import (
     S,
     account_status,

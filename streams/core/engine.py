@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from schemas.events import (
+    EVENT_TYPES,
     DrawdownBooked,
     Event,
     LimitDisplayed,
@@ -32,7 +33,7 @@ from streams.core.effects import (
     Effect,
     RescoreRequested,
 )
-from streams.core.ledger import apply_ledger, yuan
+from streams.core.ledger import apply_ledger
 from streams.core.state import (
     EVIDENCE_MAX,
     PENDING_CHANGES_MAX,
@@ -46,6 +47,7 @@ from streams.core.state import (
 __all__ = ["CoreConfig", "Engine", "Outcome"]
 
 _S = 1_000_000
+_COUNTER_KEYS = {kind: f"events.{kind}" for kind in EVENT_TYPES}
 _BREACH, _ESCALATE, _CLEARING, _CLEARING_ESCALATE, _RESCORE = range(5)
 
 
@@ -78,9 +80,10 @@ class Engine:
         self.accounts: dict[str, AccountState] = {}
         self.counters: Counter[str] = Counter()
         self.dirty: set[str] = set()  # accounts changed since the shell last persisted them
-        self._deadlines: list[tuple[int, int, int, str, str]] = []
+        self._deadlines: list[tuple[int, int, int, str, str | int]] = []
         self._expiry: list[tuple[int, int, str, str, str]] = []
         self._seq = 0
+        self.last_occurred_us = 0  # occurred_at of the last ingested record (for shells)
 
     # -- records -------------------------------------------------------------------------
 
@@ -89,7 +92,7 @@ class Engine:
         acct = self.accounts.get(event.account_id)
         if acct is None:
             acct = self.accounts[event.account_id] = AccountState(event.account_id)
-        occurred = to_us(event.occurred_at)
+        occurred = self.last_occurred_us = to_us(event.occurred_at)
         seen = acct.seen.get(event.event_id)
         if seen is not None:
             outcome = Outcome.DUPLICATE if seen[0] == digest else Outcome.CONFLICT
@@ -97,10 +100,9 @@ class Engine:
             return outcome, []
         extra = _expiry_extra(event)
         acct.seen[event.event_id] = [digest, occurred, extra] if extra else [digest, occurred]
-        heapq.heappush(
-            self._expiry, (occurred, self._next_seq(), acct.account_id, event.event_id, extra)
-        )
-        self.counters[f"events.{event.type}"] += 1
+        self._seq += 1
+        heapq.heappush(self._expiry, (occurred, self._seq, acct.account_id, event.event_id, extra))
+        self.counters[_COUNTER_KEYS[event.type]] += 1
         self.dirty.add(acct.account_id)
         now = self.clock.observe(occurred)
         effects: list[Effect] = []
@@ -133,7 +135,8 @@ class Engine:
     def _apply(
         self, acct: AccountState, event: Event, occurred: int, now: int, effects: list[Effect]
     ) -> None:
-        before = acct.expected_available
+        # Only observed accounts are evaluated; an observation does not move the expected value.
+        before = acct.expected_available if acct.observed else -1
         observation = False
         ledger_changed = False
         if isinstance(event, LimitDisplayed):
@@ -178,14 +181,13 @@ class Engine:
                 "REPAYMENT_IN_FLIGHT",
                 shown,
                 shown,
-                f"paid {yuan(event.amount)} by {event.channel}; waiting for core banking to post",
+                (event.amount, event.channel),
             )
         )
         pid = event.payment_id
         if pid in acct.posted_payments or pid in acct.clearing:
             return
-        aid = alerts.alert_id("clearing", acct.account_id, pid)
-        acct.clearing[pid] = ClearingWatch(pid, event.event_id, event.amount, occurred, aid)
+        acct.clearing[pid] = ClearingWatch(pid, event.event_id, event.amount, occurred, "")
         self._push_deadline(occurred + self.config.clearing_sla_us, _CLEARING, acct.account_id, pid)
 
     def _posted_payment(
@@ -230,13 +232,18 @@ class Engine:
         effects: list[Effect],
     ) -> None:
         expected = acct.expected_available
+        if before < 0:
+            before = expected
         drift = acct.drift
         if acct.displayed != expected:
             if drift is None:
                 acct.drift_seq += 1
-                aid = alerts.alert_id("drift", acct.account_id, acct.drift_seq, occurred)
-                acct.drift = DriftState(aid, occurred, {before, expected}, list(acct.since_agree))
-                self._push_deadline(occurred + self.config.sla_us, _BREACH, acct.account_id, aid)
+                seq = acct.drift_seq
+                # The alert id is derived when (if ever) the drift breaches: most never do.
+                acct.drift = DriftState(
+                    "", occurred, {before, expected}, list(acct.since_agree), seq
+                )
+                self._push_deadline(occurred + self.config.sla_us, _BREACH, acct.account_id, seq)
             else:
                 drift.held.add(expected)
                 if ledger_changed and len(drift.evidence) < EVIDENCE_MAX:
@@ -259,12 +266,14 @@ class Engine:
 
     # -- deadlines -----------------------------------------------------------------------
 
-    def _push_deadline(self, due: int, kind: int, account_id: str, token: str) -> None:
+    def _push_deadline(self, due: int, kind: int, account_id: str, token: str | int) -> None:
         self._seq += 1
         heapq.heappush(self._deadlines, (due, self._seq, kind, account_id, token))
 
     def _fire_due(self, now: int, effects: list[Effect]) -> None:
         heap = self._deadlines
+        if not heap or heap[0][0] >= now:
+            return
         while heap and heap[0][0] < now:  # over its SLA means strictly greater
             due, _, kind, account_id, token = heapq.heappop(heap)
             acct = self.accounts.get(account_id)
@@ -272,12 +281,19 @@ class Engine:
                 self._fire(acct, due, kind, token, now, effects)
 
     def _fire(
-        self, acct: AccountState, due: int, kind: int, token: str, now: int, effects: list[Effect]
+        self,
+        acct: AccountState,
+        due: int,
+        kind: int,
+        token: str | int,
+        now: int,
+        effects: list[Effect],
     ) -> None:
         factor = self.config.escalation_factor
         drift = acct.drift
-        if kind == _BREACH and drift and drift.alert_id == token and not drift.breached:
+        if kind == _BREACH and drift and drift.seq == token and not drift.breached:
             drift.breached, drift.detected_us = True, now
+            drift.alert_id = alerts.alert_id("drift", acct.account_id, drift.seq, drift.opened_us)
             drift.reason = alerts.classify(acct, drift)
             drift.severity = alerts.severity(acct.expected_available, acct.displayed)
             self.counters[f"breaches.{drift.reason}"] += 1
@@ -285,11 +301,11 @@ class Engine:
             self._push_deadline(
                 drift.opened_us + factor * self.config.sla_us, _ESCALATE, acct.account_id, token
             )
-        elif kind == _ESCALATE and drift and drift.alert_id == token and not drift.escalated:
+        elif kind == _ESCALATE and drift and drift.seq == token and not drift.escalated:
             drift.escalated = True
             effects.append(self._drift_alert("mismatch.escalated", acct, drift, now))
         elif kind in (_CLEARING, _CLEARING_ESCALATE):
-            self._fire_clearing(acct, kind, token, now, effects)
+            self._fire_clearing(acct, kind, str(token), now, effects)
         elif kind == _RESCORE and acct.rescore_due_us == due:
             effects.append(RescoreRequested(acct.account_id, now, tuple(acct.rescore_triggers)))
             acct.rescore_due_us, acct.rescore_triggers = None, []
@@ -307,6 +323,7 @@ class Engine:
             return
         if kind == _CLEARING and not watch.breached:
             watch.breached, watch.detected_us = True, now
+            watch.alert_id = alerts.alert_id("clearing", acct.account_id, pid)
             self.counters["breaches.REPAYMENT_NOT_POSTED"] += 1
             effects.append(self._clearing_alert("mismatch.opened", acct, watch, now))
             due = watch.opened_us + self.config.escalation_factor * self.config.clearing_sla_us
@@ -398,12 +415,10 @@ class Engine:
                 heapq.heappush(self._expiry, (occurred, self._next_seq(), aid, event_id, extra))
             drift = acct.drift
             if drift is not None and not drift.breached:
-                self._push_deadline(
-                    drift.opened_us + self.config.sla_us, _BREACH, aid, drift.alert_id
-                )
+                self._push_deadline(drift.opened_us + self.config.sla_us, _BREACH, aid, drift.seq)
             elif drift is not None and not drift.escalated:
                 due = drift.opened_us + self.config.escalation_factor * self.config.sla_us
-                self._push_deadline(due, _ESCALATE, aid, drift.alert_id)
+                self._push_deadline(due, _ESCALATE, aid, drift.seq)
             for pid, watch in acct.clearing.items():
                 sla = self.config.clearing_sla_us
                 if not watch.breached:

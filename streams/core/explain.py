@@ -10,9 +10,38 @@ from typing import Any
 
 from schemas.timefmt import format_us
 from streams.core.ledger import yuan
-from streams.core.state import AccountState
+from streams.core.state import AccountState, ChangeEntry
 
-__all__ = ["explain", "render_text"]
+__all__ = ["describe", "explain", "render_text"]
+
+
+def describe(entry: ChangeEntry) -> str:
+    """The words for one explained change (state keeps only its facts)."""
+    f = entry.facts
+    code = entry.code
+    if code == "DRAWDOWN":
+        return f"drew {yuan(f[0])} on loan {f[1]}"
+    if code == "REPAYMENT_IN_FLIGHT":
+        return f"paid {yuan(f[0])} by {f[1]}; waiting for core banking to post"
+    if code == "REPAYMENT_RESTORED":
+        return f"repaid {yuan(f[0])} of principal"
+    if code == "INTEREST_NOT_RESTORED":
+        return f"{yuan(f[0])} interest and {yuan(f[1])} fees paid: they do not restore the limit"
+    if code == "REPAYMENT_REVERSED":
+        if f[1] == "late":
+            return f"repayment of {yuan(f[0])} posted after its reversal: no effect"
+        return f"repayment of {yuan(f[0])} failed and was undone"
+    if code in ("RESCORE_INCREASE", "RESCORE_DECREASE") or (
+        code == "POLICY_CHANGE" and len(f) == 4
+    ):
+        model = f", model {f[3]}" if f[3] else ""
+        return f"credit line {yuan(f[0])} -> {yuan(f[1])} ({f[2]}){model}"
+    why = f": {f[2]}" if f[2] else ""
+    if code == "ACCOUNT_FROZEN":
+        return f"account {f[1]}{why}"
+    if code == "ACCOUNT_UNFROZEN":
+        return f"account active again{why}"
+    return f"status {f[0]} -> {f[1]}{why}"
 
 
 def explain(state: AccountState, since_us: int | None = None) -> dict[str, Any]:
@@ -24,7 +53,7 @@ def explain(state: AccountState, since_us: int | None = None) -> dict[str, Any]:
             "code": h.code,
             "available_before": h.available_before,
             "available_after": h.available_after,
-            "detail": h.detail,
+            "detail": describe(h),
             **({"reasons": h.reasons} if h.reasons else {}),
         }
         for h in sorted(state.history, key=lambda h: (h.at_us, h.event_id))

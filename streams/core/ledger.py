@@ -7,6 +7,8 @@ replay of the same events in any order end in the same state.
 
 from __future__ import annotations
 
+from typing import Any
+
 from schemas.events import (
     AccountStatusChanged,
     CreditLineChanged,
@@ -23,6 +25,7 @@ LedgerEvent = (
     DrawdownBooked | RepaymentPosted | RepaymentReversed | CreditLineChanged | AccountStatusChanged
 )
 REASONS_MAX = 4  # adverse-action practice: at most four specific reasons
+Entry = tuple[str, tuple[Any, ...], list[str]]
 
 
 def yuan(minor: int) -> str:
@@ -38,7 +41,7 @@ def apply_ledger(state: AccountState, event: LedgerEvent, at_us: int) -> list[Ch
     Bumps the cache version exactly when the account's ledger state changed.
     """
     before = state.expected_available
-    entries: list[tuple[str, str, list[str]]]
+    entries: list[tuple[str, tuple[Any, ...], list[str]]]
     if isinstance(event, DrawdownBooked):
         entries = _drawdown(state, event)
     elif isinstance(event, RepaymentPosted):
@@ -59,45 +62,33 @@ def apply_ledger(state: AccountState, event: LedgerEvent, at_us: int) -> list[Ch
     after = state.expected_available
     # Only the first entry of an event moves the limit; the rest (interest) explain it.
     return [
-        ChangeEntry(
-            at_us, event.event_id, code, before if i == 0 else after, after, detail, reasons
-        )
-        for i, (code, detail, reasons) in enumerate(entries)
+        ChangeEntry(at_us, event.event_id, code, before if i == 0 else after, after, facts, reasons)
+        for i, (code, facts, reasons) in enumerate(entries)
     ]
 
 
-def _drawdown(state: AccountState, event: DrawdownBooked) -> list[tuple[str, str, list[str]]]:
+def _drawdown(state: AccountState, event: DrawdownBooked) -> list[Entry]:
     state.drawn += event.principal
     state.drawdowns += 1
-    return [("DRAWDOWN", f"drew {yuan(event.principal)} on loan {event.loan_id}", [])]
+    return [("DRAWDOWN", (event.principal, event.loan_id), [])]
 
 
-def _posted(
-    state: AccountState, event: RepaymentPosted, at_us: int
-) -> list[tuple[str, str, list[str]]]:
+def _posted(state: AccountState, event: RepaymentPosted, at_us: int) -> list[Entry]:
     reversed_already = state.orphan_reversals.pop(event.event_id, None) is not None
     state.posted[event.event_id] = [event.principal, at_us, reversed_already]
     if event.payment_id is not None:
         state.posted_payments[event.payment_id] = at_us
     if reversed_already:
-        detail = f"repayment of {yuan(event.principal)} posted after its reversal: no effect"
-        return [("REPAYMENT_REVERSED", detail, [])]
+        return [("REPAYMENT_REVERSED", (event.principal, "late"), [])]
     state.repaid += event.principal
     state.repayments += 1
-    entries: list[tuple[str, str, list[str]]] = [
-        ("REPAYMENT_RESTORED", f"repaid {yuan(event.principal)} of principal", [])
-    ]
-    charges = event.interest + event.fee
-    if charges:
-        detail = (
-            f"{yuan(event.interest)} interest and {yuan(event.fee)} fees paid: "
-            "they do not restore the limit"
-        )
-        entries.append(("INTEREST_NOT_RESTORED", detail, []))
+    entries: list[Entry] = [("REPAYMENT_RESTORED", (event.principal,), [])]
+    if event.interest or event.fee:
+        entries.append(("INTEREST_NOT_RESTORED", (event.interest, event.fee), []))
     return entries
 
 
-def _reversed(state: AccountState, event: RepaymentReversed) -> list[tuple[str, str, list[str]]]:
+def _reversed(state: AccountState, event: RepaymentReversed) -> list[Entry]:
     target = event.reverses_event_id
     posted = state.posted.get(target)
     if posted is None:
@@ -109,10 +100,10 @@ def _reversed(state: AccountState, event: RepaymentReversed) -> list[tuple[str, 
     posted[2] = True
     state.repaid -= posted[0]
     state.failed_debits += 1
-    return [("REPAYMENT_REVERSED", f"repayment of {yuan(posted[0])} failed and was undone", [])]
+    return [("REPAYMENT_REVERSED", (posted[0], "undone"), [])]
 
 
-def _credit_line(state: AccountState, event: CreditLineChanged) -> list[tuple[str, str, list[str]]]:
+def _credit_line(state: AccountState, event: CreditLineChanged) -> list[Entry]:
     if state.line_version is not None and event.version <= state.line_version:
         return []  # an older decision arriving late
     old = state.credit_line
@@ -122,28 +113,26 @@ def _credit_line(state: AccountState, event: CreditLineChanged) -> list[tuple[st
         state.rescore_requested_us = None
     delta = event.credit_line - old
     reasons = list(event.reasons or [])[:REASONS_MAX] if delta < 0 else []
-    detail = f"credit line {yuan(old)} -> {yuan(event.credit_line)} ({event.cause})"
+    facts = (old, event.credit_line, event.cause, event.model_version or "")
     if event.cause == "rescore":
         code = "RESCORE_DECREASE" if delta < 0 else "RESCORE_INCREASE"
-        if event.model_version:
-            detail += f", model {event.model_version}"
     else:
         code = "POLICY_CHANGE"
-    return [(code, detail, reasons)]
+    return [(code, facts, reasons)]
 
 
-def _status(state: AccountState, event: AccountStatusChanged) -> list[tuple[str, str, list[str]]]:
+def _status(state: AccountState, event: AccountStatusChanged) -> list[Entry]:
     if state.status_version is not None and event.version <= state.status_version:
         return []
     old = state.status
     state.status = event.status
     state.status_version = event.version
-    why = f": {event.reason}" if event.reason else ""
+    facts = (old, event.status, event.reason or "")
     if event.status != "active" and old == "active":
-        return [("ACCOUNT_FROZEN", f"account {event.status}{why}", [])]
+        return [("ACCOUNT_FROZEN", facts, [])]
     if event.status == "active" and old != "active":
-        return [("ACCOUNT_UNFROZEN", f"account active again{why}", [])]
-    return [("POLICY_CHANGE", f"status {old} -> {event.status}{why}", [])]
+        return [("ACCOUNT_UNFROZEN", facts, [])]
+    return [("POLICY_CHANGE", facts, [])]
 
 
 def _check_invariants(state: AccountState) -> None:

@@ -27,7 +27,7 @@ class ChangeEntry:
     code: str
     available_before: int
     available_after: int
-    detail: str
+    facts: tuple[Any, ...]  # the numbers and names behind the change; words come in explain
     reasons: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -37,23 +37,24 @@ class ChangeEntry:
             "code": self.code,
             "available_before": self.available_before,
             "available_after": self.available_after,
-            "detail": self.detail,
+            "facts": list(self.facts),
             "reasons": list(self.reasons),
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ChangeEntry:
-        return cls(**d)
+        return cls(**{**d, "facts": tuple(d["facts"])})
 
 
 @dataclass(slots=True)
 class DriftState:
     """An open drift: displayed differs from expected since ``opened_us``."""
 
-    alert_id: str
+    alert_id: str  # derived when the drift breaches ("" before)
     opened_us: int
     held: set[int]  # expected values held since just before the drift opened
     evidence: list[str]
+    seq: int = 0  # the account's drift number: identifies it in the deadline heap
     breached: bool = False
     escalated: bool = False
     reason: str = ""
@@ -67,6 +68,7 @@ class DriftState:
             "opened_us": self.opened_us,
             "held": sorted(self.held),
             "evidence": list(self.evidence),
+            "seq": self.seq,
             "breached": self.breached,
             "escalated": self.escalated,
             "reason": self.reason,

@@ -56,9 +56,8 @@ def alerts() -> list[dict[str, Any]]:
 def settings(kafka_bootstrap: str, broker_profile: str, unique_id: str) -> Settings:
     # app_id = unique_id gives the router a group id of its own ({app_id}-alert-router).
     s = Settings(
-        topic_prefix=f"{unique_id}.", bootstrap_servers=kafka_bootstrap,
-        broker_profile=broker_profile, app_id=unique_id,
-    )
+        topic_prefix=f"{unique_id}.", bootstrap_servers=kafka_bootstrap, app_id=unique_id,
+    ).model_copy(update={"broker_profile": broker_profile})
     create_topics(kafka_bootstrap, [s.topics["alerts"]], partitions=2)
     return s
 

@@ -39,16 +39,15 @@ def lines() -> list[bytes]:
 @pytest.fixture
 def settings(kafka_bootstrap: str, broker_profile: str, unique_id: str) -> Settings:
     s = Settings(
-        topic_prefix=f"{unique_id}.", bootstrap_servers=kafka_bootstrap,
-        broker_profile=broker_profile, app_id=unique_id,
-    )
+        topic_prefix=f"{unique_id}.", bootstrap_servers=kafka_bootstrap, app_id=unique_id,
+    ).model_copy(update={"broker_profile": broker_profile})
     create_topics(kafka_bootstrap, [s.topics["account_events"], s.topics["displayed"]],
                   partitions=3)
     return s
 
 
 def archived_rows(root: Path) -> list[dict[str, object]]:
-    rows = []
+    rows: list[dict[str, object]] = []
     for path in sorted(root.rglob("*.jsonl.gz")):
         with gzip.open(path, "rb") as fh:
             rows.extend(orjson.loads(line) for line in fh)

