@@ -12,10 +12,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
+from test_parse import VALID
 
 from schemas.events import Event
 from schemas.fastpath import fast_event
-from test_parse import VALID
 
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 _VALUES = st.one_of(
