@@ -69,7 +69,7 @@ from tests.integration.live_harness import LiveSystem, WorkerProcess, make_live_
 PARTITIONS = 8
 READY_TIMEOUT_S = 60.0
 DRAIN_TIMEOUT_S = 150.0  # a throughput run that has not finished by then is reported partial
-LATENCY_DRAIN_TIMEOUT_S = 30.0
+LATENCY_DRAIN_TIMEOUT_S = 90.0  # an overloaded run drains its backlog after the sends stop
 POLL_INTERVAL_S = 0.5
 METRICS_INTERVAL_S = 1.0
 LATENCY_WARMUP_S = 2.0
@@ -394,38 +394,54 @@ class Profiler:
         return summarize_profile(self.out) if self.out.exists() else None
 
 
+# Which task a sample belongs to: the first of these found walking from the stack's root.
+_TASKS = (
+    ("LiveShell.handle", "ledger agent: parse, ingest, persist, barrier"),
+    ("CacheWriter.run", "cache writer: Redis CAS + publish observation"),
+    ("LiveShell.sample", "sampler: read cache + publish observations"),
+    ("LiveShell.tick", "drift monitor"),
+    ("Sender._", "aiokafka producer sender (produce requests)"),
+    ("ProducerBuffer", "faust producer buffer"),
+    ("SendProduceReqHandler", "aiokafka producer sender (produce requests)"),
+    ("Fetcher", "consume: faust fetcher / aiokafka fetch"),
+    ("Consumer._drain_messages", "consume: faust fetcher / aiokafka fetch"),
+    ("Stream.", "consume: faust stream/conductor"),
+    ("Conductor", "consume: faust stream/conductor"),
+    ("aiohttp", "web (the bench's /metrics polls)"),
+    ("Recovery", "faust recovery/standby"),
+    ("WorkerThread.run", "other threads"),
+)
+# Where inside any task the time went: the last (leaf-most) of these found in the stack.
 _AREAS = (
-    ("faust/tables", "faust table + changelog"),
-    ("faust/transport", "faust transport (consumer/producer glue)"),
-    ("faust/", "faust other"),
-    ("mode/", "mode (faust services)"),
-    ("aiokafka/producer", "aiokafka producer"),
-    ("aiokafka/consumer", "aiokafka consumer"),
-    ("aiokafka/", "aiokafka other"),
-    ("kafka/", "kafka-python (murmur2, protocol)"),
+    ("schemas/", "limitsync parse"),
+    ("pydantic", "limitsync parse"),
+    ("streams/core", "limitsync core"),
+    ("to_dict", "state to_dict (persist)"),
+    ("logging/", "logging (debug records)"),
     ("redis/", "redis-py"),
     ("prometheus_client", "prometheus_client"),
-    ("schemas/", "limitsync parse"),
-    ("pydantic", "pydantic"),
-    ("streams/core", "limitsync core"),
-    ("streams/", "limitsync live shell"),
+    ("aiokafka/", "aiokafka"),
+    ("kafka/", "kafka-python helpers"),
+    ("faust/", "faust"),
+    ("mode/", "mode"),
     ("asyncio/", "asyncio"),
     ("selectors", "asyncio"),
 )
 
 
-def _area(stack: list[str]) -> str:
-    for frame in reversed(stack):
-        for needle, name in _AREAS:
+def _first(stack: list[str], table: tuple[tuple[str, str], ...], leafward: bool) -> str:
+    frames = reversed(stack) if leafward else iter(stack)
+    for frame in frames:
+        for needle, name in table:
             if needle in frame:
                 return name
-    return "other"
+    return "event loop / unattributed"
 
 
 def summarize_profile(path: Path, top: int = 12) -> dict[str, Any]:
     self_time: Counter[str] = Counter()
     areas: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
+    tasks: Counter[str] = Counter()
     total = 0
     for line in path.read_text(errors="replace").splitlines():
         stack_text, _, count_text = line.rpartition(" ")
@@ -434,21 +450,20 @@ def summarize_profile(path: Path, top: int = 12) -> dict[str, Any]:
         count = int(count_text)
         stack = stack_text.split(";")
         total += count
-        self_time[stack[-1]] += count
-        areas[_area(stack)] += count
-        for name in {_short(f) for f in stack if "site-packages" not in f}:
-            inclusive[name] += count
+        self_time[_short(stack[-1])] += count
+        areas[_first(stack, _AREAS, leafward=True)] += count
+        tasks[_first(stack, _TASKS, leafward=False)] += count
     pct = (lambda c: round(100.0 * c / total, 1)) if total else (lambda c: 0.0)
     return {
         "samples": total,
+        "by_task_pct": {k: pct(v) for k, v in tasks.most_common()},
         "by_area_pct": {k: pct(v) for k, v in areas.most_common()},
         "self_top_pct": {k: pct(v) for k, v in self_time.most_common(top)},
-        "project_inclusive_pct": {k: pct(v) for k, v in inclusive.most_common(top)},
     }
 
 
 def _short(frame: str) -> str:
-    return re.sub(r"\(/.*?/work/main/", "(", frame)
+    return re.sub(r"\(/\S*/(site-packages|python3\.\d+|main)/", "(", frame)
 
 
 # -- runs ------------------------------------------------------------------------------------
@@ -513,7 +528,14 @@ def throughput_run(services: Services, workers_n: int, events: int, accounts: in
     cpu = meter.between(first, last)
     result = _throughput_result(workers_n, events, expected, left, first, last, curve)
     samples = [parse_metrics(w.metrics()) for w in workers]
+    if not result["complete"]:
+        result["diagnosis"] = [{"health": w.health(), "log_tail": w.log_tail(15)}
+                               for w in workers]
     system.stop_all()
+    result["records_written_by_workers"] = count_records(system, [
+        system.settings.topics["displayed"], system.settings.topics["alerts"],
+        system.settings.topics["dead_letters"], f"{system.settings.app_id}-accounts-changelog",
+    ])
     window = (last - first) if first and last else float("nan")
     result.update(
         produce_events_per_s=round(events / produce_s),
@@ -579,7 +601,7 @@ def _steady_rate(curve: list[tuple[float, float]], events: int) -> float | None:
 
 
 def latency_run(services: Services, rate: float, duration_s: float, accounts: int,
-                seed: int) -> dict[str, Any]:
+                seed: int, label: str) -> dict[str, Any]:
     system = new_system(services, "lat")
     watcher = CacheWatcher(system.settings.redis_url, system.settings.cache_prefix, True)
     watcher.start()
@@ -596,7 +618,9 @@ def latency_run(services: Services, rate: float, duration_s: float, accounts: in
         expected: dict[str, int] = {}
         for aid, version, _ in sent:
             expected[aid] = max(expected.get(aid, 0), version)
+        stopped = time.monotonic()
         left = _wait_caught_up(system, expected)
+        drain_s = time.monotonic() - stopped
         meter.stop()
         cpu = meter.between(sent[0][2], sent[-1][2]) if sent else {}
         after = parse_metrics(worker.metrics())
@@ -609,7 +633,10 @@ def latency_run(services: Services, rate: float, duration_s: float, accounts: in
     p50, p50_bucket = histogram_quantile(0.5, buckets)
     p99, p99_bucket = histogram_quantile(0.99, buckets)
     return {
+        "label": label,
         "target_events_per_s": rate,
+        "seconds": duration_s,
+        "caught_up_s_after_last_send": round(drain_s, 1),
         "achieved_events_per_s": round(achieved),
         "events": len(sent),
         "accounts_behind_at_end": left,
@@ -731,6 +758,28 @@ async def _bare_consume(bootstrap: str, topic: str, events: int) -> dict[str, An
             "start_s": round(started - began, 3), "cpu_s": round(cpu, 2)}
 
 
+def count_records(system: LiveSystem, topics: list[str]) -> dict[str, dict[str, int]]:
+    """Records and value bytes per topic (read to idle: tansu's end offsets are wrong)."""
+    return {t: asyncio.run(_count(system.settings.bootstrap_servers, t)) for t in topics}
+
+
+async def _count(bootstrap: str, topic: str, idle_ms: int = 1000) -> dict[str, int]:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    n = size = 0
+    try:
+        while batch := await consumer.getmany(timeout_ms=idle_ms, max_records=10_000):
+            for msgs in batch.values():
+                n += len(msgs)
+                size += sum(len(m.value or b"") for m in msgs)
+    finally:
+        await consumer.stop()
+    return {"records": n, "bytes": size}
+
+
 def core_run(accounts: int, events: int, seed: int) -> dict[str, Any]:
     """Parse + ingest + serialise the changed accounts, in this process: the CPU floor."""
     from schemas.parse import Parsed, parse_event
@@ -843,18 +892,8 @@ def print_report(info: dict[str, Any], result: dict[str, Any]) -> None:
         rows.append(("core only: parse + ingest, no I/O", f"{c['parse_ingest_events_per_s']:>8,}"
                      " ev/s", f"to_dict {c['to_dict_per_event_us']} us/event, "
                      f"state {c['mean_state_bytes']} B/account"))
-    if "latency" in result:
-        lat = result["latency"]
-        d, h = lat["direct"].get("after_warmup", {}), lat["histogram"]
-        rows.append((f"latency at {lat['achieved_events_per_s']:,} ev/s, 1 worker",
-                     f"p50 {d.get('p50_ms', float('nan')):>6} ms",
-                     f"p99 {d.get('p99_ms')} ms, p90 {d.get('p90_ms')} ms, max "
-                     f"{d.get('max_ms')} ms over {d.get('n', 0):,} events (produce -> "
-                     "visible to a Redis client)"))
-        rows.append(("  worker histogram (occurred_at -> write)",
-                     f"p50 {h['p50_s'] * 1000:>6.1f} ms",
-                     f"p99 {h['p99_s'] * 1000:.1f} ms; buckets p50 {h['p50_bucket']}, "
-                     f"p99 {h['p99_bucket']}: interpolated, no finer than its bounds"))
+    for lat in result.get("latency", []):
+        rows += _latency_rows(lat)
     width = max(len(r[0]) for r in rows) if rows else 0
     print()
     for name, figure, note in rows:
@@ -864,12 +903,41 @@ def print_report(info: dict[str, Any], result: dict[str, Any]) -> None:
         print(f"CPU s over the {tp['workers']}-worker window of {tp['cpu_window_s']} s: "
               f"{_cpu_text(tp['cpu_s'])}; writes {tp['cache_writes']}, "
               f"displayed observations {tp['displayed_events']:.0f}")
-    if "latency" in result:
-        lat = result["latency"]
-        print(f"CPU s over the {lat['cpu_window_s']} s latency run: {_cpu_text(lat['cpu_s'])}")
+    for tp in result.get("throughput", []):
+        per_event = ", ".join(
+            f"{_topic_label(t)} {c['records'] / tp['events']:.2f} rec "
+            f"({c['bytes'] / tp['events']:,.0f} B)"
+            for t, c in tp.get("records_written_by_workers", {}).items()
+        )
+        print(f"Written by the {tp['workers']}-worker run, per ledger event: {per_event}")
+    for lat in result.get("latency", []):
+        print(f"CPU s over the {lat['cpu_window_s']} s latency run at "
+              f"{lat['achieved_events_per_s']:,} ev/s: {_cpu_text(lat['cpu_s'])}")
     for tp in result.get("throughput", []):
         if tp.get("profile"):
             _print_profile(tp["profile"])
+
+
+def _latency_rows(lat: dict[str, Any]) -> list[tuple[str, str, str]]:
+    d, h = lat["direct"].get("after_warmup", {}), lat["histogram"]
+    behind_note = (f"; {lat['accounts_behind_at_end']} accounts never caught up"
+                   if lat["accounts_behind_at_end"] else "")
+    return [
+        (f"latency at {lat['achieved_events_per_s']:,} ev/s for {lat['seconds']:g} s, 1 worker",
+         f"p50 {d.get('p50_ms', float('nan')):>7,.1f} ms",
+         f"p99 {d.get('p99_ms', float('nan')):,.1f} ms, p90 {d.get('p90_ms', float('nan')):,.1f}"
+         f" ms, max {d.get('max_ms', float('nan')):,.1f} ms over {d.get('n', 0):,} events sent "
+         f"after {lat['direct'].get('warmup_s', 0):g} s ({lat['label']}); produce -> visible "
+         f"to a Redis client; caught up {lat['caught_up_s_after_last_send']} s after the last "
+         f"send{behind_note}"),
+        ("  worker histogram (occurred_at -> write)", f"p50 {h['p50_s'] * 1000:>7,.1f} ms",
+         f"p99 {h['p99_s'] * 1000:,.1f} ms, all events; buckets p50 {h['p50_bucket']}, "
+         f"p99 {h['p99_bucket']}: interpolated, no finer than the bucket bounds"),
+    ]
+
+
+def _topic_label(topic: str) -> str:
+    return "changelog" if topic.endswith("-changelog") else topic.rsplit(".", 1)[-1]
 
 
 def _cpu_text(cpu: dict[str, float]) -> str:
@@ -877,15 +945,12 @@ def _cpu_text(cpu: dict[str, float]) -> str:
 
 
 def _print_profile(prof: dict[str, Any]) -> None:
-    print(f"\npy-spy profile of worker 0 ({prof['samples']} samples, non-idle):")
-    print("  by area (leaf-most known package): " + ", ".join(
-        f"{k} {v}%" for k, v in prof["by_area_pct"].items()))
-    print("  top self time:")
-    for k, v in prof["self_top_pct"].items():
-        print(f"    {v:5.1f}%  {_short(k)}")
-    print("  project code, inclusive:")
-    for k, v in prof["project_inclusive_pct"].items():
-        print(f"    {v:5.1f}%  {k}")
+    print(f"\npy-spy profile of worker 0 ({prof['samples']} samples at 200 Hz, busy only):")
+    for title, key in (("by task", "by_task_pct"), ("by code area (leaf-most)", "by_area_pct"),
+                       ("top self time", "self_top_pct")):
+        print(f"  {title}:")
+        for k, v in prof[key].items():
+            print(f"    {v:5.1f}%  {k}")
 
 
 # -- main ------------------------------------------------------------------------------------
@@ -900,26 +965,42 @@ def _services(stack: contextlib.ExitStack, tmp: Path) -> Services:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"throughput": []}
-    with contextlib.ExitStack() as stack:
-        if args.keep_logs:
-            tmp_dir = tempfile.mkdtemp(prefix="pipeline-bench-")
+    tmp_dir = Path(tempfile.mkdtemp(prefix="pipeline-bench-"))
+    try:
+        _run_all(args, tmp_dir, result)
+    finally:
+        failed = any(not tp["complete"] for tp in result["throughput"])
+        if args.keep_logs or failed:
             _progress(f"logs kept in {tmp_dir}")
         else:
-            tmp_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="pipeline-bench-"))
-        services = _services(stack, Path(tmp_dir))
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+    return result
+
+
+def _run_all(args: argparse.Namespace, tmp_dir: Path, result: dict[str, Any]) -> None:
+    with contextlib.ExitStack() as stack:
+        services = _services(stack, tmp_dir)
         for n, workers in enumerate(args.workers):
             tp, system = throughput_run(services, workers, args.events, args.accounts,
-                                        args.profile and n == 0, args.seed + n)
+                                        args.profile, args.seed + n)
             result["throughput"].append(tp)
             _progress(f"{workers} worker(s): {tp['events_per_s']:,} ev/s")
             if n == 0:
                 result["ceiling"] = ceiling_run(system, args.events)
                 _progress(f"ceiling: {result['ceiling']['events_per_s']:,} ev/s")
+        result["latency"] = []
         if args.latency_s > 0:
-            result["latency"] = latency_run(services, args.rate, args.latency_s,
-                                            args.accounts, args.seed + 100)
+            result["latency"].append(latency_run(
+                services, args.rate, args.latency_s, args.accounts, args.seed + 100,
+                "the fixed rate asked for"))
+        one = next((tp for tp in result["throughput"] if tp["workers"] == 1), None)
+        easy = args.sustainable_rate or (0.5 * one["events_per_s"] if one else 0)
+        if args.sustainable_s > 0 and easy > 0:
+            result["latency"].append(latency_run(
+                services, easy, args.sustainable_s, args.accounts, args.seed + 200,
+                "half the measured 1-worker throughput" if not args.sustainable_rate
+                else "the rate asked for"))
         result["core"] = core_run(args.accounts, args.events, args.seed)
-    return result
 
 
 def _progress(text: str) -> None:
@@ -932,11 +1013,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accounts", type=int, default=2_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rate", type=float, default=2_000.0, help="events/s, latency run")
-    parser.add_argument("--latency-s", type=float, default=25.0, help="0 skips the run")
+    parser.add_argument("--latency-s", type=float, default=15.0, help="0 skips the run")
+    parser.add_argument("--sustainable-rate", type=float, default=0.0,
+                        help="events/s of the second latency run; 0: half the 1-worker rate")
+    parser.add_argument("--sustainable-s", type=float, default=20.0, help="0 skips the run")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep-logs", action="store_true", help="keep worker and broker logs")
     parser.add_argument("--profile", action="store_true",
-                        help="py-spy record worker 0 of the first throughput run")
+                        help="py-spy record worker 0 of each throughput run")
     args = parser.parse_args(argv)
     info = machine_info()
     began = time.perf_counter()

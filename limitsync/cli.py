@@ -104,18 +104,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from limitsync.simulate import write_simulation
+    from limitsync.simulate import run
 
-    stats = write_simulation(
-        Path(args.out),
-        accounts=args.accounts,
-        hours=args.hours,
-        seed=args.seed,
-        faults=args.faults,
-        bad=args.bad,
-    )
-    print(f"wrote {args.out}: {stats}")
-    return 0
+    return run(args)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -162,12 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_explain)
 
     p = sub.add_parser("simulate", help="write realistic traffic with injected faults")
-    p.add_argument("--accounts", type=int, default=100)
-    p.add_argument("--hours", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--faults", type=float, default=0.02)
-    p.add_argument("--bad", type=float, default=0.001)
-    p.add_argument("--out", required=True)
+    from limitsync.simulate import add_arguments
+
+    add_arguments(p)
     p.set_defaults(handler=cmd_simulate)
 
     p = sub.add_parser("schema", help="write the JSON Schema of every contract record")

@@ -54,8 +54,9 @@ class Dashboard:
     def _line(self, snap: Snapshot) -> str:
         p50, p99 = snap.latency_quantile(0.5), snap.latency_quantile(0.99)
         reasons = ", ".join(f"{r}={int(n)}" for r, n in sorted(snap.alerts_by_reason.items()))
+        sync = "-" if p50 is None else f"p50 <={p50}s p99 <={p99}s"
         return (
-            f"events/s {self.rate:.0f} | lag {int(snap.lag)} | sync p50 {p50}s p99 {p99}s | "
+            f"events/s {self.rate:.0f} | lag {int(snap.lag)} | sync {sync} | "
             f"open drifts {int(snap.open_drifts)} | breaches {reasons or 'none'}"
         )
 

@@ -99,7 +99,7 @@ class Engine:
             self.counters[outcome.value] += 1
             return outcome, []
         extra = _expiry_extra(event)
-        acct.seen[event.event_id] = [digest, occurred, extra] if extra else [digest, occurred]
+        acct.seen[event.event_id] = (digest, occurred, extra) if extra else (digest, occurred)
         self._seq += 1
         heapq.heappush(self._expiry, (occurred, self._seq, acct.account_id, event.event_id, extra))
         self.counters[_COUNTER_KEYS[event.type]] += 1
@@ -206,7 +206,7 @@ class Engine:
         del acct.since_agree[:-EVIDENCE_MAX]
         if not acct.observed:
             return
-        acct.pending_changes.append([occurred, acct.expected_available])
+        acct.pending_changes.append((occurred, acct.expected_available))
         if len(acct.pending_changes) > PENDING_CHANGES_MAX:
             dropped = acct.pending_changes.pop(0)
             effects.append(ChangeDisplayed(acct.account_id, dropped[0], None))
