@@ -19,7 +19,7 @@ run: install
 	$(BIN)/limitsync up --simulate
 
 test: install
-	$(BIN)/ruff check schemas streams consumers limitsync tests
+	$(BIN)/ruff check schemas streams consumers limitsync tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest
 
@@ -30,7 +30,7 @@ test-integration: install
 	$(BIN)/pytest -m integration
 
 lint: install
-	$(BIN)/ruff check schemas streams consumers limitsync tests
+	$(BIN)/ruff check schemas streams consumers limitsync tests bench
 	$(BIN)/mypy
 
 bench: install

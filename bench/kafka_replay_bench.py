@@ -90,18 +90,26 @@ def main(argv: list[str] | None = None) -> int:
         log.write_bytes(b"".join(line + b"\n" for line in lines))
         with LocalBroker(tmp / "broker") as broker:
             settings = Settings(
-                bootstrap_servers=broker.bootstrap_servers, topic_prefix="bench.",
-                broker_profile="tansu", partitions=args.partitions, app_id="bench",
+                bootstrap_servers=broker.bootstrap_servers,
+                topic_prefix="bench.",
+                broker_profile="tansu",
+                partitions=args.partitions,
+                app_id="bench",
             )
-            create_topics(broker.bootstrap_servers,
-                          [settings.topics["account_events"], settings.topics["displayed"]],
-                          args.partitions)
-            print(f"{len(lines)} events, {log.stat().st_size / 1e6:.1f} MB, "
-                  f"{args.partitions} partitions per topic, tansu at {broker.bootstrap_servers}")
+            create_topics(
+                broker.bootstrap_servers,
+                [settings.topics["account_events"], settings.topics["displayed"]],
+                args.partitions,
+            )
+            print(
+                f"{len(lines)} events, {log.stat().st_size / 1e6:.1f} MB, "
+                f"{args.partitions} partitions per topic, tansu at {broker.bootstrap_servers}"
+            )
             timings = _run(settings, lines, log, tmp, read_options, args.idle_timeout_s)
     _print(timings)
-    digests = {t.digest for t in timings if t.digest and "window" not in t.name
-               and "slice" not in t.name}
+    digests = {
+        t.digest for t in timings if t.digest and "window" not in t.name and "slice" not in t.name
+    }
     if len(digests) != 1 or any("MISMATCH" in t.note for t in timings):
         print("MISMATCH: the replays did not give the same alerts and accounts", file=sys.stderr)
         return 1
@@ -110,8 +118,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(
-    settings: Settings, lines: list[bytes], log: Path, tmp: Path,
-    read_options: KafkaReadOptions, idle_timeout_s: float,
+    settings: Settings,
+    lines: list[bytes],
+    log: Path,
+    tmp: Path,
+    read_options: KafkaReadOptions,
+    idle_timeout_s: float,
 ) -> list[Timing]:
     timings = []
     began = time.perf_counter()
@@ -121,27 +133,59 @@ def _run(
     archive = tmp / "archive"
     began = time.perf_counter()
     stats = run_archive(settings, ArchiveOptions(root=archive, idle_exit_s=idle_timeout_s))
-    timings.append(Timing(
-        "archive (consume + gzip)", stats.records_written, time.perf_counter() - began,
-        note=f"incl. group join and {idle_timeout_s:.0f} s idle exit; "
-        f"{sum(p.stat().st_size for p in archive.rglob('*.jsonl.gz')) / 1e6:.1f} MB gzip",
-    ))
+    timings.append(
+        Timing(
+            "archive (consume + gzip)",
+            stats.records_written,
+            time.perf_counter() - began,
+            note=f"incl. group join and {idle_timeout_s:.0f} s idle exit; "
+            f"{sum(p.stat().st_size for p in archive.rglob('*.jsonl.gz')) / 1e6:.1f} MB gzip",
+        )
+    )
 
-    timings.append(_timed("replay: plain file", tmp / "o-file",
-                          lambda: run_replay(open_input(str(log)), _options())))
-    timings.append(_timed("replay: archive dir", tmp / "o-arch",
-                          lambda: run_replay(open_input(str(archive)), _options())))
+    timings.append(
+        _timed(
+            "replay: plain file",
+            tmp / "o-file",
+            lambda: run_replay(open_input(str(log)), _options()),
+        )
+    )
+    timings.append(
+        _timed(
+            "replay: archive dir",
+            tmp / "o-arch",
+            lambda: run_replay(open_input(str(archive)), _options()),
+        )
+    )
     read_stats = KafkaReadStats()
-    timings.append(_timed(
-        "replay: from Kafka", tmp / "o-kafka",
-        lambda: run_replay((r.as_input() for r in read_window(
-            settings, None, None, read_options, stats=read_stats,
-        )), _options()),
-        note=f"incl. the {idle_timeout_s:.0f} s idle wait that finds the end on tansu",
-    ))
+    timings.append(
+        _timed(
+            "replay: from Kafka",
+            tmp / "o-kafka",
+            lambda: run_replay(
+                (
+                    r.as_input()
+                    for r in read_window(
+                        settings,
+                        None,
+                        None,
+                        read_options,
+                        stats=read_stats,
+                    )
+                ),
+                _options(),
+            ),
+            note=f"incl. the {idle_timeout_s:.0f} s idle wait that finds the end on tansu",
+        )
+    )
     last = timings[-1]
-    timings.append(Timing("replay: from Kafka, end wait excluded", last.records,
-                          max(1e-9, last.seconds - idle_timeout_s)))
+    timings.append(
+        Timing(
+            "replay: from Kafka, end wait excluded",
+            last.records,
+            max(1e-9, last.seconds - idle_timeout_s),
+        )
+    )
     timings.append(_read_only(settings, read_options, idle_timeout_s))
     no_crc = replace(read_options, check_crcs=False)
     timings.append(_read_only(settings, no_crc, idle_timeout_s, "read + merge, check_crcs=False"))
@@ -150,7 +194,9 @@ def _run(
 
 
 def _read_only(
-    settings: Settings, options: KafkaReadOptions, idle_timeout_s: float,
+    settings: Settings,
+    options: KafkaReadOptions,
+    idle_timeout_s: float,
     name: str = "read + merge only, no core",
 ) -> Timing:
     began = time.perf_counter()
@@ -159,22 +205,34 @@ def _read_only(
     return Timing(name, n, max(1e-9, seconds), note="end wait excluded")
 
 
-def _window(
-    settings: Settings, lines: list[bytes], tmp: Path, options: KafkaReadOptions
-) -> Timing:
+def _window(settings: Settings, lines: list[bytes], tmp: Path, options: KafkaReadOptions) -> Timing:
     router = RecordRouter(settings)
     stamps = [router.route(line)[2] for line in lines]
     start_ms, end_ms = stamps[len(stamps) // 3], stamps[2 * len(stamps) // 3]
     stats = KafkaReadStats()
     window = _timed(
-        "replay: Kafka window (middle third)", tmp / "o-window",
-        lambda: run_replay((r.as_input() for r in read_window(
-            settings, start_ms * 1000, end_ms * 1000, options, stats=stats,
-        )), _options()),
+        "replay: Kafka window (middle third)",
+        tmp / "o-window",
+        lambda: run_replay(
+            (
+                r.as_input()
+                for r in read_window(
+                    settings,
+                    start_ms * 1000,
+                    end_ms * 1000,
+                    options,
+                    stats=stats,
+                )
+            ),
+            _options(),
+        ),
     )
     expected = [x for x, ts in zip(lines, stamps, strict=True) if start_ms <= ts <= end_ms]
-    sliced = _timed("(file slice of the same window)", tmp / "o-slice",
-                    lambda: run_replay((InputRecord(x) for x in expected), _options()))
+    sliced = _timed(
+        "(file slice of the same window)",
+        tmp / "o-slice",
+        lambda: run_replay((InputRecord(x) for x in expected), _options()),
+    )
     same = "same outputs as the file slice" if sliced.digest == window.digest else "MISMATCH"
     window.note = f"starts: {stats.modes()}; {same}"
     return window
@@ -184,8 +242,10 @@ def _print(timings: list[Timing]) -> None:
     width = max(len(t.name) for t in timings)
     for t in timings:
         note = f"  ({t.note})" if t.note else ""
-        print(f"{t.name:<{width}}  {t.records:>8} records  {t.seconds:7.2f} s  "
-              f"{t.rate:>10,.0f} events/s{note}")
+        print(
+            f"{t.name:<{width}}  {t.records:>8} records  {t.seconds:7.2f} s  "
+            f"{t.rate:>10,.0f} events/s{note}"
+        )
 
 
 if __name__ == "__main__":

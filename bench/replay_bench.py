@@ -9,6 +9,7 @@ included). The floor the project holds itself to is replay >= 0.35x the parse ra
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -29,10 +30,8 @@ def _json_rate(path: Path) -> tuple[int, float]:
     started = time.perf_counter()
     with path.open("rb") as fh:
         for line in fh:
-            try:
+            with contextlib.suppress(ValueError):
                 json.loads(line)
-            except ValueError:
-                pass
             n += 1
     return n, n / (time.perf_counter() - started)
 
@@ -82,9 +81,8 @@ def main() -> None:
 
             started = time.perf_counter()
             write_simulation(path, accounts=ACCOUNTS, hours=HOURS, seed=SEED)
-            print(
-                f"simulated {path.stat().st_size / 1e6:.0f} MB in {time.perf_counter() - started:.1f} s"
-            )
+            took = time.perf_counter() - started
+            print(f"simulated {path.stat().st_size / 1e6:.0f} MB in {took:.1f} s")
         lines, json_rate = _json_rate(path)
         child = subprocess.run(
             [sys.executable, "-m", "bench.replay_bench", "--child", str(path)],

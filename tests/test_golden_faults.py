@@ -25,7 +25,9 @@ DISPLAY_FAULTS = {
 }
 
 
-def _run(kinds: frozenset[str], faults: float = 0.2, seed: int = 3) -> tuple[SimulationStats, ReplayResult]:
+def _run(
+    kinds: frozenset[str], faults: float = 0.2, seed: int = 3
+) -> tuple[SimulationStats, ReplayResult]:
     sim = Simulation(ACCOUNTS, HOURS, seed, faults, 0.0, None, kinds)
     lines = list(sim)
     result = run_replay([InputRecord(x) for x in lines], ReplayOptions(keep_timelines=False))
@@ -60,5 +62,7 @@ def test_delivery_faults_change_no_end_state_and_raise_no_alert(kind: str) -> No
     expected = sorted((a.as_dict() for a in stats.accounts.values()), key=lambda a: a["account_id"])
     conflicts = stats.faults.get("conflict", 0)
     assert (result.alerts, result.account_lines(), len(result.dead_letters)) == (
-        [], expected, conflicts
+        [],
+        expected,
+        conflicts,
     )
