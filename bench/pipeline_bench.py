@@ -331,6 +331,16 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> tuple[fl
     return lower_bound, f"> {lower_bound:g} s"
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy since boot (all cores, from /proc/stat)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return float("nan")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
 def cpu_seconds(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -351,14 +361,19 @@ class CpuSampler(threading.Thread):
 
     def run(self) -> None:
         while True:
-            self.samples.append((time.time(), {n: cpu_seconds(p) for n, p in self.pids.items()}))
+            self.samples.append((time.time(), self._read()))
             if self._halt.wait(self._every_s):
                 return
 
     def stop(self) -> None:
         self._halt.set()
         self.join(5)
-        self.samples.append((time.time(), {n: cpu_seconds(p) for n, p in self.pids.items()}))
+        self.samples.append((time.time(), self._read()))
+
+    def _read(self) -> dict[str, float]:
+        return {"machine": machine_busy_seconds()} | {
+            n: cpu_seconds(p) for n, p in self.pids.items()
+        }
 
     def _at(self, t: float, name: str) -> float:
         """CPU seconds of ``name`` at wall time ``t``, interpolated between samples."""
@@ -373,7 +388,10 @@ class CpuSampler(threading.Thread):
     def between(self, t0: float | None, t1: float | None) -> dict[str, float]:
         if t0 is None or t1 is None or not self.samples:
             return {}
-        return {n: round(self._at(t1, n) - self._at(t0, n), 2) for n in self.pids}
+        ours = {n: round(self._at(t1, n) - self._at(t0, n), 2) for n in self.pids}
+        machine = self._at(t1, "machine") - self._at(t0, "machine")
+        # Anything else busy on the machine (other users' tests) skews every figure: shown.
+        return ours | {"others": round(max(0.0, machine - sum(ours.values())), 2)}
 
 
 # -- profiling (optional) ----------------------------------------------------------------------
@@ -773,7 +791,22 @@ def _direct_latency(
         "after_warmup": _quantiles(lat_steady),
         "warmup_s": LATENCY_WARMUP_S,
         "never_seen": missing,
+        "p50_ms_by_fifth_of_run": _trend(sent, visible),
     }
+
+
+def _trend(
+    sent: list[tuple[str, int, float]], visible: dict[str, list[tuple[int, float]]]
+) -> list[float]:
+    """The p50 of each fifth of the run (by send time): flat when the worker keeps up."""
+    t0, t1 = sent[0][2], sent[-1][2]
+    fifths: list[list[float]] = [[] for _ in range(5)]
+    for aid, version, sent_at in sent:
+        at = next((t for v, t in visible.get(aid, []) if v >= version), None)
+        if at is not None:
+            i = min(4, int(5 * (sent_at - t0) / (t1 - t0))) if t1 > t0 else 0
+            fifths[i].append(at - sent_at)
+    return [_quantiles(f).get("p50_ms", float("nan")) for f in fifths]
 
 
 def _quantiles(values: list[float]) -> dict[str, float]:
@@ -1117,7 +1150,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def _run_all(args: argparse.Namespace, tmp_dir: Path, result: dict[str, Any]) -> None:
     with contextlib.ExitStack() as stack:
         services = _services(stack, tmp_dir)
-        for n, workers in enumerate(args.workers):
+        for n, workers in enumerate(w for w in args.workers if w > 0):
             tp, system = throughput_run(
                 services, workers, args.events, args.accounts, args.profile, args.seed + n
             )

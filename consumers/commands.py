@@ -15,21 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from limitsync.cli_args import fail as _fail
+from limitsync.cli_args import time_us as _time_us
+
 __all__ = ["register"]
-
-
-def _fail(message: str) -> int:
-    print(f"limitsync: error: {message}", file=sys.stderr)
-    return 2
-
-
-def _time_us(text: str) -> int:
-    from schemas.timefmt import parse_rfc3339, to_us
-
-    try:
-        return to_us(parse_rfc3339(text))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _reasons(text: str) -> frozenset[str]:
@@ -76,11 +65,17 @@ def _build_sinks(args: argparse.Namespace, undelivered: Any) -> list[Any]:
     if args.file:
         sinks.append(FileSink(Path(args.file), _sink_filter(args, "file")))
     if args.webhook:
-        sinks.append(WebhookSink(
-            args.webhook, undelivered, _sink_filter(args, "webhook"),
-            retries_max=args.webhook_retries_max, backoff_max_s=args.webhook_backoff_max_s,
-            timeout_s=args.webhook_timeout_s, down_for_s=args.webhook_down_for_s,
-        ))
+        sinks.append(
+            WebhookSink(
+                args.webhook,
+                undelivered,
+                _sink_filter(args, "webhook"),
+                retries_max=args.webhook_retries_max,
+                backoff_max_s=args.webhook_backoff_max_s,
+                timeout_s=args.webhook_timeout_s,
+                down_for_s=args.webhook_down_for_s,
+            )
+        )
     return sinks
 
 
@@ -94,7 +89,9 @@ def cmd_alerts_route(args: argparse.Namespace) -> int:
     undelivered = UndeliveredLog(Path(args.undelivered))
     sinks = _build_sinks(args, undelivered)
     options = RouterOptions(
-        group_id=args.group_id, max_records=args.max_records, idle_exit_s=args.idle_exit_s,
+        group_id=args.group_id,
+        max_records=args.max_records,
+        idle_exit_s=args.idle_exit_s,
     )
     try:
         with _stop_on_sigterm() as stop:
@@ -104,8 +101,11 @@ def cmd_alerts_route(args: argparse.Namespace) -> int:
             sink.close()
         undelivered.close()
     outcomes = ", ".join(f"{s} {d}: {n}" for (s, d), n in sorted(stats.outcomes.items()))
-    print(f"routed {stats.records} records ({stats.not_alerts} not alerts; {outcomes}); "
-          f"undelivered: {undelivered.count} -> {args.undelivered}", file=sys.stderr)
+    print(
+        f"routed {stats.records} records ({stats.not_alerts} not alerts; {outcomes}); "
+        f"undelivered: {undelivered.count} -> {args.undelivered}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -113,7 +113,8 @@ def cmd_alerts_tail(args: argparse.Namespace) -> int:
     from consumers.alert_router import TailOptions, tail_alerts
 
     options = TailOptions(
-        from_beginning=args.from_beginning, max_records=args.max_records,
+        from_beginning=args.from_beginning,
+        max_records=args.max_records,
         idle_exit_s=args.idle_exit_s,
     )
     use_rich = False if args.plain else None
@@ -129,8 +130,10 @@ def cmd_alerts_redeliver(args: argparse.Namespace) -> int:
     if not path.is_file():
         return _fail(f"no undelivered log at {path}")
     sink = WebhookSink(
-        args.webhook, UndeliveredLog(path.with_name(path.name + ".unused")),
-        retries_max=args.webhook_retries_max, backoff_max_s=args.webhook_backoff_max_s,
+        args.webhook,
+        UndeliveredLog(path.with_name(path.name + ".unused")),
+        retries_max=args.webhook_retries_max,
+        backoff_max_s=args.webhook_backoff_max_s,
         timeout_s=args.webhook_timeout_s,
     )
     delivered, left = redeliver(path, sink)
@@ -145,14 +148,20 @@ def cmd_archive(args: argparse.Namespace) -> int:
     from consumers.archive import ArchiveOptions, run_archive
 
     options = ArchiveOptions(
-        root=Path(args.dir), group_id=args.group_id, open_files_max=args.open_files_max,
-        flush_interval_s=args.flush_interval_s, max_records=args.max_records,
+        root=Path(args.dir),
+        group_id=args.group_id,
+        open_files_max=args.open_files_max,
+        flush_interval_s=args.flush_interval_s,
+        max_records=args.max_records,
         idle_exit_s=args.idle_exit_s,
     )
     with _stop_on_sigterm() as stop:
         stats = run_archive(_settings(args), options, stop)
-    print(f"archived {stats.records_written} records ({stats.records_skipped} already archived) "
-          f"({stats.segments_created} new segments) under {args.dir}", file=sys.stderr)
+    print(
+        f"archived {stats.records_written} records ({stats.records_skipped} already archived) "
+        f"({stats.segments_created} new segments) under {args.dir}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -166,7 +175,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from limitsync.report_data import build_report_data
 
     options = ReplayOptions(
-        sla_seconds=args.sla_seconds, clearing_sla_seconds=args.clearing_sla_seconds,
+        sla_seconds=args.sla_seconds,
+        clearing_sla_seconds=args.clearing_sla_seconds,
         until_us=args.until,
     )
     try:
@@ -210,11 +220,18 @@ def _register_alerts(sub: Any) -> None:
     for sink in ("stdout", "file", "webhook"):
         p.add_argument(f"--{sink}-min-severity", choices=SEVERITIES, help=f"{sink} only")
         p.add_argument(f"--{sink}-reasons", type=_reasons, help=f"{sink} only")
-    p.add_argument("--undelivered", default="undelivered.jsonl",
-                   help="where alerts the webhook could not take go")
+    p.add_argument(
+        "--undelivered",
+        default="undelivered.jsonl",
+        help="where alerts the webhook could not take go",
+    )
     _add_webhook_limits(p)
-    p.add_argument("--webhook-down-for-s", type=float, default=30.0,
-                   help="after one alert used its retries, skip retrying for this long")
+    p.add_argument(
+        "--webhook-down-for-s",
+        type=float,
+        default=30.0,
+        help="after one alert used its retries, skip retrying for this long",
+    )
     p.add_argument("--group-id", help="default: {app_id}-alert-router")
     p.add_argument("--state-file")
     _add_limits(p)

@@ -12,23 +12,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from limitsync.cli_args import fail as _fail
+from limitsync.cli_args import time_us as _time_us
+
 __all__ = ["main"]
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-def _fail(message: str) -> int:
-    print(f"limitsync: error: {message}", file=sys.stderr)
-    return 2
-
-
-def _time_us(text: str) -> int:
-    from schemas.timefmt import parse_rfc3339, to_us
-
-    try:
-        return to_us(parse_rfc3339(text))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 # -- replay / explain / report ------------------------------------------------------------

@@ -19,6 +19,7 @@ import orjson
 
 from schemas.parse import Parsed, dead_letter_record, parse_event
 from streams.core import AlertRaised, ChangeDisplayed, CoreConfig, Engine, EventTimeClock, Outcome
+from streams.core.engine import core_config_from_seconds
 from streams.core.explain import explain
 from streams.core.state import AccountState
 
@@ -57,12 +58,12 @@ class ReplayOptions:
     keep_timelines: bool = True
 
     def core_config(self) -> CoreConfig:
-        return CoreConfig(
-            sla_us=self.sla_seconds * _S,
-            clearing_sla_us=self.clearing_sla_seconds * _S,
-            escalation_factor=self.escalation_factor,
-            dedupe_horizon_us=self.dedupe_horizon_s * _S,
-            rescore_enabled=self.rescore_enabled,
+        return core_config_from_seconds(
+            self.sla_seconds,
+            self.clearing_sla_seconds,
+            self.escalation_factor,
+            self.dedupe_horizon_s,
+            self.rescore_enabled,
         )
 
 

@@ -36,6 +36,7 @@ from streams.core import (
     Outcome,
     RescoreRequested,
 )
+from streams.core.engine import core_config_from_seconds
 from streams.core.explain import explain
 from streams.metrics import Metrics
 from streams.scorer import features_of
@@ -71,13 +72,13 @@ def partition_of(account_id: str, partitions: int) -> int:
 
 
 def core_config(settings: Settings) -> CoreConfig:
-    return CoreConfig(
-        sla_us=settings.sla_seconds * _S,
-        clearing_sla_us=settings.clearing_sla_seconds * _S,
-        escalation_factor=settings.escalation_factor,
-        dedupe_horizon_us=settings.dedupe_horizon_s * _S,
-        rescore_enabled=settings.rescore_enabled,
-        rescore_window_us=settings.rescore_window_s * _S,
+    return core_config_from_seconds(
+        settings.sla_seconds,
+        settings.clearing_sla_seconds,
+        settings.escalation_factor,
+        settings.dedupe_horizon_s,
+        settings.rescore_enabled,
+        settings.rescore_window_s,
     )
 
 

@@ -44,7 +44,7 @@ from streams.core.state import (
     DriftState,
 )
 
-__all__ = ["CoreConfig", "Engine", "Outcome"]
+__all__ = ["CoreConfig", "Engine", "Outcome", "core_config_from_seconds"]
 
 _S = 1_000_000
 _COUNTER_KEYS = {kind: f"events.{kind}" for kind in EVENT_TYPES}
@@ -61,6 +61,25 @@ class CoreConfig:
     dedupe_horizon_us: int = 7 * 24 * 3600 * _S
     rescore_enabled: bool = False
     rescore_window_us: int = 30 * _S
+
+
+def core_config_from_seconds(
+    sla_s: int,
+    clearing_sla_s: int,
+    escalation_factor: int,
+    dedupe_horizon_s: int,
+    rescore_enabled: bool = False,
+    rescore_window_s: int = 30,
+) -> CoreConfig:
+    """The core's config from the seconds operators and the contract speak in."""
+    return CoreConfig(
+        sla_us=sla_s * _S,
+        clearing_sla_us=clearing_sla_s * _S,
+        escalation_factor=escalation_factor,
+        dedupe_horizon_us=dedupe_horizon_s * _S,
+        rescore_enabled=rescore_enabled,
+        rescore_window_us=rescore_window_s * _S,
+    )
 
 
 class Outcome(Enum):

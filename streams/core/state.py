@@ -130,7 +130,7 @@ class AccountState:
     repayments: int = 0
     failed_debits: int = 0
     # idempotency: event_id -> [digest, occurred_us]
-    seen: dict[str, tuple[Any, ...] | list[Any]] = field(default_factory=dict)
+    seen: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     # posted repayments: event_id -> [principal, occurred_us, reversed]
     posted: dict[str, list[Any]] = field(default_factory=dict)
     # reversals whose repayment has not arrived: reversed event_id -> occurred_us
@@ -144,7 +144,7 @@ class AccountState:
     drift: DriftState | None = None
     drift_seq: int = 0
     # ledger changes not yet displayed: [occurred_us, expected_after]
-    pending_changes: list[tuple[int, int] | list[int]] = field(default_factory=list)
+    pending_changes: list[tuple[int, ...]] = field(default_factory=list)
     since_agree: list[str] = field(default_factory=list)  # ledger event ids since display agreed
     rescore_due_us: int | None = None
     rescore_triggers: list[str] = field(default_factory=list)
@@ -200,6 +200,8 @@ class AccountState:
         data = dict(d)
         data["clearing"] = {k: ClearingWatch.from_dict(w) for k, w in d["clearing"].items()}
         data["drift"] = DriftState.from_dict(d["drift"]) if d["drift"] else None
+        data["seen"] = {k: tuple(v) for k, v in d["seen"].items()}
+        data["pending_changes"] = [tuple(c) for c in d["pending_changes"]]
         data["history"] = deque(
             (ChangeEntry.from_dict(h) for h in d["history"]), maxlen=HISTORY_MAX
         )
