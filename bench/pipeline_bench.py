@@ -1,32 +1,37 @@
 """End-to-end speed of the live pipeline: account-events -> Faust worker(s) -> Redis cache.
 
-    python -m bench.pipeline_bench [--events 50000] [--accounts 2000] [--rate 2000]
-                                   [--latency-s 25] [--profile]
+    python -m bench.pipeline_bench [--events 50000] [--accounts 2000] [--workers 1 2]
+                                   [--rate 2000] [--latency-s 10] [--sustainable-s 20]
+                                   [--profile] [--keep-logs]
 
-Starts a local tansu broker and redis-server (the harness of the integration tests) and
-measures, in one run:
+Starts a local tansu broker and redis-server and runs real ``limitsync worker`` processes
+through the integration tests' harness. In one run it measures:
 
 1. Throughput, one worker and two workers: N ledger events (drawdowns, repayments, credit
    lines over the accounts, ``occurred_at`` = now) are produced first, then the worker(s)
-   start. The clock runs from the first cache write to the moment every account's hash holds
-   its final ``version``. Every event changes its account, so the final version of an account
-   is its number of events; the bench checks that in Redis. Write times come from Redis
-   keyspace notifications (``notify-keyspace-events Kh``), so they are exact to the
-   subscriber's wake-up, not to a polling interval.
-2. Latency at a fixed rate (one worker): events are produced at ``--rate`` per second with
-   ``occurred_at`` = send time. A subscriber to the keyspace notifications reads the hash's
-   ``version`` after each notification; an event's latency is the time at which a client
-   first read a version >= the version the event produced, minus its send time. That is an
-   upper bound by one Redis round trip, and it is what a client sees: versions the writer
-   coalesced count as visible when a newer one lands. The worker's own histogram
-   ``limitsync_sync_latency_seconds`` is shown beside it, with its bucket bounds.
+   start. The clock runs from the first cache write to the last one, and the run counts only
+   when every account's hash holds its final ``version`` (every event changes its account,
+   so that is its number of events). Write times come from Redis keyspace notifications
+   (``notify-keyspace-events Kh``), exact to the subscriber's wake-up. "10-90 %" is the rate
+   between 10 % and 90 % of the events in the workers' own ``limitsync_events_total``.
+2. Latency, one worker, at ``--rate`` (2,000/s by default) and again at half the measured
+   one-worker throughput: each event is produced with ``occurred_at`` = send time. A
+   subscriber to the keyspace notifications reads the hash's ``version`` after each one; an
+   event's latency is when a client first read a version >= the one the event produced,
+   minus its send time (an upper bound by one Redis round trip; a version the writer
+   coalesced counts as visible when a newer one lands). The worker's own histogram
+   ``limitsync_sync_latency_seconds`` is shown beside it, with its bucket bounds. The p50 of
+   each fifth of the run shows whether the worker keeps up (flat) or falls behind (rising).
 3. Ceilings in the same run: a bare aiokafka consumer reading the same topic (transport
    only), and the pure core (parse + ingest in this process, no I/O).
 
-The SLA is raised to an hour in the throughput runs: a backlog older than the 60 s SLA
-would open breaches and auto-heal rewrites (extra versions), which is not the steady state
-this measures. The latency run keeps the default SLA. CPU seconds of every process (worker,
-tansu, redis, this bench) over each measured window show where the machine's time went.
+Settings: the harness's (rescoring off), the production sampler interval (1 s, where the
+harness uses 0.5 s), and in the throughput runs an SLA of an hour, because a backlog older
+than the 60 s SLA would open breaches and auto-heal rewrites (extra versions), which is not
+what this measures. CPU of every process (workers, tansu, redis, this bench) and of anything
+else busy on the machine ("others") is shown per measured window, in cores. ``--profile``
+records worker 0 of each throughput run with py-spy (``pip install py-spy``) and splits its
+time by task and by code area.
 """
 
 from __future__ import annotations
@@ -75,6 +80,8 @@ METRICS_INTERVAL_S = 1.0
 LATENCY_WARMUP_S = 2.0
 CEILING_TIMEOUT_S = 60.0
 THROUGHPUT_SLA_S = "3600"
+SAMPLER_INTERVAL_S = "1.0"  # the production default; the test harness uses 0.5
+OTHERS_WARN_CORES = 0.25
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LEDGER_TYPES = ("drawdown.booked", "repayment.posted", "credit_line.changed")
 
@@ -522,8 +529,9 @@ def new_system(services: Services, tag: str, **overrides: str) -> LiveSystem:
     uid = f"{tag}-{uuid.uuid4().hex[:8]}"
     log_dir = services.log_dir / uid
     log_dir.mkdir(parents=True)
+    settings = {"sampler_interval_s": SAMPLER_INTERVAL_S, **overrides}
     return make_live_system(
-        services.bootstrap, services.redis_url, "tansu", uid, log_dir, **overrides
+        services.bootstrap, services.redis_url, "tansu", uid, log_dir, **settings
     )
 
 
@@ -950,6 +958,7 @@ def machine_info() -> dict[str, Any]:
         "tansu": _tansu_version(),
         "redis_server": _redis_version(),
         "git": _git_state(),
+        "loadavg": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
         **{p: _pkg(p) for p in ("faust-streaming", "aiokafka", "kafka-python", "redis")},
     }
 
@@ -1015,91 +1024,110 @@ def print_report(info: dict[str, Any], result: dict[str, Any]) -> None:
         f"faust-streaming {info['faust-streaming']}  aiokafka {info['aiokafka']}  "
         f"kafka-python {info['kafka-python']}  redis-py {info['redis']}"
     )
-    print(f"  code: {info['git']}")
-    rows: list[tuple[str, str, str]] = []
+    print(f"  code: {info['git']}; load average at start {info['loadavg']}")
+    _print_throughput(result)
+    _print_latency(result.get("latency", []))
+    _print_load(result)
     for tp in result.get("throughput", []):
-        state = "" if tp["complete"] else f"  INCOMPLETE: {tp['accounts_behind']} behind"
-        rows.append(
-            (
-                f"account-events -> cache, {tp['workers']} worker(s)",
-                f"{tp['events_per_s']:>8,} ev/s",
-                f"{tp['events']:,} events in {tp['seconds']} s (first to last cache write); "
-                f"10-90 % {tp['steady_events_per_s'] or 0:,} ev/s{state}",
-            )
+        if tp.get("profile"):
+            _print_profile(tp["workers"], tp["profile"])
+
+
+def _cores(cpu: dict[str, float], name: str, seconds: float) -> str:
+    value = sum(v for k, v in cpu.items() if k.startswith(name))
+    return f"{value / seconds:.2f}" if seconds > 0 else "-"
+
+
+def _print_throughput(result: dict[str, Any]) -> None:
+    tps = result.get("throughput", [])
+    if tps:
+        print(
+            f"\nTHROUGHPUT  {tps[0]['events']:,} ledger events over {tps[0]['accounts']:,} "
+            "accounts, produced first; clock from first to last cache write"
+        )
+    head = f"  {'':<38}{'events/s':>10}{'10-90 %':>10}{'seconds':>9}   cores used: "
+    print(head + "workers  tansu  redis  bench  others")
+    for tp in tps:
+        cpu, sec = tp["cpu_s"], tp["cpu_window_s"]
+        cores = "  ".join(
+            f"{_cores(cpu, n, sec):>{w}}"
+            for n, w in (("worker", 7), ("tansu", 5), ("redis", 5), ("bench", 5), ("others", 6))
+        )
+        state = "" if tp["complete"] else f"  INCOMPLETE: {tp['accounts_behind']} accounts behind"
+        print(
+            f"  {'account-events -> cache, ' + str(tp['workers']) + ' worker(s)':<38}"
+            f"{tp['events_per_s']:>10,}{tp['steady_events_per_s'] or 0:>10,}{tp['seconds']:>9}"
+            f"               {cores}{state}"
         )
     if "ceiling" in result:
         c = result["ceiling"]
-        rows.append(
-            (
-                "bare aiokafka consumer, same topic",
-                f"{c['events_per_s']:>8,} ev/s",
-                f"{c['records']:,} records in {c['seconds']} s",
-            )
+        print(
+            f"  {'ceiling: bare aiokafka consumer':<38}{c['events_per_s']:>10,}{'':>10}"
+            f"{c['seconds']:>9}"
         )
     if "core" in result:
         c = result["core"]
-        rows.append(
-            (
-                "core only: parse + ingest, no I/O",
-                f"{c['parse_ingest_events_per_s']:>8,} ev/s",
-                f"to_dict {c['to_dict_per_event_us']} us/event, "
-                f"state {c['mean_state_bytes']} B/account",
-            )
-        )
-    for lat in result.get("latency", []):
-        rows += _latency_rows(lat)
-    width = max(len(r[0]) for r in rows) if rows else 0
-    print()
-    for name, figure, note in rows:
-        print(f"{name:<{width}}  {figure}  {note}")
-    print()
-    for tp in result.get("throughput", []):
         print(
-            f"CPU s over the {tp['workers']}-worker window of {tp['cpu_window_s']} s: "
-            f"{_cpu_text(tp['cpu_s'])}; writes {tp['cache_writes']}, "
-            f"displayed observations {tp['displayed_events']:.0f}"
+            f"  {'ceiling: core only (parse + ingest)':<38}{c['parse_ingest_events_per_s']:>10,}"
+            f"   (no I/O; state.to_dict {c['to_dict_per_event_us']} us, "
+            f"{c['mean_state_bytes']:,} B per account)"
         )
-    for tp in result.get("throughput", []):
+    for tp in tps:
         per_event = ", ".join(
-            f"{_topic_label(t)} {c['records'] / tp['events']:.2f} rec "
+            f"{_topic_label(t)} {c['records'] / tp['events']:.2f} records "
             f"({c['bytes'] / tp['events']:,.0f} B)"
             for t, c in tp.get("records_written_by_workers", {}).items()
+            if c["records"]
         )
-        print(f"Written by the {tp['workers']}-worker run, per ledger event: {per_event}")
-    for lat in result.get("latency", []):
-        print(
-            f"CPU s over the {lat['cpu_window_s']} s latency run at "
-            f"{lat['achieved_events_per_s']:,} ev/s: {_cpu_text(lat['cpu_s'])}"
-        )
-    for tp in result.get("throughput", []):
-        if tp.get("profile"):
-            _print_profile(tp["profile"])
+        print(f"  written per ledger event, {tp['workers']} worker(s): {per_event}")
 
 
-def _latency_rows(lat: dict[str, Any]) -> list[tuple[str, str, str]]:
-    d, h = lat["direct"].get("after_warmup", {}), lat["histogram"]
-    behind_note = (
-        f"; {lat['accounts_behind_at_end']} accounts never caught up"
-        if lat["accounts_behind_at_end"]
-        else ""
+def _print_latency(runs: list[dict[str, Any]]) -> None:
+    if not runs:
+        return
+    print(
+        f"\nLATENCY  1 worker; produce (occurred_at = send time) -> version visible to a Redis "
+        f"client; events sent after the first {runs[0]['direct'].get('warmup_s', 0):g} s"
     )
-    return [
-        (
-            f"latency at {lat['achieved_events_per_s']:,} ev/s for {lat['seconds']:g} s, 1 worker",
-            f"p50 {d.get('p50_ms', float('nan')):>7,.1f} ms",
-            f"p99 {d.get('p99_ms', float('nan')):,.1f} ms, p90 {d.get('p90_ms', float('nan')):,.1f}"
-            f" ms, max {d.get('max_ms', float('nan')):,.1f} ms over {d.get('n', 0):,} events sent "
-            f"after {lat['direct'].get('warmup_s', 0):g} s ({lat['label']}); produce -> visible "
-            f"to a Redis client; caught up {lat['caught_up_s_after_last_send']} s after the last "
-            f"send{behind_note}",
-        ),
-        (
-            "  worker histogram (occurred_at -> write)",
-            f"p50 {h['p50_s'] * 1000:>7,.1f} ms",
-            f"p99 {h['p99_s'] * 1000:,.1f} ms, all events; buckets p50 {h['p50_bucket']}, "
-            f"p99 {h['p99_bucket']}: interpolated, no finer than the bucket bounds",
-        ),
-    ]
+    print(
+        f"  {'rate: sent (asked)':<22}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+        f"   {'p50 ms by fifth of run':<34}caught up   histogram p50 / p99 (buckets)"
+    )
+    for lat in runs:
+        d, h = lat["direct"].get("after_warmup", {}), lat["histogram"]
+        trend = "/".join(f"{v:.0f}" for v in lat["direct"].get("p50_ms_by_fifth_of_run", []))
+        rate = f"{lat['achieved_events_per_s']:,} ({lat['target_events_per_s']:,.0f})"
+        behind = (
+            f", {lat['accounts_behind_at_end']} behind" if lat["accounts_behind_at_end"] else ""
+        )
+        print(
+            f"  {rate:<22}"
+            + "".join(f"{d.get(k, float('nan')):>9,.0f}" for k in ("p50_ms", "p90_ms", "p99_ms"))
+            + f"{d.get('max_ms', float('nan')):>9,.0f}   {trend:<34}"
+            f"{lat['caught_up_s_after_last_send']:>5} s{behind}   "
+            f"{h['p50_s'] * 1000:,.0f} / {h['p99_s'] * 1000:,.0f} ms "
+            f"({h['p50_bucket']} / {h['p99_bucket']})"
+        )
+    print(
+        "  'caught up': seconds after the last send until every account showed its last "
+        "version. The worker histogram (occurred_at -> write, all events) is interpolated "
+        "inside its buckets, no finer than their bounds."
+    )
+
+
+def _print_load(result: dict[str, Any]) -> None:
+    windows = [(tp["cpu_s"], tp["cpu_window_s"]) for tp in result.get("throughput", [])]
+    windows += [(lat["cpu_s"], lat["cpu_window_s"]) for lat in result.get("latency", [])]
+    worst = max((_others(cpu, sec) for cpu, sec in windows), default=0.0)
+    if worst > OTHERS_WARN_CORES:
+        print(
+            f"\nWARNING: other processes on this machine used up to {worst:.2f} cores during "
+            "the measured windows ('others'); every figure above is pessimistic."
+        )
+
+
+def _others(cpu: dict[str, float], seconds: float) -> float:
+    return cpu.get("others", 0.0) / seconds if seconds > 0 else 0.0
 
 
 def _topic_label(topic: str) -> str:
@@ -1110,8 +1138,11 @@ def _cpu_text(cpu: dict[str, float]) -> str:
     return ", ".join(f"{k} {v}" for k, v in cpu.items())
 
 
-def _print_profile(prof: dict[str, Any]) -> None:
-    print(f"\npy-spy profile of worker 0 ({prof['samples']} samples at 200 Hz, busy only):")
+def _print_profile(workers: int, prof: dict[str, Any]) -> None:
+    print(
+        f"\npy-spy profile of worker 0 of the {workers}-worker run "
+        f"({prof['samples']} samples at 200 Hz, busy only):"
+    )
     for title, key in (
         ("by task", "by_task_pct"),
         ("by code area (leaf-most)", "by_area_pct"),
@@ -1199,7 +1230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accounts", type=int, default=2_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rate", type=float, default=2_000.0, help="events/s, latency run")
-    parser.add_argument("--latency-s", type=float, default=15.0, help="0 skips the run")
+    parser.add_argument("--latency-s", type=float, default=10.0, help="0 skips the run")
     parser.add_argument(
         "--sustainable-rate",
         type=float,

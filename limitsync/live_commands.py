@@ -39,6 +39,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     )
     app, _ = create_app(settings)
     worker = faust.Worker(app, loglevel=args.loglevel, override_logging=True)
+    worker.spinner = None  # its logging handler sets the root logger to DEBUG: ~6% of CPU
     worker.execute_from_commandline()
     return 0
 

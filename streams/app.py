@@ -68,8 +68,9 @@ async def _drain_producer_buffer(app: faust.App) -> None:
 
 
 def _app_settings(settings: Settings) -> dict[str, Any]:
+    hosts = settings.bootstrap_servers.split(",")
     conf: dict[str, Any] = {
-        "broker": [f"kafka://{h}" for h in settings.bootstrap_servers.split(",")],
+        "broker": [f"kafka://{h}" for h in hosts],
         "store": settings.store,
         "topic_partitions": settings.partitions,
         "topic_replication_factor": settings.replication_factor,
@@ -89,7 +90,14 @@ def _app_settings(settings: Settings) -> dict[str, Any]:
     if settings.broker_profile == "tansu":
         # DESIGN.md: tansu holds a first JoinGroup for half the session timeout, and its
         # ListOffsets answers a batch short, so every changelog record is its own batch.
-        conf.update(broker_session_timeout=6.0, producer_max_batch_size=1)
+        from streams import tansu_profile
+
+        tansu_profile.register()
+        conf.update(
+            broker_session_timeout=6.0,
+            producer_max_batch_size=1,
+            broker_consumer=[f"{tansu_profile.SCHEME}://{h}" for h in hosts],
+        )
     return conf
 
 

@@ -45,6 +45,7 @@ __all__ = ["LiveShell", "Publisher", "RawRecord", "wall_us"]
 
 log = logging.getLogger(__name__)
 _S = 1_000_000
+OWN_WRITE_IN_FLIGHT_US = 5 * _S  # an own-write observation older than this is not in flight
 
 
 def wall_us() -> int:
@@ -110,12 +111,13 @@ class LiveShell:
         self.owned: frozenset[int] = frozenset()
         self.ready = False
         self._sample_cursor = 0
-        self._breaches_seen: set[str] = set()
+        self._written_at: dict[str, int] = {}  # account -> wall time of our last cache write
 
     # -- ownership -----------------------------------------------------------------------
 
     def rebuild(self, owned_partitions: Iterable[int]) -> int:
         """Rebuild the engine from the table for the owned partitions; returns accounts."""
+        self._written_at.clear()
         owned = frozenset(owned_partitions)
         n = self.settings.partitions
         states = [
@@ -237,6 +239,7 @@ class LiveShell:
         if not written:
             return
         now = wall_us()
+        self._written_at[write.account_id] = now
         if not write.heal:
             self.metrics.sync_latency.observe(max(0, now - write.change_us) / _S)
         await self.observe(
@@ -293,6 +296,10 @@ class LiveShell:
             acct = accounts.get(aid)
             if acct is None or (acct.observed and acct.displayed == cached.available):
                 continue
+            if self._written_at.get(aid, 0) >= now - OWN_WRITE_IN_FLIGHT_US and (
+                cached.version == acct.version and cached.available == acct.expected_available
+            ):
+                continue  # our own write: its observation is already on its way
             await self.observe(aid, cached.available, cached.version, "sampler", now)
             published += 1
         return published
