@@ -54,7 +54,7 @@ def scrape(urls: list[str], timeout_s: float = 1.0) -> Snapshot:
                     snap.open_drifts += value
                 elif name == "limitsync_consumer_lag":
                     snap.lag += value
-                elif name == "limitsync_breaches_total":
+                elif name == "limitsync_breaches_total" and value:
                     snap.alerts_by_reason[labels["reason"]] += value
                 elif name == "limitsync_sync_latency_seconds_bucket":
                     snap.latency_buckets[float(labels["le"])] += value
