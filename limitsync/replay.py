@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from schemas.parse import Parsed, dead_letter_record, parse_event
+from schemas.parse import Parsed, conflict_error, dead_letter_record, parse_event
 from streams.core import AlertRaised, ChangeDisplayed, CoreConfig, Engine, EventTimeClock, Outcome
 from streams.core.engine import core_config_from_seconds
 from streams.core.explain import explain
@@ -161,7 +161,7 @@ def _run_replay(
                 result.dead_letters.append(
                     dead_letter_record(
                         rec.value,
-                        f"conflict: event_id {event.event_id!r} was seen with other content",
+                        conflict_error(event.event_id),
                         "conflict",
                         rec.topic,
                         rec.partition,

@@ -20,7 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 from schemas.events import EVENT_TYPES, Event
 from schemas.fastpath import fast_event
 
-__all__ = ["Parsed", "Rejected", "dead_letter_record", "parse_event"]
+__all__ = ["Parsed", "Rejected", "conflict_error", "dead_letter_record", "parse_event"]
 
 _EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 _ERROR_TEXT_MAX = 500
@@ -111,6 +111,11 @@ def _describe(exc: ValidationError) -> str:
 
 def _cut(text: str) -> str:
     return text if len(text) <= _ERROR_TEXT_MAX else text[: _ERROR_TEXT_MAX - 1] + "…"
+
+
+def conflict_error(event_id: str) -> str:
+    """The dead-letter error of a conflict (same id, different content)."""
+    return f"conflict: event_id {event_id!r} was seen with other content"
 
 
 def dead_letter_record(

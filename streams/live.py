@@ -20,7 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from limitsync.settings import Settings
-from schemas.parse import Parsed, dead_letter_record, parse_event
+from schemas.parse import Parsed, conflict_error, dead_letter_record, parse_event
 from schemas.timefmt import format_us
 from streams.cache import RedisLimitCache
 from streams.cache_writer import CacheWriter
@@ -130,10 +130,15 @@ class LiveShell:
         for acct in states:
             # After a crash, a write may have been lost between commit and Redis: the CAS
             # makes re-sending the current state harmless and the cache converges.
-            self.writer.submit(self.engine._cache_write(acct, wall_us(), acct.last_change_us))
+            self._resend(acct.account_id)
         self.owned, self.ready = owned, True
         log.info("engine rebuilt: %d accounts on partitions %s", len(states), sorted(owned))
         return len(states)
+
+    def _resend(self, account_id: str) -> None:
+        write = self.engine.cache_write_of(account_id)
+        if write is not None:
+            self.writer.submit(write)
 
     def revoke(self) -> None:
         self.ready = False
@@ -152,11 +157,10 @@ class LiveShell:
             event = parsed.event
             outcome, effects = self.engine.ingest(event, parsed.digest)
             if outcome is Outcome.CONFLICT:
-                error = f"conflict: event_id {event.event_id!r} was seen with other content"
+                error = conflict_error(event.event_id)
                 await self._dead_letter(rec, error, "conflict", event.event_id, event.account_id)
             elif outcome is Outcome.DUPLICATE:
-                acct = self.engine.accounts[event.account_id]
-                self.writer.submit(self.engine._cache_write(acct, wall_us(), acct.last_change_us))
+                self._resend(event.account_id)  # a redelivery: its write may have been lost
             else:
                 self.metrics.events.labels(type=event.type).inc()
                 await self.carry_out(effects)

@@ -103,6 +103,7 @@ class Engine:
         self._expiry: list[tuple[int, int, str, str, str]] = []
         self._seq = 0
         self.last_occurred_us = 0  # occurred_at of the last ingested record (for shells)
+        self._open_drifts = 0  # kept, not counted: the monitor reads it several times a second
 
     # -- records -------------------------------------------------------------------------
 
@@ -262,6 +263,7 @@ class Engine:
                 acct.drift = DriftState(
                     "", occurred, {before, expected}, list(acct.since_agree), seq
                 )
+                self._open_drifts += 1
                 self._push_deadline(occurred + self.config.sla_us, _BREACH, acct.account_id, seq)
             else:
                 drift.held.add(expected)
@@ -278,6 +280,7 @@ class Engine:
         if drift is None:
             return
         acct.drift = None
+        self._open_drifts -= 1
         if drift.breached:
             healed = observation and drift.healing and _extra(event, "source") == "auto_heal"
             resolution = "auto_healed" if healed else ("synced" if observation else "superseded")
@@ -424,9 +427,21 @@ class Engine:
             heal,
         )
 
+    def cache_write_of(self, account_id: str) -> CacheWrite | None:
+        """The account's current state as a cache write (re-sent after restarts; CAS-safe)."""
+        acct = self.accounts.get(account_id)
+        if acct is None:
+            return None
+        return self._cache_write(acct, self.clock.now(), acct.last_change_us)
+
     def load(self, states: Iterable[AccountState]) -> None:
         """Adopt accounts (after a restart or a partition assignment) and rebuild deadlines."""
         for acct in states:
+            previous = self.accounts.get(acct.account_id)
+            if previous is not None and previous.drift is not None:
+                self._open_drifts -= 1
+            if acct.drift is not None:
+                self._open_drifts += 1
             self.accounts[acct.account_id] = acct
             aid = acct.account_id
             for event_id, (_, occurred, *rest) in acct.seen.items():
@@ -451,11 +466,13 @@ class Engine:
     def unload(self, account_ids: Iterable[str]) -> None:
         """Drop accounts this worker no longer owns; their heap entries die lazily."""
         for aid in account_ids:
-            self.accounts.pop(aid, None)
+            gone = self.accounts.pop(aid, None)
+            if gone is not None and gone.drift is not None:
+                self._open_drifts -= 1
             self.dirty.discard(aid)
 
     def open_drifts(self) -> int:
-        return sum(1 for a in self.accounts.values() if a.drift is not None)
+        return self._open_drifts
 
     def next_due_us(self) -> int | None:
         return self._deadlines[0][0] if self._deadlines else None
