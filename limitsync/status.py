@@ -25,7 +25,7 @@ def collect_status(settings: Settings, web_urls: list[str]) -> dict[str, Any]:
         **config, enable_auto_commit=False, consumer_timeout_ms=1500, auto_offset_reset="earliest"
     )
     try:
-        committed = admin.list_consumer_group_offsets(settings.app_id)
+        committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
         partitions = []
         for name in (settings.topics["account_events"], settings.topics["displayed"]):
             tps = [
