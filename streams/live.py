@@ -119,13 +119,10 @@ class LiveShell:
         """Rebuild the engine from the table for the owned partitions; returns accounts.
 
         It can run while a batch is half applied (a rebalance signal arrives at an await),
-        so the engine's unsaved changes go to the table first; and a rebuild for the
-        ownership we already have is a no-op (the crash test lost events without both).
+        so the engine's unsaved changes go to the table first.
         """
         owned = frozenset(owned_partitions)
         self.persist()
-        if self.ready and owned == self.owned:
-            return len(self.engine.accounts)
         self._written_at.clear()
         n = self.settings.partitions
         states = [
