@@ -77,7 +77,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from streams.core.explain import explain, render_text
 
     if not args.input:
-        from limitsync.live_explain import explain_live  # issue 3: ask the running system
+        from limitsync.live_commands import explain_live  # ask the running system
 
         return explain_live(args)
     try:

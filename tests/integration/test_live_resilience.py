@@ -260,6 +260,25 @@ def test_a_worker_exports_the_metrics_the_alert_rules_use(make_system: Any) -> N
     wait_for(lambda: not missing(), 20, "every metric to be exported (lag is measured every 5 s)")
 
 
+def test_explain_asks_the_running_system(
+    make_system: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from limitsync.cli import main
+
+    system = make_system()
+    worker = system.worker().start()
+    worker.wait_ready()
+    system.produce([line("acct-explain", 300_000)])
+    wait_for(lambda: system.cache(["acct-explain"])["acct-explain"], 60, "the first write")
+    monkeypatch.setenv("LIMITSYNC_WEB_PORT", str(worker.web_port))
+    assert main(["explain", "acct-explain", "--json"]) == 0
+    report = orjson.loads(capsys.readouterr().out)
+    assert (report["expected_available"], [c["code"] for c in report["changes"]]) == (
+        300_000,
+        ["POLICY_CHANGE"],
+    )
+
+
 def test_a_rescore_after_repayments_lands_once_with_reasons(make_system: Any) -> None:
     system = make_system(rescore_enabled="true", rescore_window_s="2")
     worker = system.worker().start()
