@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from limitsync.cli_args import fail as _fail
+from limitsync.cli_args import replay_options
 from limitsync.cli_args import time_us as _time_us
 
 __all__ = ["register"]
@@ -170,15 +171,11 @@ def cmd_archive(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from limitsync.inputs import InputError, open_input
-    from limitsync.replay import ReplayOptions, run_replay
+    from limitsync.replay import run_replay
     from limitsync.report import render_report
     from limitsync.report_data import build_report_data
 
-    options = ReplayOptions(
-        sla_seconds=args.sla_seconds,
-        clearing_sla_seconds=args.clearing_sla_seconds,
-        until_us=args.until,
-    )
+    options = replay_options(args)
     try:
         result = run_replay(open_input(args.input), options)
     except InputError as exc:

@@ -46,6 +46,7 @@ from consumers.kafka_common import (
     topic_partitions,
 )
 from consumers.merge import LogRecord, PartitionMerger, TopicPartitionId
+from limitsync.cli_args import replay_options
 from limitsync.replay import ReplayOptions, ReplayResult, run_replay, write_outputs
 from limitsync.settings import Settings, load_settings
 from schemas.timefmt import format_us
@@ -371,22 +372,32 @@ def read_window(
     options = options or KafkaReadOptions()
     stats = stats if stats is not None else KafkaReadStats()
     stats.group_id = f"{settings.app_id}-replay-{uuid.uuid4().hex[:12]}"
-    names = list(topics) if topics is not None else [
-        settings.topics["account_events"], settings.topics["displayed"],
-    ]
+    names = (
+        list(topics)
+        if topics is not None
+        else [
+            settings.topics["account_events"],
+            settings.topics["displayed"],
+        ]
+    )
     trust = options.trust_end_offsets
     if trust is None:
         trust = settings.broker_profile != "tansu"
     consumer = make_consumer(
-        settings, client_id=stats.group_id, group_id=stats.group_id,
-        max_poll_records=options.poll_records_max, check_crcs=options.check_crcs,
+        settings,
+        client_id=stats.group_id,
+        group_id=stats.group_id,
+        max_poll_records=options.poll_records_max,
+        check_crcs=options.check_crcs,
     )
     try:
         reader = _WindowReader(
-            consumer, topic_partitions(consumer, names),
+            consumer,
+            topic_partitions(consumer, names),
             None if start_us is None else _ceil_ms(start_us),
             None if end_us is None else end_us // 1000,
-            options, stats,
+            options,
+            stats,
         )
         reader.locate(offsets_for_times, trust)
         yield from reader
@@ -406,7 +417,11 @@ def replay_from_kafka(
     """Run the window through ``run_replay``; same result as a file replay of those records."""
     stats = KafkaReadStats()
     records = read_window(
-        settings, start_us, end_us, read_options, stats=stats,
+        settings,
+        start_us,
+        end_us,
+        read_options,
+        stats=stats,
         offsets_for_times=offsets_for_times,
     )
     result = run_replay((r.as_input() for r in records), replay_options)
@@ -426,11 +441,7 @@ def replay_from_kafka_cli(args: argparse.Namespace) -> int:
         print("limitsync: error: --start is after --end", file=sys.stderr)
         return 2
     settings = load_settings(getattr(args, "state_file", None))
-    options = ReplayOptions(
-        sla_seconds=args.sla_seconds,
-        clearing_sla_seconds=args.clearing_sla_seconds,
-        until_us=getattr(args, "until", None),
-    )
+    options = replay_options(args)
     try:
         result, stats = replay_from_kafka(settings, start_us, end_us, options)
     except (ConsumerSetupError, KafkaError) as exc:

@@ -10,10 +10,14 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from limitsync.cli_args import fail as _fail
+from limitsync.cli_args import replay_options
 from limitsync.cli_args import time_us as _time_us
+
+if TYPE_CHECKING:
+    from limitsync.replay import ReplayOptions, ReplayResult
 
 __all__ = ["main"]
 
@@ -23,24 +27,16 @@ Handler = Callable[[argparse.Namespace], int]
 # -- replay / explain / report ------------------------------------------------------------
 
 
-def _replay_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from limitsync.replay import ReplayOptions
-
-    return ReplayOptions(
-        sla_seconds=args.sla_seconds,
-        clearing_sla_seconds=args.clearing_sla_seconds,
-        until_us=getattr(args, "until", None),
-    )
-
-
-def _run_file_replay(args: argparse.Namespace, keep_timelines: bool = True):  # type: ignore[no-untyped-def]
+def _run_file_replay(
+    args: argparse.Namespace, keep_timelines: bool = True
+) -> tuple[ReplayOptions, ReplayResult]:
     from dataclasses import replace
 
     from limitsync.inputs import input_size, open_input
     from limitsync.progress import progress_reporter
     from limitsync.replay import run_replay
 
-    options = replace(_replay_options(args), keep_timelines=keep_timelines)
+    options = replace(replay_options(args), keep_timelines=keep_timelines)
     with progress_reporter(input_size(args.input)) as progress:
         return options, run_replay(open_input(args.input), options, progress)
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-__all__ = ["fail", "time_us"]
+if TYPE_CHECKING:
+    from limitsync.replay import ReplayOptions
+
+__all__ = ["fail", "replay_options", "time_us"]
 
 
 def fail(message: str) -> int:
@@ -22,3 +26,14 @@ def time_us(text: str) -> int:
         return to_us(parse_rfc3339(text))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def replay_options(args: argparse.Namespace) -> ReplayOptions:
+    """The replay options every replaying subcommand takes (SLAs, ``--until``)."""
+    from limitsync.replay import ReplayOptions
+
+    return ReplayOptions(
+        sla_seconds=args.sla_seconds,
+        clearing_sla_seconds=args.clearing_sla_seconds,
+        until_us=getattr(args, "until", None),
+    )

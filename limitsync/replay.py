@@ -20,7 +20,6 @@ import orjson
 from schemas.parse import Parsed, conflict_error, dead_letter_record, parse_event
 from streams.core import AlertRaised, ChangeDisplayed, CoreConfig, Engine, EventTimeClock, Outcome
 from streams.core.engine import core_config_from_seconds
-from streams.core.explain import explain
 from streams.core.state import AccountState
 
 __all__ = [
@@ -229,10 +228,3 @@ def write_outputs(
 
     data = build_report_data(result, options, source, focus_account)
     (out_dir / "report.html").write_text(render_report(data), encoding="utf-8")
-
-
-def explain_account(
-    result: ReplayResult, account_id: str, since_us: int | None
-) -> dict[str, Any] | None:
-    acct = result.engine.accounts.get(account_id)
-    return None if acct is None else explain(acct, since_us)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 import orjson
@@ -225,7 +225,7 @@ class LiveShell:
             "requested_us": req.requested_us,
             "trigger_event_ids": list(req.trigger_event_ids),
             "line_version": acct.line_version,
-            "features": _features(acct, req.requested_us),
+            "features": asdict(features_of(acct.to_dict(), req.requested_us)),
         }
         await self.publisher.publish(
             self.topics["rescore_requests"], req.account_id, orjson.dumps(body)
@@ -316,8 +316,3 @@ class LiveShell:
     def explain(self, account_id: str) -> dict[str, Any] | None:
         acct = self.engine.accounts.get(account_id)
         return None if acct is None else explain(acct)
-
-
-def _features(acct: AccountState, now_us: int) -> dict[str, int]:
-    f = features_of(acct.to_dict(), now_us)
-    return {k: getattr(f, k) for k in f.__dataclass_fields__}
