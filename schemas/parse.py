@@ -12,7 +12,7 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from pydantic import TypeAdapter, ValidationError
@@ -26,9 +26,8 @@ _EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 _ERROR_TEXT_MAX = 500
 
 
-@dataclass(frozen=True, slots=True)
-class Parsed:
-    """A valid event and the digest of its whole JSON object."""
+class Parsed(NamedTuple):
+    """A valid event and the digest of its whole JSON object (a tuple: built per record)."""
 
     event: Event
     digest: str
@@ -45,7 +44,21 @@ class Rejected:
 
 def parse_event(raw: bytes | str) -> Parsed | Rejected:
     """Parse one record value. Never raises for any input."""
-    obj = _load_json(raw)
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as fast_error:
+        obj = _load_json_slowly(raw, fast_error)
+    if type(obj) is dict:
+        event = fast_event(obj)
+        if event is not None:  # the common case: plainly valid, checked without pydantic
+            try:
+                return Parsed(event, _digest(obj))
+            except (RecursionError, ValueError):
+                pass  # the slow path below says why
+    return _parse_slowly(obj)
+
+
+def _parse_slowly(obj: Any) -> Parsed | Rejected:
     if isinstance(obj, Rejected):
         return obj
     if not isinstance(obj, dict):
@@ -70,17 +83,16 @@ def _reject_constant(token: str) -> Any:
     raise ValueError(f"{token} is not JSON")
 
 
-def _load_json(raw: bytes | str) -> Any:
+def _load_json_slowly(raw: bytes | str, fast_error: ValueError) -> Any:
+    """orjson refuses integers beyond 64 bits; the standard library tells us what it was.
+
+    Only for UTF-8 text, and without NaN/Infinity, which are not JSON.
+    """
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as fast_error:
-        # orjson refuses integers beyond 64 bits; the standard library tells us what it was.
-        # Only for UTF-8 text, and without NaN/Infinity, which are not JSON.
-        try:
-            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-            return json.loads(text, parse_constant=_reject_constant)
-        except (ValueError, RecursionError):
-            return Rejected(_cut(f"not JSON: {fast_error}"))
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        return json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return Rejected(_cut(f"not JSON: {fast_error}"))
 
 
 def _digest(obj: dict[str, Any]) -> str:

@@ -6,8 +6,7 @@ carry them out. Times are integer microseconds since the epoch, like everywhere 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "AlertRaised",
@@ -18,8 +17,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class CacheWrite:
+class CacheWrite(NamedTuple):
     """Write the account's hash ``{cache_prefix}{account_id}`` if ``version`` is newer."""
 
     account_id: str
@@ -33,15 +31,13 @@ class CacheWrite:
     heal: bool = False  # an auto-heal rewrite rather than a ledger change
 
 
-@dataclass(frozen=True, slots=True)
-class AlertRaised:
+class AlertRaised(NamedTuple):
     """One record for the alert topic / ``alerts.jsonl`` (already in contract form)."""
 
     record: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class RescoreRequested:
+class RescoreRequested(NamedTuple):
     """Ask the rescore agent to re-score this account (coalesced per window by the core)."""
 
     account_id: str
@@ -49,8 +45,7 @@ class RescoreRequested:
     trigger_event_ids: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class ChangeDisplayed:
+class ChangeDisplayed(NamedTuple):
     """A ledger change reached the display after ``latency_us`` (None: it never did)."""
 
     account_id: str

@@ -153,13 +153,17 @@ class AccountState:
 
     @property
     def outstanding(self) -> int:
-        return max(0, self.drawn - self.repaid)
+        owed = self.drawn - self.repaid
+        return owed if owed > 0 else 0
 
     @property
     def expected_available(self) -> int:
+        # Read several times per record: written out rather than via ``outstanding``/max().
         if self.status != "active":
             return 0
-        return max(0, self.credit_line - self.outstanding)
+        owed = self.drawn - self.repaid
+        available = self.credit_line - owed if owed > 0 else self.credit_line
+        return available if available > 0 else 0
 
     def to_dict(self) -> dict[str, Any]:
         """Lossless, JSON-able form (for changelog-backed tables)."""
