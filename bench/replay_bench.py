@@ -9,7 +9,6 @@ included). The floor the project holds itself to is replay >= 0.35x the parse ra
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -30,8 +29,10 @@ def _json_rate(path: Path) -> tuple[int, float]:
     started = time.perf_counter()
     with path.open("rb") as fh:
         for line in fh:
-            with contextlib.suppress(ValueError):
+            try:  # noqa: SIM105
                 json.loads(line)
+            except ValueError:  # suppress() would slow the baseline we compare to
+                pass
             n += 1
     return n, n / (time.perf_counter() - started)
 
