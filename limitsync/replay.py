@@ -13,7 +13,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import orjson
 
@@ -36,9 +36,8 @@ TIMELINE_MAX = 200  # points kept per account for the report's timelines
 GC_YOUNG_THRESHOLD = 50_000
 
 
-@dataclass(frozen=True, slots=True)
-class InputRecord:
-    """One record of the log and where it came from (for dead letters)."""
+class InputRecord(NamedTuple):
+    """One record of the log and where it came from (for dead letters); a tuple, built per line."""
 
     value: bytes
     topic: str | None = None
@@ -134,6 +133,9 @@ def _run_replay(
     alerts, latencies, counts = result.alerts, result.latencies_us, result.counts
     timelines = result.timelines
     started = time.perf_counter()
+    ingest, accounts = engine.ingest, engine.accounts
+    keep_timelines = options.keep_timelines
+    applied = 0
     n = 0
     for n, rec in enumerate(records, 1):
         parsed = parse_event(rec.value)
@@ -153,7 +155,7 @@ def _run_replay(
             )
             continue
         event = parsed.event
-        outcome, effects = engine.ingest(event, parsed.digest)
+        outcome, effects = ingest(event, parsed.digest)
         if outcome is not Outcome.APPLIED:
             counts[outcome.value] += 1
             if outcome is Outcome.CONFLICT:
@@ -170,28 +172,30 @@ def _run_replay(
                     )
                 )
             continue
-        counts["applied"] += 1
+        applied += 1
         for eff in effects:
             if type(eff) is AlertRaised:
                 alerts.append(eff.record)
             elif type(eff) is ChangeDisplayed:
                 latencies.append(eff.latency_us)
-        if options.keep_timelines:
-            acct = engine.accounts[event.account_id]
-            line = timelines.get(event.account_id)
+        if keep_timelines:
+            account_id = event.account_id
+            line = timelines.get(account_id)
             if line is None:
-                line = timelines[event.account_id] = deque(maxlen=TIMELINE_MAX)
+                line = timelines[account_id] = deque(maxlen=TIMELINE_MAX)
             line.append(
                 (
                     engine.last_occurred_us,
                     event.event_id,
                     event.type,
-                    acct.expected_available,
-                    acct.displayed,
+                    accounts[account_id].expected_available,
+                    accounts[account_id].displayed,
                 )
             )
         if progress is not None and n % 20000 == 0:
             progress(n)
+    if applied:
+        counts["applied"] += applied
     if options.until_us is not None:
         clock.advance_to(options.until_us)
         for eff in engine.advance():
