@@ -18,6 +18,8 @@ from limitsync.settings import Settings
 from streams.cache import RedisLimitCache
 from streams.live import LiveShell, RawRecord
 from streams.metrics import Metrics
+from streams.recovery_seek import SCHEME as SEEK_SAFE_SCHEME
+from streams.recovery_seek import register as register_seek_safe_transport
 from streams.rescore import Rescorer
 from streams.scorer import load_scorer
 
@@ -83,7 +85,9 @@ def _app_settings(settings: Settings) -> dict[str, Any]:
         "autodiscover": False,
         "consumer_auto_offset_reset": "earliest",
         "topic_allow_declare": True,
+        "broker_consumer": [f"{SEEK_SAFE_SCHEME}://{h}" for h in hosts],
     }
+    register_seek_safe_transport()
     credentials = faust_broker_credentials(settings)
     if credentials is not None:
         conf["broker_credentials"] = credentials

@@ -4,7 +4,8 @@ Faust hard-codes ``fetch_max_wait_ms=1500`` for its consumer. Apache Kafka answe
 fetch as soon as data arrives, so that is harmless there; tansu answers only after part of
 the wait, which put a 0.4-1.5 s floor under every record's latency (measured: p50 2.2 s ->
 0.16 s end to end at 300 events/s with a 50 ms wait). This transport shortens the wait and
-changes nothing else; against Apache Kafka the stock transport is used.
+changes nothing else; against Apache Kafka the consumer without it is used
+(``streams.recovery_seek.SeekSafeConsumer``, which both profiles share).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 
 from faust.transport import drivers
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from streams.recovery_seek import SeekSafeConsumer
 
 __all__ = ["SCHEME", "register"]
 
@@ -27,7 +30,7 @@ class _ShortFetchThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
 
-class _ShortFetchConsumer(faust_aiokafka.Consumer):
+class _ShortFetchConsumer(SeekSafeConsumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ShortFetchThread(self, loop=self.loop, beacon=self.beacon)
 

@@ -118,15 +118,6 @@ def make_system(
         s.stop_all()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "KNOWN DEFECT, open: after a SIGKILL and restart with a backlog, the restarted worker "
-        "is handed records with offset gaps (seen on tansu with take_events and with "
-        "per-event streams, with 50 ms and 1.5 s fetch waits); the skipped events are lost. "
-        "Fails about half the runs here; see the issue's closing note."
-    ),
-)
 def test_a_worker_killed_mid_stream_loses_and_doubles_nothing(make_system: Any) -> None:
     system = make_system(clearing_sla_seconds="8")
     log = list(simulate(accounts=120, hours=2, seed=11, faults=0.0, bad=0.0))
