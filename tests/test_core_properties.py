@@ -214,6 +214,13 @@ def test_account_state_round_trips_through_json_after_a_rich_scenario() -> None:
         acct.expected_available, acct.outstanding, acct.displayed)
 
 
+def test_a_state_saved_with_history_as_dicts_still_loads() -> None:
+    """Changelogs written before the compact history hold each entry as a dict."""
+    acct = rich_engine(CoreConfig()).accounts["A"]
+    old_form = {**acct.to_dict(), "history": [h.to_dict() for h in acct.history]}
+    assert AccountState.from_dict(json.loads(json.dumps(old_form))) == acct
+
+
 @PROPS
 @given(event_logs())
 def test_every_account_state_round_trips_through_json(events: list[dict[str, Any]]) -> None:

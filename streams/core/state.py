@@ -45,6 +45,27 @@ class ChangeEntry:
     def from_dict(cls, d: dict[str, Any]) -> ChangeEntry:
         return cls(**{**d, "facts": tuple(d["facts"])})
 
+    def to_row(self) -> list[Any]:
+        """The compact form kept in the changelog: up to 64 of these go out with every change
+        of the account, and the keys of ``to_dict`` were half their bytes."""
+        return [
+            self.at_us,
+            self.event_id,
+            self.code,
+            self.available_before,
+            self.available_after,
+            list(self.facts),
+            list(self.reasons),
+        ]
+
+    @classmethod
+    def from_row(cls, row: list[Any] | dict[str, Any]) -> ChangeEntry:
+        """Either form: changelogs written before the compact one hold dicts."""
+        if isinstance(row, dict):
+            return cls.from_dict(row)
+        at_us, event_id, code, before, after, facts, reasons = row
+        return cls(at_us, event_id, code, before, after, tuple(facts), list(reasons))
+
 
 @dataclass(slots=True)
 class DriftState:
@@ -196,7 +217,7 @@ class AccountState:
             "rescore_due_us": self.rescore_due_us,
             "rescore_triggers": self.rescore_triggers,
             "rescore_requested_us": self.rescore_requested_us,
-            "history": [h.to_dict() for h in self.history],
+            "history": [h.to_row() for h in self.history],
         }
 
     @classmethod
@@ -207,6 +228,6 @@ class AccountState:
         data["seen"] = {k: tuple(v) for k, v in d["seen"].items()}
         data["pending_changes"] = [tuple(c) for c in d["pending_changes"]]
         data["history"] = deque(
-            (ChangeEntry.from_dict(h) for h in d["history"]), maxlen=HISTORY_MAX
+            (ChangeEntry.from_row(h) for h in d["history"]), maxlen=HISTORY_MAX
         )
         return cls(**data)
