@@ -43,14 +43,19 @@ class SeekSafeConsumer(faust_aiokafka.Consumer):
         self._fetch_loop_parked = False
 
     async def _wait_next_records(self, timeout: float) -> Any:
-        # Faust's fetch loop calls this between batches; entered with the flow off, it waits
-        # for the flow to resume and then fetches at the current (sought) positions.
+        # Faust's fetch loop calls this between batches. Parked means: waiting for the flow
+        # to resume, holding no record; the stock method then fetches at the current (sought)
+        # positions. The flag is down again before that fetch starts.
         self._fetch_loop_started = True
-        self._fetch_loop_parked = not self.flow_active
-        try:
-            return await super()._wait_next_records(timeout)
-        finally:
-            self._fetch_loop_parked = False
+        while not self.flow_active:
+            self._fetch_loop_parked = True
+            try:
+                await self.wait(self.can_resume_flow)  # type: ignore[arg-type]  # as Faust does
+            finally:
+                self._fetch_loop_parked = False
+            if self.should_stop:
+                break
+        return await super()._wait_next_records(timeout)
 
     async def perform_seek(self) -> None:
         if not self.flow_active:

@@ -221,6 +221,13 @@ def test_a_state_saved_with_history_as_dicts_still_loads() -> None:
     assert AccountState.from_dict(json.loads(json.dumps(old_form))) == acct
 
 
+def test_the_rolling_upgrade_form_writes_history_as_the_dicts_older_workers_read() -> None:
+    acct = rich_engine(CoreConfig()).accounts["A"]
+    rolling = acct.to_dict(history_rows=False)
+    assert rolling["history"] == [h.to_dict() for h in acct.history]
+    assert AccountState.from_dict(json.loads(json.dumps(rolling))) == acct
+
+
 @PROPS
 @given(event_logs())
 def test_every_account_state_round_trips_through_json(events: list[dict[str, Any]]) -> None:

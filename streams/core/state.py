@@ -186,8 +186,13 @@ class AccountState:
         available = self.credit_line - owed if owed > 0 else self.credit_line
         return available if available > 0 else 0
 
-    def to_dict(self) -> dict[str, Any]:
-        """Lossless, JSON-able form (for changelog-backed tables)."""
+    def to_dict(self, history_rows: bool = True) -> dict[str, Any]:
+        """Lossless, JSON-able form (for changelog-backed tables).
+
+        ``history_rows=False`` writes the explanation history as dicts, the form workers from
+        before the compact rows can read (a rolling upgrade writes it until all have rolled).
+        """
+        history = [h.to_row() if history_rows else h.to_dict() for h in self.history]
         return {
             "account_id": self.account_id,
             "drawn": self.drawn,
@@ -217,7 +222,7 @@ class AccountState:
             "rescore_due_us": self.rescore_due_us,
             "rescore_triggers": self.rescore_triggers,
             "rescore_requested_us": self.rescore_requested_us,
-            "history": [h.to_row() for h in self.history],
+            "history": history,
         }
 
     @classmethod
