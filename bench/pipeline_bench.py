@@ -963,23 +963,17 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], capture_output=True, text=True, timeout=10, check=False
+    ).stdout
+
+
 def _git_state() -> str:
     """The commit measured, and how many files differ from it (others edit concurrently)."""
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout.splitlines()
+        head = _git("rev-parse", "--short", "HEAD").strip()
+        dirty = _git("status", "--porcelain", "--untracked-files=no").splitlines()
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return f"{head or 'unknown'}" + (f" + {len(dirty)} modified files" if dirty else "")
