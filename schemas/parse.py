@@ -70,7 +70,7 @@ def _parse_slowly(obj: Any) -> Parsed | Rejected:
         error = "missing field 'type'" if kind is None else f"unknown type {kind!r}"
         return Rejected(_cut(error), event_id, account_id)
     try:
-        event = fast_event(obj) or _EVENT_ADAPTER.validate_python(obj)
+        event = _EVENT_ADAPTER.validate_python(obj)  # the fast path declined it already
         digest = _digest(obj)
     except ValidationError as exc:
         return Rejected(_describe(exc), event_id, account_id)
