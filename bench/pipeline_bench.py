@@ -1128,10 +1128,6 @@ def _topic_label(topic: str) -> str:
     return "changelog" if topic.endswith("-changelog") else topic.rsplit(".", 1)[-1]
 
 
-def _cpu_text(cpu: dict[str, float]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in cpu.items())
-
-
 def _print_profile(workers: int, prof: dict[str, Any]) -> None:
     print(
         f"\npy-spy profile of worker 0 of the {workers}-worker run "

@@ -31,7 +31,6 @@ __all__ = [
     "write_outputs",
 ]
 
-_S = 1_000_000
 TIMELINE_MAX = 200  # points kept per account for the report's timelines
 GC_YOUNG_THRESHOLD = 50_000
 
@@ -180,6 +179,7 @@ def _run_replay(
                 latencies.append(eff.latency_us)
         if keep_timelines:
             account_id = event.account_id
+            acct = accounts[account_id]
             line = timelines.get(account_id)
             if line is None:
                 line = timelines[account_id] = deque(maxlen=TIMELINE_MAX)
@@ -188,8 +188,8 @@ def _run_replay(
                     engine.last_occurred_us,
                     event.event_id,
                     event.type,
-                    accounts[account_id].expected_available,
-                    accounts[account_id].displayed,
+                    acct.expected_available,
+                    acct.displayed,
                 )
             )
         if progress is not None and n % 20000 == 0:

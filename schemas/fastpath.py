@@ -124,8 +124,7 @@ def fast_event(obj: dict[str, Any]) -> Any | None:
     stamp = obj.get("occurred_at")
     version = obj.get("schema_version")
     if not (
-        type(event_id) is str
-        and 0 < len(event_id) <= 128
+        _id(event_id)
         and type(account_id) is str
         and _ACCOUNT.match(account_id)
         and type(version) is int
