@@ -179,11 +179,9 @@ class AccountState:
 
     @property
     def expected_available(self) -> int:
-        # Read several times per record: written out rather than via ``outstanding``/max().
         if self.status != "active":
             return 0
-        owed = self.drawn - self.repaid
-        available = self.credit_line - owed if owed > 0 else self.credit_line
+        available = self.credit_line - self.outstanding
         return available if available > 0 else 0
 
     def to_dict(self, history_rows: bool = True) -> dict[str, Any]:
