@@ -923,7 +923,7 @@ def core_run(accounts: int, events: int, seed: int) -> dict[str, Any]:
     for line in lines:
         parsed = parse_event(line)
         if isinstance(parsed, Parsed):
-            engine.ingest(parsed.event, parsed.digest)
+            engine.ingest(parsed.event, parsed.digest, parsed.occurred_us)
     ingest_s = time.perf_counter() - began
     dumped = 0
     for aid in engine.dirty:

@@ -154,7 +154,7 @@ def _run_replay(
             )
             continue
         event = parsed.event
-        outcome, effects = ingest(event, parsed.digest)
+        outcome, effects = ingest(event, parsed.digest, parsed.occurred_us)
         if outcome is not Outcome.APPLIED:
             counts[outcome.value] += 1
             if outcome is Outcome.CONFLICT:

@@ -8,7 +8,7 @@ fields are kept so that a newer producer never loses data passing through us.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, final
 
 from pydantic import (
     BaseModel,
@@ -72,6 +72,7 @@ class _Envelope(BaseModel):
     schema_version: SchemaVersion
 
 
+@final
 class DrawdownBooked(_Envelope):
     """A loan was drawn: outstanding principal grows."""
 
@@ -80,6 +81,7 @@ class DrawdownBooked(_Envelope):
     principal: Money
 
 
+@final
 class RepaymentInitiated(_Envelope):
     """The user paid; nothing changes until core banking posts it (opens a clearing watch)."""
 
@@ -89,6 +91,7 @@ class RepaymentInitiated(_Envelope):
     channel: Literal["balance", "bank_card", "auto_debit", "transfer"]
 
 
+@final
 class RepaymentPosted(_Envelope):
     """Core banking posted a repayment: only principal restores the limit."""
 
@@ -100,6 +103,7 @@ class RepaymentPosted(_Envelope):
     payment_id: Id | None = None
 
 
+@final
 class RepaymentReversed(_Envelope):
     """A failed debit: undoes the posted repayment with that event id."""
 
@@ -107,6 +111,7 @@ class RepaymentReversed(_Envelope):
     reverses_event_id: Id
 
 
+@final
 class CreditLineChanged(_Envelope):
     """The risk engine (or a rescore, policy or manual action) set a new credit line."""
 
@@ -121,6 +126,7 @@ class CreditLineChanged(_Envelope):
     )
 
 
+@final
 class AccountStatusChanged(_Envelope):
     """Freeze, unfreeze or close: a frozen or closed account has nothing available."""
 
@@ -130,6 +136,7 @@ class AccountStatusChanged(_Envelope):
     reason: StrictStr | None = None
 
 
+@final
 class LimitDisplayed(_Envelope):
     """An observation of what the user was shown (or the cache held); no ledger effect."""
 

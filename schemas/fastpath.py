@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from schemas import events as ev
-from schemas.timefmt import parse_rfc3339
+from schemas.timefmt import parse_rfc3339, to_us
 
 __all__ = ["fast_event"]
 
@@ -110,8 +110,9 @@ _FIELDS = {
 }
 
 
-def fast_event(obj: dict[str, Any]) -> Any | None:
-    """The event for a plainly valid record, or None to let pydantic decide."""
+def fast_event(obj: dict[str, Any]) -> tuple[Any, int] | None:
+    """The event and its ``occurred_at`` in µs for a plainly valid record, or None to let
+    pydantic decide."""
     kind = obj.get("type")
     if type(kind) is not str:
         return None
@@ -126,14 +127,14 @@ def fast_event(obj: dict[str, Any]) -> Any | None:
     if not (
         _id(event_id)
         and type(account_id) is str
-        and _ACCOUNT.match(account_id)
+        and (account_id in _accounts_seen or _account_ok(account_id))
         and type(version) is int
         and version == 1
         and type(stamp) is str
     ):
         return None
     try:
-        occurred: datetime = parse_rfc3339(stamp)
+        occurred, occurred_us = _timestamp(stamp)
     except ValueError:
         return None
     fields: dict[str, Any] = {
@@ -164,7 +165,45 @@ def fast_event(obj: dict[str, Any]) -> Any | None:
     _set_extra(model, extra)
     _set_fields_set(model, set(obj))
     _set_private(model, None)
-    return model
+    return model, occurred_us
+
+
+# Remembered valid values: most records of a log repeat an account id, and a timestamp's
+# second, seen before. A set or dict lookup costs a fraction of the regular expression and
+# of the datetime arithmetic they save. Bounded: cleared when full.
+_MEMO_MAX = 1 << 16
+_accounts_seen: set[str] = set()
+_seconds_us: dict[str, int] = {}
+# the common shapes: milliseconds, and "Z" or an offset ("+08:00"); remembered by the
+# stamp without its milliseconds
+_MS_LENGTHS = (len("YYYY-MM-DDTHH:MM:SS.mmmZ"), len("YYYY-MM-DDTHH:MM:SS.mmm+08:00"))
+
+
+def _account_ok(account_id: str) -> bool:
+    if not _ACCOUNT.match(account_id):
+        return False
+    if len(_accounts_seen) >= _MEMO_MAX:
+        _accounts_seen.clear()
+    _accounts_seen.add(account_id)
+    return True
+
+
+def _timestamp(stamp: str) -> tuple[datetime, int]:
+    """The moment and its µs since the epoch; raises ValueError where pydantic would."""
+    common = len(stamp) in _MS_LENGTHS and stamp[19] == "." and stamp[23] in "Z+-"
+    if common:
+        key = stamp[:19] + stamp[23:]
+        base = _seconds_us.get(key)
+        millis = stamp[20:23]
+        if base is not None and millis.isascii() and millis.isdigit():
+            return datetime.fromisoformat(stamp), base + int(millis) * 1000
+    occurred = parse_rfc3339(stamp)
+    occurred_us = to_us(occurred)
+    if common and stamp[20:23].isdigit():  # parsed: the digits are ASCII
+        if len(_seconds_us) >= _MEMO_MAX:
+            _seconds_us.clear()
+        _seconds_us[key] = occurred_us - occurred.microsecond
+    return occurred, occurred_us
 
 
 # The slots pydantic's BaseModel keeps an instance in, written directly: a quarter of the

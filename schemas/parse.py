@@ -19,6 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from schemas.events import EVENT_TYPES, Event
 from schemas.fastpath import fast_event
+from schemas.timefmt import to_us
 
 __all__ = ["Parsed", "Rejected", "conflict_error", "dead_letter_record", "parse_event"]
 
@@ -27,10 +28,12 @@ _ERROR_TEXT_MAX = 500
 
 
 class Parsed(NamedTuple):
-    """A valid event and the digest of its whole JSON object (a tuple: built per record)."""
+    """A valid event, the digest of its whole JSON object and its ``occurred_at`` in µs
+    (a tuple: built per record)."""
 
     event: Event
     digest: str
+    occurred_us: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +52,10 @@ def parse_event(raw: bytes | str) -> Parsed | Rejected:
     except orjson.JSONDecodeError as fast_error:
         obj = _load_json_slowly(raw, fast_error)
     if type(obj) is dict:
-        event = fast_event(obj)
-        if event is not None:  # the common case: plainly valid, checked without pydantic
+        fast = fast_event(obj)
+        if fast is not None:  # the common case: plainly valid, checked without pydantic
             try:
-                return Parsed(event, _digest(obj))
+                return Parsed(fast[0], _digest(obj), fast[1])
             except (RecursionError, ValueError):
                 pass  # the slow path below says why
     return _parse_slowly(obj)
@@ -76,7 +79,7 @@ def _parse_slowly(obj: Any) -> Parsed | Rejected:
         return Rejected(_describe(exc), event_id, account_id)
     except (RecursionError, ValueError) as exc:
         return Rejected(_cut(f"record cannot be fingerprinted: {exc}"), event_id, account_id)
-    return Parsed(event, digest)
+    return Parsed(event, digest, to_us(event.occurred_at))
 
 
 def _reject_constant(token: str) -> Any:

@@ -14,8 +14,8 @@ __all__ = ["EPOCH", "format_us", "parse_rfc3339", "to_us"]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
 _FLOAT_EXACT_US = 2**52
-_RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})\Z"
+_RFC3339 = re.compile(  # ASCII: \d alone also matches other scripts' digits, like "１２３"
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})\Z", re.ASCII
 )
 
 

@@ -160,7 +160,7 @@ class LiveShell:
                 )
                 continue
             event = parsed.event
-            outcome, effects = self.engine.ingest(event, parsed.digest)
+            outcome, effects = self.engine.ingest(event, parsed.digest, parsed.occurred_us)
             if outcome is Outcome.CONFLICT:
                 error = conflict_error(event.event_id)
                 await self._dead_letter(rec, error, "conflict", event.event_id, event.account_id)

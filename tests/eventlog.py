@@ -161,7 +161,7 @@ def ingest(engine: Engine, event: dict[str, Any]) -> list[Effect]:
     """Parse one event and feed it to an engine; returns its effects."""
     parsed = parse_event(line(event))
     assert isinstance(parsed, Parsed), parsed
-    _, effects = engine.ingest(parsed.event, parsed.digest)
+    _, effects = engine.ingest(parsed.event, parsed.digest, parsed.occurred_us)
     return effects
 
 

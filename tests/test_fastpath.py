@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
@@ -16,6 +17,7 @@ from test_parse import VALID
 
 from schemas.events import Event
 from schemas.fastpath import fast_event
+from schemas.timefmt import parse_rfc3339, to_us
 
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 _VALUES = st.one_of(
@@ -28,6 +30,14 @@ _VALUES = st.one_of(
         [
             "2026-11-29T10:00:00Z",
             "2026-11-29T10:00:00.5+08:00",
+            "2026-11-29T10:00:00.123Z",
+            "2026-11-29T10:00:00.12xZ",
+            "2026-11-29T10:00:00.１２３Z",
+            "2026-02-30T10:00:00.123Z",
+            "2026-11-29T10:00:00.123+",
+            "2026-11-29T18:00:00.123+08:00",
+            "2026-11-29T18:00:00.123-08:00",
+            "2026-11-29T18:00:00.12+08:00",
             "2026-11-29",
             "2026-11-29T10:00:00",
             "1700000000",
@@ -44,18 +54,20 @@ _VALUES = st.one_of(
 
 
 def _agrees(obj: dict[str, Any]) -> None:
-    fast = fast_event(copy.deepcopy(obj))
-    if fast is None:
+    accepted = fast_event(copy.deepcopy(obj))
+    if accepted is None:
         return
+    fast, occurred_us = accepted
     try:
         slow = _ADAPTER.validate_python(copy.deepcopy(obj))
     except ValidationError as exc:
         raise AssertionError(f"fast path accepted what pydantic rejects: {obj!r}: {exc}") from exc
-    assert (type(fast), fast, fast.model_extra, fast.model_fields_set) == (
+    assert (type(fast), fast, fast.model_extra, fast.model_fields_set, occurred_us) == (
         type(slow),
         slow,
         slow.model_extra,
         slow.model_fields_set,
+        to_us(slow.occurred_at),
     )
 
 
@@ -63,6 +75,42 @@ def test_every_valid_example_takes_the_fast_path_and_equals_pydantic() -> None:
     for obj in VALID.values():
         assert fast_event(copy.deepcopy(obj)) is not None
         _agrees(obj)
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "2026-11-29T10:00:00.12xZ",
+        "2026-11-29T10:00:00.１２３Z",
+        "2026-11-29T10:00:00.-12Z",
+        "2026-11-29T18:00:00.1 3+08:00",
+        "2026-11-29T18:00:00.123+08:0x",
+    ],
+)
+def test_a_remembered_second_does_not_admit_a_bad_fraction(stamp: str) -> None:
+    record = {**VALID["limit.displayed"], "occurred_at": "2026-11-29T10:00:00.001Z"}
+    assert fast_event(record) is not None
+    record = {**record, "occurred_at": "2026-11-29T18:00:00.001+08:00"}
+    assert fast_event(record) is not None  # the second is now remembered
+    assert fast_event({**record, "occurred_at": stamp}) is None
+
+
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [
+        (".001Z", ".999Z"),
+        (".001+08:00", ".999+08:00"),
+        (".001-05:30", ".999-05:30"),
+        (".00145678Z", ".99945678Z"),  # as long as "mmm+08:00", but nanoseconds
+    ],
+)
+def test_a_remembered_second_gives_the_exact_microseconds(first: str, then: str) -> None:
+    record = {**VALID["limit.displayed"], "occurred_at": f"2026-11-29T10:00:07{first}"}
+    fast_event(record)
+    stamp = f"2026-11-29T10:00:07{then}"
+    accepted = fast_event({**record, "occurred_at": stamp})
+    assert accepted is not None
+    assert accepted[1] == to_us(parse_rfc3339(stamp))
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])

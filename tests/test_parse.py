@@ -239,7 +239,8 @@ def test_unknown_type_is_rejected_naming_it() -> None:
 
 @pytest.mark.parametrize(
     "stamp", ["yesterday", "2026-11-29", "2026-13-29T10:00:00Z", "2026-11-29T25:00:00Z",
-              "29/11/2026 10:00:00+08:00", "", 1795946400]
+              "29/11/2026 10:00:00+08:00", "", 1795946400, "2026-11-29T10:00:00.１２３Z",
+              "２０２６-11-29T10:00:00Z"]
 )
 def test_unparsable_timestamp_is_rejected(stamp: object) -> None:
     assert "occurred_at" in rejected(with_("drawdown.booked", occurred_at=stamp)).error

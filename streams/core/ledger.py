@@ -42,13 +42,13 @@ def apply_ledger(state: AccountState, event: LedgerEvent, at_us: int) -> list[Ch
     """
     before = state.expected_available
     entries: list[tuple[str, tuple[Any, ...], list[str]]]
-    if isinstance(event, DrawdownBooked):
+    if type(event) is DrawdownBooked:
         entries = _drawdown(state, event)
-    elif isinstance(event, RepaymentPosted):
+    elif type(event) is RepaymentPosted:
         entries = _posted(state, event, at_us)
-    elif isinstance(event, RepaymentReversed):
+    elif type(event) is RepaymentReversed:
         entries = _reversed(state, event)
-    elif isinstance(event, CreditLineChanged):
+    elif type(event) is CreditLineChanged:
         entries = _credit_line(state, event)
     else:
         entries = _status(state, event)
