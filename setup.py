@@ -10,7 +10,9 @@ modules (engine -> ledger/state/alerts, parse -> fastpath -> timefmt) stay nativ
 a build can never mix a fresh module with a stale neighbour it was compiled against; the price
 is that any edit recompiles the whole group (about 20 s). ``group_name`` puts that library in
 the ``limitsync`` package: under mypyc's default name, a top-level module, an editable install
-made while pure Python could not find it once ``make compile`` had built it.
+made while pure Python could not find it once ``make compile`` had built it. mypyc assumes such
+a library sits above the packages, so a module first imported by another compiled module gets a
+wrong ``__file__`` (``limitsync/streams/core/ledger...``); nothing in limitsync reads it.
 """
 
 from __future__ import annotations
