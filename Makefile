@@ -4,39 +4,61 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration lint bench clean
+.PHONY: install compile run test test-unit test-integration lint bench clean
+# The hot modules setup.py compiles with mypyc (HOT_MODULES in limitsync/compiled.py) and the
+# files an in-place build of them writes: a shim beside each, and their shared library.
+HOT_PY := $(shell $(PY) -m limitsync.compiled sources)
+HOT_SO := $(shell $(PY) -m limitsync.compiled outputs)
 
 $(STAMP): pyproject.toml
 	@./scripts/install-system-packages.sh
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
+	@$(BIN)/python -m limitsync.compiled || true
 	@touch $(STAMP)
 
 install: $(STAMP)
 
-run: install
+# Python imports a compiled module in preference to its .py: after an edit, the old compiled
+# code would run until this rebuilds it. One mypyc build makes all of them (one shared library).
+# touch -c: setuptools does not rewrite an extension whose C did not change, and an old time on
+# it would read as stale for ever. With LIMITSYNC_COMPILE=0, setup.py removes them instead.
+ifeq ($(LIMITSYNC_COMPILE),0)
+compile: | $(STAMP)
+	$(BIN)/python setup.py -q build_ext --inplace
+else
+compile: $(HOT_SO)
+endif
+
+$(HOT_SO) &: $(HOT_PY) setup.py limitsync/compiled.py pyproject.toml | $(STAMP)
+	$(BIN)/python setup.py -q build_ext --inplace
+	@touch -c $(HOT_SO)
+	@$(BIN)/python -m limitsync.compiled
+
+run: install compile
 	$(BIN)/limitsync up --simulate
 
-test: install
-	$(BIN)/ruff check schemas streams consumers limitsync tests bench
+test: install compile
+	$(BIN)/ruff check schemas streams consumers limitsync tests bench setup.py
 	$(BIN)/mypy
 	$(BIN)/pytest
 
-test-unit: install
+test-unit: install compile
 	$(BIN)/pytest -m "not integration"
 
-test-integration: install
+test-integration: install compile
 	$(BIN)/pytest -m integration
 
 lint: install
-	$(BIN)/ruff check schemas streams consumers limitsync tests bench
+	$(BIN)/ruff check schemas streams consumers limitsync tests bench setup.py
 	$(BIN)/mypy
 
-bench: install
+bench: install compile
 	$(BIN)/python -m bench.replay_bench
 	$(BIN)/python -m bench.pipeline_bench
 	$(BIN)/python -m bench.kafka_replay_bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis out
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis out build *__mypyc*.so
+	find schemas streams consumers limitsync -name '*.so' -delete

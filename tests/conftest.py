@@ -22,10 +22,19 @@ from typing import Any
 
 import pytest
 
+from limitsync import compiled
 from limitsync.local_services import LocalBroker, LocalRedis, RedisTLS
 
 _DOCKER_INFO_TIMEOUT_S = 5.0
 _CONTAINER_START_TIMEOUT_S = 120
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Refuse to run tests on compiled hot modules older than their sources: Python imports the
+    compiled module first, so the tests would check code that is no longer in the files."""
+    problem = compiled.problem(compiled.status())
+    if problem is not None:
+        raise pytest.UsageError(problem)
 
 
 @dataclass(frozen=True)
