@@ -9,6 +9,9 @@ STAMP := $(VENV)/.installed
 # files an in-place build of them writes: a shim beside each, and their shared library.
 HOT_PY := $(shell $(PY) -m limitsync.compiled sources)
 HOT_SO := $(shell $(PY) -m limitsync.compiled outputs)
+ifeq ($(strip $(HOT_SO)),)
+$(error could not list the hot modules: `$(PY) -m limitsync.compiled outputs` failed)
+endif
 
 $(STAMP): pyproject.toml
 	@./scripts/install-system-packages.sh

@@ -28,9 +28,11 @@ from setuptools.command.build_ext import build_ext
 from setuptools.errors import BaseError, CCompilerError
 
 HERE = Path(__file__).resolve().parent
-# Commands that only write metadata or an sdist: no reason to run mypyc for them (pip runs
-# setup.py for egg_info/dist_info before every build).
-_METADATA_COMMANDS = frozenset({"egg_info", "dist_info", "sdist", "check", "clean", "--version"})
+# The commands that build code: only they run mypyc (pip runs setup.py for egg_info/dist_info,
+# with option values such as "--output-dir DIR", before every build).
+_BUILD_COMMANDS = frozenset(
+    {"build", "build_ext", "bdist", "bdist_wheel", "editable_wheel", "install", "develop"}
+)
 
 
 def _load_compiled() -> ModuleType:
@@ -69,8 +71,7 @@ class _AllOrNothingBuildExt(build_ext):
 
 
 def _builds_code(argv: list[str]) -> bool:
-    commands = [arg for arg in argv if not arg.startswith("-")]
-    return not commands or not set(commands) <= _METADATA_COMMANDS
+    return not _BUILD_COMMANDS.isdisjoint(argv)
 
 
 def _remove(paths: list[Path], why: str) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from limitsync import compiled
 from limitsync.cli_args import fail as _fail
 from limitsync.cli_args import replay_options
 from limitsync.cli_args import time_us as _time_us
@@ -171,6 +172,9 @@ def _extensions() -> list[Callable[[Any], None]]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    stale = compiled.problem(compiled.status())
+    if stale is not None:  # the run goes on: it is the old code that would be wrong, not this
+        print(f"limitsync: warning: {stale}", file=sys.stderr)
     handler: Handler = args.handler
     try:
         return handler(args)

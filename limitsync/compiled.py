@@ -29,6 +29,14 @@ HOT_MODULES: tuple[str, ...] = (
     "schemas.parse",
     "limitsync.replay",
 )
+# Modules the compiled code was built against without being compiled itself (mypyc reads their
+# types): an edit to one of them makes the build stale too.
+BUILT_AGAINST: tuple[str, ...] = (
+    "schemas.events",
+    "streams.core.errors",
+    "streams.core.__init__",
+    "schemas.__init__",
+)
 # The one shared library that holds the compiled code of them all (the per-module extensions
 # are shims that load it); inside a package, so an editable install finds it from anywhere.
 SHARED_LIB = "limitsync.hot_modules"
@@ -123,9 +131,10 @@ def status(root: Path = ROOT) -> CompiledStatus:
     stale: list[str] = []
     if _is_checkout(root):
         library = _built_at(shared_library_path(root))
+        against = max(source_path(m, root).stat().st_mtime for m in BUILT_AGAINST)
         for module in compiled:
             built = min(_built_at(extension_path(module, root)), library)
-            if source_path(module, root).stat().st_mtime > built:
+            if max(source_path(module, root).stat().st_mtime, against) > built:
                 stale.append(module)
     suffix = extension_suffix()
     listed = {extension_path(m, root) for m in HOT_MODULES}
@@ -150,7 +159,8 @@ def problem(found: CompiledStatus) -> str | None:
     )
     if found.stale:
         return (
-            f"compiled modules are older than their sources ({', '.join(found.stale)}), so "
+            f"compiled modules are older than their sources or what they are built against "
+            f"({', '.join(found.stale)}), so "
             f"their old code would run: {fix}"
         )
     if found.unlisted:
@@ -175,11 +185,12 @@ def running_compiled() -> tuple[str, ...]:
 
 
 def main(argv: list[str]) -> int:
-    """No argument: the status line, failing when stale. ``sources``, ``outputs``: the hot
-    modules' paths, and the files one build of them writes, for the Makefile. ``require``: fail
-    unless every hot module is compiled (image builds)."""
+    """No argument: the status line, failing when stale. ``sources``, ``outputs``: the paths a
+    build reads (hot modules and what they are built against) and writes, for the Makefile.
+    ``require``: fail unless every hot module is compiled (image builds)."""
     if argv == ["sources"]:
-        print(" ".join(source_path(m, Path()).as_posix() for m in HOT_MODULES))
+        modules = HOT_MODULES + BUILT_AGAINST
+        print(" ".join(source_path(m, Path()).as_posix() for m in modules))
         return 0
     if argv == ["outputs"]:
         outputs = [extension_path(m, Path()) for m in HOT_MODULES] + [shared_library_path(Path())]

@@ -13,7 +13,6 @@ __all__ = ["EPOCH", "format_us", "parse_rfc3339", "to_us"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
-_FLOAT_EXACT_US = 2**52
 _RFC3339 = re.compile(  # ASCII: \d alone also matches other scripts' digits, like "１２３"
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})\Z", re.ASCII
 )
@@ -39,14 +38,8 @@ def parse_rfc3339(text: str) -> datetime:
 
 
 def to_us(moment: datetime) -> int:
-    """Microseconds since the epoch.
-
-    Exact: below 2**53 µs (year 2255) the float of ``timestamp()`` times 1e6 is within
-    0.5 µs of the true value, so rounding recovers it; the slow exact path covers the rest.
-    """
-    stamp = moment.timestamp() * 1e6
-    if -_FLOAT_EXACT_US < stamp < _FLOAT_EXACT_US:
-        return round(stamp)
+    """Microseconds since the epoch, exactly: integer arithmetic, not ``timestamp()``, whose
+    float seconds lose the last microsecond from 2106 on (2**32 s), like 2111's ``.230141``."""
     return (moment - EPOCH) // _ONE_US
 
 

@@ -18,14 +18,17 @@ ENGINE = "streams.core.engine"
 
 
 def _tree(root: Path, *, checkout: bool = True) -> Path:
-    """A copy of the hot modules' layout with empty sources, no extensions yet."""
+    """A copy of the hot modules' layout with empty sources, no extensions yet; what they are
+    built against was last edited an hour ago."""
     if checkout:
         (root / "setup.py").write_text("")
         (root / "pyproject.toml").write_text("")
-    for module in compiled.HOT_MODULES:
+    for module in compiled.HOT_MODULES + compiled.BUILT_AGAINST:
         source = compiled.source_path(module, root)
         source.parent.mkdir(parents=True, exist_ok=True)
         source.write_text("")
+        if module in compiled.BUILT_AGAINST:
+            _age(source, 3600)
     return root
 
 
@@ -64,7 +67,7 @@ def test_pure_tree(tmp_path: Path) -> None:
 
 def test_fresh_build_is_not_stale(tmp_path: Path) -> None:
     root = _tree(tmp_path)
-    for module in compiled.HOT_MODULES:
+    for module in compiled.HOT_MODULES + compiled.BUILT_AGAINST:
         _age(compiled.source_path(module, root), 60)
     _compile(root, *compiled.HOT_MODULES)
     found = compiled.status(root)
@@ -144,11 +147,25 @@ def test_compiled_code_when_pure_python_was_asked_for(
     assert compiled.compile_wanted()
 
 
+def test_an_edit_to_what_they_are_built_against_makes_them_all_stale(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    for module in compiled.HOT_MODULES + compiled.BUILT_AGAINST:
+        _age(compiled.source_path(module, root), 60)
+    _compile(root, *compiled.HOT_MODULES)
+    _age(compiled.shared_library_path(root), 30)
+    for module in compiled.HOT_MODULES:
+        _age(compiled.extension_path(module, root), 30)
+    os.utime(compiled.source_path("schemas.events", root))  # edited after the build
+    assert compiled.status(root).stale == compiled.HOT_MODULES
+
+
 def test_sources_for_the_makefile(capsys: pytest.CaptureFixture[str]) -> None:
     assert compiled.main(["sources"]) == 0
     paths = capsys.readouterr().out.split()
-    assert paths == [compiled.source_path(m, Path()).as_posix() for m in compiled.HOT_MODULES]
-    assert "streams/core/engine.py" in paths
+    modules = compiled.HOT_MODULES + compiled.BUILT_AGAINST
+    assert paths == [compiled.source_path(m, Path()).as_posix() for m in modules]
+    assert {"streams/core/engine.py", "schemas/events.py"} <= set(paths)
+    paths = paths[: len(compiled.HOT_MODULES)]
     assert compiled.main(["outputs"]) == 0
     outputs = capsys.readouterr().out.split()
     suffix = compiled.extension_suffix()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from limitsync.replay import InputRecord, ReplayOptions, run_replay
 from limitsync.simulate import simulate
+from schemas.parse import Parsed, parse_event
 from streams.core import Engine, EventTimeClock
 from streams.core.state import AccountState
 
@@ -23,3 +24,22 @@ def test_open_drifts_matches_the_accounts_in_drift_after_a_faulty_day_and_a_relo
         _counted(engine),
         _counted(reloaded),
     ) and _counted(engine) > 0
+
+
+def test_ingest_reads_occurred_at_itself_when_the_parser_does_not_hand_it_over() -> None:
+    lines = list(simulate(accounts=40, hours=2, seed=9, faults=0.1, bad=0.0))
+    told, untold = (Engine(ReplayOptions().core_config(), EventTimeClock()) for _ in range(2))
+    outcomes: list[tuple[object, object]] = []
+    for raw in lines:
+        parsed = parse_event(raw)
+        if isinstance(parsed, Parsed):
+            outcomes.append(
+                (
+                    told.ingest(parsed.event, parsed.digest, parsed.occurred_us),
+                    untold.ingest(parsed.event, parsed.digest),
+                )
+            )
+    assert all(a == b for a, b in outcomes) and len(outcomes) > 500
+    assert [a.to_dict() for a in told.accounts.values()] == [
+        a.to_dict() for a in untold.accounts.values()
+    ]

@@ -33,7 +33,7 @@ from schemas.events import (
     RepaymentPosted,
     RepaymentReversed,
 )
-from schemas.parse import Parsed, Rejected, parse_event
+from schemas.parse import Parsed, Rejected, _parse_slowly, parse_event
 from schemas.timefmt import to_us
 
 VALID: dict[str, dict[str, Any]] = {
@@ -137,6 +137,31 @@ def test_rfc3339_timestamps_with_offset_parse_to_the_same_instant(stamp: str) ->
     assert isinstance(result, Parsed)
     assert to_us(result.event.occurred_at) == to_us(
         parse_ok(with_("drawdown.booked", occurred_at="2026-11-29T02:00:00Z")).occurred_at)
+
+
+@pytest.mark.parametrize(
+    ("stamp", "us"),
+    [
+        ("1970-01-01T00:00:00.000001Z", 1),
+        ("1969-12-31T23:59:59.999999Z", -1),
+        ("2111-08-30T21:21:24.230141Z", 4_470_412_884_230_141),  # past 2**32 s: floats slip
+        ("9999-12-31T23:59:59.999999+00:00", 253_402_300_799_999_999),
+        ("0001-01-01T00:00:00Z", -62_135_596_800_000_000),
+    ],
+)
+def test_occurred_at_is_read_to_the_exact_microsecond(stamp: str, us: int) -> None:
+    result = parse_obj(with_("drawdown.booked", occurred_at=stamp))
+    assert isinstance(result, Parsed)
+    assert (result.occurred_us, to_us(result.event.occurred_at)) == (us, us)
+
+
+@pytest.mark.parametrize("kind", sorted(VALID))
+def test_both_parse_paths_give_occurred_us_of_the_event(kind: str) -> None:
+    obj = with_(kind, occurred_at="2026-11-29T18:00:00.123+08:00")
+    fast = parse_obj(obj)
+    slow = _parse_slowly(obj)  # the path taken by records the fast path declines
+    assert isinstance(fast, Parsed) and isinstance(slow, Parsed)
+    assert fast.occurred_us == slow.occurred_us == to_us(slow.event.occurred_at)
 
 
 def parse_ok(obj: object) -> Any:
