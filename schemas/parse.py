@@ -55,10 +55,15 @@ def parse_event(raw: bytes | str) -> Parsed | Rejected:
         fast = fast_event(obj)
         if fast is not None:  # the common case: plainly valid, checked without pydantic
             try:
-                return Parsed(fast[0], _digest(obj), fast[1])
+                return _new_tuple(Parsed, (fast[0], _digest(obj), fast[1]))
             except (RecursionError, ValueError):
                 pass  # the slow path below says why
     return _parse_slowly(obj)
+
+
+# A NamedTuple's own constructor is Python code (collections.namedtuple's generated __new__):
+# built per record, it cost more than the whole content digest, compiled or not.
+_new_tuple = tuple.__new__
 
 
 def _parse_slowly(obj: Any) -> Parsed | Rejected:
@@ -100,7 +105,7 @@ def _load_json_slowly(raw: bytes | str, fast_error: ValueError) -> Any:
 
 def _digest(obj: dict[str, Any]) -> str:
     """Fingerprint of the whole object; a null field counts as absent (the contract's rule)."""
-    if None in obj.values():
+    if any(v is None for v in obj.values()):  # `None in` compares each value with ==
         obj = {k: v for k, v in obj.items() if v is not None}
     try:
         canonical = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
