@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 __all__ = ["EPOCH", "format_us", "parse_rfc3339", "to_us"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_NAIVE = datetime(1970, 1, 1)  # format_us's arithmetic: UTC, with no offset to print
 _ONE_US = timedelta(microseconds=1)
 _RFC3339 = re.compile(  # ASCII: \d alone also matches other scripts' digits, like "１２３"
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})\Z", re.ASCII
@@ -44,8 +45,12 @@ def to_us(moment: datetime) -> int:
 
 
 def format_us(us: int) -> str:
-    """UTC RFC 3339 with milliseconds, or microseconds when they are not whole milliseconds."""
-    moment = EPOCH + timedelta(microseconds=us)
-    if moment.microsecond % 1000 == 0:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """UTC RFC 3339 with milliseconds, or microseconds when they are not whole milliseconds.
+
+    ``isoformat``, not ``strftime``: half the cost (every alert formats three or four of
+    these), and a four-digit year always, which RFC 3339 requires and glibc's ``%Y`` drops
+    before the year 1000.
+    """
+    moment = _EPOCH_NAIVE + timedelta(microseconds=us)
+    spec = "milliseconds" if moment.microsecond % 1000 == 0 else "microseconds"
+    return moment.isoformat(timespec=spec) + "Z"
