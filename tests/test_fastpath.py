@@ -38,6 +38,8 @@ _VALUES = st.one_of(
             "2026-11-29T18:00:00.123+08:00",
             "2026-11-29T18:00:00.123-08:00",
             "2026-11-29T18:00:00.12+08:00",
+            "2026-11-29T10:00:59.999Z",
+            "2026-11-29T10:00:60.000Z",
             "2026-11-29",
             "2026-11-29T10:00:00",
             "1700000000",
@@ -85,13 +87,18 @@ def test_every_valid_example_takes_the_fast_path_and_equals_pydantic() -> None:
         "2026-11-29T10:00:00.-12Z",
         "2026-11-29T18:00:00.1 3+08:00",
         "2026-11-29T18:00:00.123+08:0x",
+        "2026-11-29T10:00:60.000Z",
+        "2026-11-29T10:00:6x.000Z",
+        "2026-11-29T10:00:٣٣.000Z",
+        "2026-11-29T18:00:99.123+08:00",
+        "2026-11-29T10:00-00.123Z",
     ],
 )
-def test_a_remembered_second_does_not_admit_a_bad_fraction(stamp: str) -> None:
+def test_a_remembered_minute_does_not_admit_bad_seconds_or_fraction(stamp: str) -> None:
     record = {**VALID["limit.displayed"], "occurred_at": "2026-11-29T10:00:00.001Z"}
     assert fast_event(record) is not None
     record = {**record, "occurred_at": "2026-11-29T18:00:00.001+08:00"}
-    assert fast_event(record) is not None  # the second is now remembered
+    assert fast_event(record) is not None  # the minute is now remembered
     assert fast_event({**record, "occurred_at": stamp}) is None
 
 
@@ -102,12 +109,15 @@ def test_a_remembered_second_does_not_admit_a_bad_fraction(stamp: str) -> None:
         (".001+08:00", ".999+08:00"),
         (".001-05:30", ".999-05:30"),
         (".00145678Z", ".99945678Z"),  # as long as "mmm+08:00", but nanoseconds
+        ("07.001Z", "59.999Z"),
+        ("07.001+08:00", "00.000+08:00"),
     ],
 )
-def test_a_remembered_second_gives_the_exact_microseconds(first: str, then: str) -> None:
-    record = {**VALID["limit.displayed"], "occurred_at": f"2026-11-29T10:00:07{first}"}
+def test_a_remembered_minute_gives_the_exact_microseconds(first: str, then: str) -> None:
+    second = "" if first[0].isdigit() else "07"
+    record = {**VALID["limit.displayed"], "occurred_at": f"2026-11-29T10:00:{second}{first}"}
     fast_event(record)
-    stamp = f"2026-11-29T10:00:07{then}"
+    stamp = f"2026-11-29T10:00:{second}{then}"
     accepted = fast_event({**record, "occurred_at": stamp})
     assert accepted is not None
     assert accepted[1] == to_us(parse_rfc3339(stamp))
