@@ -49,12 +49,12 @@ __all__ = ["CoreConfig", "Engine", "Outcome", "core_config_from_seconds"]
 _S = 1_000_000
 _COUNTER_KEYS = {kind: f"events.{kind}" for kind in EVENT_TYPES}
 _BREACH, _ESCALATE, _CLEARING, _CLEARING_ESCALATE, _RESCORE = range(5)
+# Event classes are final: the core tests ``type(event) is X``, which costs a sixth of
+# isinstance through pydantic's metaclass (an ABCMeta), on every record.
 _RESCORE_TRIGGERS = (DrawdownBooked, RepaymentPosted)
 # Effects are NamedTuples, whose own constructor is Python code (namedtuple's generated
 # __new__); the ones built per record are made with tuple.__new__ directly, at a tenth the cost.
 _new_tuple = tuple.__new__
-# Event classes are final: the core tests ``type(event) is X``, which costs a sixth of
-# isinstance through pydantic's metaclass (an ABCMeta), on every record.
 
 
 @dataclass(frozen=True, slots=True)
