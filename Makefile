@@ -7,10 +7,12 @@ STAMP := $(VENV)/.installed
 .PHONY: install compile run test test-unit test-integration lint bench clean
 # The hot modules setup.py compiles with mypyc (HOT_MODULES in limitsync/compiled.py) and the
 # files an in-place build of them writes: a shim beside each, and their shared library.
-HOT_PY := $(shell $(PY) -m limitsync.compiled sources)
-HOT_SO := $(shell $(PY) -m limitsync.compiled outputs)
+# Listed by the venv's Python once it exists: the extension suffix in the names is its own.
+LISTER := $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PY))
+HOT_PY := $(shell $(LISTER) -m limitsync.compiled sources)
+HOT_SO := $(shell $(LISTER) -m limitsync.compiled outputs)
 ifeq ($(strip $(HOT_SO)),)
-$(error could not list the hot modules: `$(PY) -m limitsync.compiled outputs` failed)
+$(error could not list the hot modules: `$(LISTER) -m limitsync.compiled outputs` failed)
 endif
 
 $(STAMP): pyproject.toml
