@@ -1,7 +1,7 @@
 """Builds limitsync, with the hot modules compiled by mypyc when it can (metadata: pyproject.toml).
 
 Replay spends its time in a few pure, typed modules (``HOT_MODULES`` in limitsync/compiled.py);
-compiled, the same code replays about 1.4x faster. Compiling is never required: with
+compiled, the same code replays about 1.5x faster. Compiling is never required: with
 ``LIMITSYNC_COMPILE=0``, without mypyc, or when the C build fails, this builds the same package
 as pure Python and says why in one line.
 

@@ -1,7 +1,7 @@
 """Replay throughput from a simulated file of at least 500k events (``make bench``).
 
 Prints, from one run on one machine: whether the hot modules ran mypyc-compiled (it moves the
-replay rate by about 1.4x), the rate at which plain ``json.loads`` merely parses the file's
+replay rate by about 1.5x), the rate at which plain ``json.loads`` merely parses the file's
 lines, the replay's rate (``run_replay``: parse, dedupe, core, alerts) in a fresh process with
 its peak RSS, and the end-to-end time of ``limitsync replay`` (outputs and report included).
 The floor the project holds itself to is replay >= 0.35x the parse rate.
@@ -123,7 +123,7 @@ def main() -> None:
             f"date {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {_cpu()}, "
             f"Python {platform.python_version()}"
         )
-        # Compiled or not changes the replay rate by about 1.4x: say which code ran, and warn
+        # Compiled or not changes the replay rate by about 1.5x: say which code ran, and warn
         # when that code is older than its source (limitsync/compiled.py).
         found = compiled.status()
         code = (

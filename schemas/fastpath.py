@@ -199,10 +199,9 @@ def _timestamp(stamp: str) -> tuple[datetime, int]:
     if common:
         key = stamp[:16] + stamp[23:]  # "YYYY-MM-DDTHH:MM" and the offset
         base = _minutes_us.get(key)
-        digits = stamp[17:19] + stamp[20:23]  # seconds and milliseconds
-        if base is not None and stamp[16] == ":" and digits.isascii() and digits.isdigit():
-            occurred = datetime.fromisoformat(stamp)
-            return occurred, base + int(stamp[17:19]) * 1_000_000 + int(stamp[20:23]) * 1000
+        millis = stamp[17:19] + stamp[20:23]  # "SSmmm": milliseconds into the minute
+        if base is not None and stamp[16] == ":" and millis.isascii() and millis.isdigit():
+            return datetime.fromisoformat(stamp), base + int(millis) * 1000
     occurred = parse_rfc3339(stamp)
     occurred_us = to_us(occurred)
     if common:  # parsed, so its digits are ASCII
