@@ -24,6 +24,7 @@ HOT_MODULES: tuple[str, ...] = (
     "streams.core.alerts",
     "streams.core.clock",
     "streams.core.effects",
+    "schemas.native",
     "schemas.fastpath",
     "schemas.timefmt",
     "schemas.parse",

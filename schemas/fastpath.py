@@ -3,129 +3,39 @@
 Pydantic is the contract's one implementation; building a pydantic model costs more than
 the whole domain core spends on an event, and replay must keep up with the parse rate of
 plain ``json.loads``. So records that are plainly valid are checked here with the same
-rules and built directly; anything this path does not accept goes through pydantic, which
+rules and built directly as the core's native events (``schemas.native``, whose builders
+hold the per-type rules); anything this path does not accept goes through pydantic, which
 then accepts it or explains the error. A property test holds the two equal: whatever this
-path accepts, pydantic accepts with identical fields and extras.
+path accepts, pydantic accepts, and ``from_model`` of pydantic's model equals this path's
+event field by field, extras and time included.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
-
-from schemas import events as ev
+from schemas.native import Event, checked_event
 from schemas.timefmt import parse_rfc3339, to_us
 
 __all__ = ["fast_event"]
 
 _ACCOUNT = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
-_VERSION_MAX = 2**63 - 1
-_REASON_LEN_MAX = 200
-_REASONS_MAX = 32
-
-Check = Callable[[Any], bool]
 
 
-def _id(v: Any) -> bool:
-    return type(v) is str and 0 < len(v) <= 128
-
-
-def _money(v: Any) -> bool:
-    return type(v) is int and 0 <= v <= ev.MINOR_UNITS_MAX
-
-
-def _version(v: Any) -> bool:
-    return type(v) is int and 0 <= v <= _VERSION_MAX
-
-
-def _int(v: Any) -> bool:
-    return type(v) is int
-
-
-def _str(v: Any) -> bool:
-    return type(v) is str
-
-
-def _one_of(*allowed: str) -> Check:
-    values = frozenset(allowed)
-    return lambda v: type(v) is str and v in values
-
-
-def _reasons(v: Any) -> bool:
-    return (
-        type(v) is list
-        and len(v) <= _REASONS_MAX
-        and all(type(r) is str and len(r) <= _REASON_LEN_MAX for r in v)
-    )
-
-
-# type -> (model class, required fields, optional fields); envelope fields are checked apart
-_SPECS: dict[
-    str, tuple[type[Any], tuple[tuple[str, Check], ...], tuple[tuple[str, Check], ...]]
-] = {
-    "drawdown.booked": (ev.DrawdownBooked, (("loan_id", _id), ("principal", _money)), ()),
-    "repayment.initiated": (
-        ev.RepaymentInitiated,
-        (
-            ("payment_id", _id),
-            ("amount", _money),
-            ("channel", _one_of("balance", "bank_card", "auto_debit", "transfer")),
-        ),
-        (),
-    ),
-    "repayment.posted": (
-        ev.RepaymentPosted,
-        (("loan_id", _id), ("principal", _money), ("interest", _money), ("fee", _money)),
-        (("payment_id", _id),),
-    ),
-    "repayment.reversed": (ev.RepaymentReversed, (("reverses_event_id", _id),), ()),
-    "credit_line.changed": (
-        ev.CreditLineChanged,
-        (
-            ("credit_line", _money),
-            ("version", _version),
-            ("cause", _one_of("initial", "rescore", "policy", "manual")),
-        ),
-        (("model_version", _str), ("score", _int), ("reasons", _reasons)),
-    ),
-    "account.status_changed": (
-        ev.AccountStatusChanged,
-        (("status", _one_of("active", "frozen", "closed")), ("version", _version)),
-        (("reason", _str),),
-    ),
-    "limit.displayed": (
-        ev.LimitDisplayed,
-        (),
-        (("displayed_available", _money), ("cache_version", _version)),
-    ),
-}
-_ENVELOPE = frozenset({"event_id", "type", "account_id", "occurred_at", "schema_version"})
-_FIELDS = {
-    kind: _ENVELOPE | {n for n, _ in req} | {n for n, _ in opt}
-    for kind, (_, req, opt) in _SPECS.items()
-}
-
-
-def fast_event(obj: dict[str, Any]) -> tuple[Any, int] | None:
+def fast_event(obj: dict[str, Any]) -> tuple[Event, int] | None:
     """The event and its ``occurred_at`` in µs for a plainly valid record, or None to let
     pydantic decide."""
     kind = obj.get("type")
     if type(kind) is not str:
         return None
-    spec = _SPECS.get(kind)
-    if spec is None:
-        return None
-    cls, required, optional = spec
     event_id = obj.get("event_id")
     account_id = obj.get("account_id")
     stamp = obj.get("occurred_at")
     version = obj.get("schema_version")
     if not (
-        _id(event_id)
+        type(event_id) is str
+        and 0 < len(event_id) <= 128
         and type(account_id) is str
         and (account_id in _accounts_seen or _account_ok(account_id))
         and type(version) is int
@@ -134,38 +44,13 @@ def fast_event(obj: dict[str, Any]) -> tuple[Any, int] | None:
     ):
         return None
     try:
-        occurred, occurred_us = _timestamp(stamp)
+        occurred_us = _timestamp_us(stamp)
     except ValueError:
         return None
-    fields: dict[str, Any] = {
-        "event_id": event_id,
-        "account_id": account_id,
-        "occurred_at": occurred,
-        "schema_version": 1,
-        "type": kind,
-    }
-    for name, check in required:
-        value = obj.get(name)
-        if not check(value):
-            return None
-        fields[name] = value
-    for name, check in optional:
-        value = obj.get(name)
-        if value is not None:
-            if not check(value):
-                return None
-            if type(value) is list:
-                value = list(value)
-        fields[name] = value
-    known = _FIELDS[kind]
-    extra = {} if known.issuperset(obj) else {k: v for k, v in obj.items() if k not in known}
-    # What pydantic's validator stores, without re-running it (every field is checked above).
-    model = _new(cls)
-    _set_dict(model, fields)
-    _set_extra(model, extra)
-    _set_fields_set(model, set(obj))
-    _set_private(model, None)
-    return model, occurred_us
+    event = checked_event(kind, obj, event_id, account_id, stamp, occurred_us)
+    if event is None:  # an unknown type, or a field pydantic must judge
+        return None
+    return event, occurred_us
 
 
 # Remembered valid values: most records of a log repeat an account id, and a timestamp's
@@ -188,33 +73,32 @@ def _account_ok(account_id: str) -> bool:
     return True
 
 
-def _timestamp(stamp: str) -> tuple[datetime, int]:
-    """The moment and its µs since the epoch; raises ValueError where pydantic would.
+def _timestamp_us(stamp: str) -> int:
+    """The stamp's µs since the epoch; raises ValueError exactly where pydantic would.
 
     A log has hundreds of records per minute: the minute (and offset) is remembered, parsed
-    once, and only the seconds and milliseconds are read per record. ``fromisoformat`` still
-    reads the whole stamp (it builds the model's datetime), which also refuses second 60.
+    once by ``parse_rfc3339``, and only the seconds and milliseconds are read per record. No
+    datetime is built for them (the core reads µs; a native event makes its datetime only
+    when asked), so what ``fromisoformat`` refused on the remembered path is refused here:
+    anything but ASCII digits, and second 60 or more (no leap seconds in Python).
     """
     common = len(stamp) in _MS_LENGTHS and stamp[19] == "." and stamp[23] in "Z+-"
     if common:
         key = stamp[:16] + stamp[23:]  # "YYYY-MM-DDTHH:MM" and the offset
         base = _minutes_us.get(key)
         millis = stamp[17:19] + stamp[20:23]  # "SSmmm": milliseconds into the minute
-        if base is not None and stamp[16] == ":" and millis.isascii() and millis.isdigit():
-            return datetime.fromisoformat(stamp), base + int(millis) * 1000
+        if (
+            base is not None
+            and stamp[16] == ":"
+            and millis.isascii()
+            and millis.isdigit()
+            and stamp[17] < "6"  # seconds 00..59 (digits, checked just above)
+        ):
+            return base + int(millis) * 1000
     occurred = parse_rfc3339(stamp)
     occurred_us = to_us(occurred)
     if common:  # parsed, so its digits are ASCII
         if len(_minutes_us) >= _MEMO_MAX:
             _minutes_us.clear()
         _minutes_us[key] = occurred_us - occurred.second * 1_000_000 - occurred.microsecond
-    return occurred, occurred_us
-
-
-# The slots pydantic's BaseModel keeps an instance in, written directly: a quarter of the
-# cost of object.__setattr__ by name, which looks each one up through the class first.
-_new = object.__new__
-_set_dict = BaseModel.__dict__["__dict__"].__set__
-_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
-_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
-_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
+    return occurred_us

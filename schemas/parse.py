@@ -17,19 +17,21 @@ from typing import Any, NamedTuple
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
-from schemas.events import EVENT_TYPES, Event
+from schemas import events
+from schemas.events import EVENT_TYPES
 from schemas.fastpath import fast_event
-from schemas.timefmt import to_us
+from schemas.native import Event, from_model
 
 __all__ = ["Parsed", "Rejected", "conflict_error", "dead_letter_record", "parse_event"]
 
-_EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+_EVENT_ADAPTER: TypeAdapter[events.Event] = TypeAdapter(events.Event)
 _ERROR_TEXT_MAX = 500
 
 
 class Parsed(NamedTuple):
     """A valid event, the digest of its whole JSON object and its ``occurred_at`` in µs
-    (a tuple: built per record)."""
+    (a tuple: built per record). The event is the core's native one (``schemas.native``)
+    whichever path built it; pydantic's model is what validated it on the slow path."""
 
     event: Event
     digest: str
@@ -84,7 +86,8 @@ def _parse_slowly(obj: Any) -> Parsed | Rejected:
         return Rejected(_describe(exc), event_id, account_id)
     except (RecursionError, ValueError) as exc:
         return Rejected(_cut(f"record cannot be fingerprinted: {exc}"), event_id, account_id)
-    return Parsed(event, digest, to_us(event.occurred_at))
+    native = from_model(event)
+    return Parsed(native, digest, native.occurred_us)
 
 
 def _reject_constant(token: str) -> Any:

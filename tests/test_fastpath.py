@@ -1,12 +1,17 @@
 """The parser's fast path is only an accelerator: whatever it accepts, pydantic accepts equally.
 
-If it ever accepted a record pydantic rejects, or built different fields or extras, the
-contract would have two implementations; these properties keep it at one.
+The fast path builds the core's native events (``schemas.native``) straight from the JSON
+object; the slow path has pydantic validate and converts its model with ``from_model``. If the
+fast path ever accepted a record pydantic rejects, or built an event that differs from the
+converted model in any field, extra or time, the contract would have two implementations;
+these properties keep it at one. The native classes' fields are held equal to the models'.
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -17,6 +22,7 @@ from test_parse import VALID
 
 from schemas.events import Event
 from schemas.fastpath import fast_event
+from schemas.native import MODEL_OF, from_model
 from schemas.timefmt import parse_rfc3339, to_us
 
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
@@ -55,6 +61,25 @@ _VALUES = st.one_of(
 )
 
 
+def _typed(value: Any) -> Any:
+    """A value with its exact type, recursively: ``1 == True`` and ``1 == 1.0`` must not pass."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    if isinstance(value, datetime):  # the instant and the offset it was written with
+        return (datetime, to_us(value), value.utcoffset())
+    return (type(value), value)
+
+
+def _fields(event: Any) -> dict[str, Any]:
+    """Everything a native event holds that the core or a test can read."""
+    seen = {name: _typed(getattr(event, name)) for name in type(event).FIELDS}
+    seen["extra"] = _typed(event.extra)
+    seen["occurred_us"] = _typed(event.occurred_us)
+    return seen
+
+
 def _agrees(obj: dict[str, Any]) -> None:
     accepted = fast_event(copy.deepcopy(obj))
     if accepted is None:
@@ -64,19 +89,49 @@ def _agrees(obj: dict[str, Any]) -> None:
         slow = _ADAPTER.validate_python(copy.deepcopy(obj))
     except ValidationError as exc:
         raise AssertionError(f"fast path accepted what pydantic rejects: {obj!r}: {exc}") from exc
-    assert (type(fast), fast, fast.model_extra, fast.model_fields_set, occurred_us) == (
-        type(slow),
-        slow,
-        slow.model_extra,
-        slow.model_fields_set,
-        to_us(slow.occurred_at),
-    )
+    converted = from_model(slow)
+    assert MODEL_OF[type(fast)] is type(slow)
+    assert type(fast) is type(converted)
+    assert _fields(fast) == _fields(converted)
+    assert occurred_us == fast.occurred_us == to_us(slow.occurred_at)
+    assert (fast.extra or {}) == slow.model_extra
 
 
 def test_every_valid_example_takes_the_fast_path_and_equals_pydantic() -> None:
     for obj in VALID.values():
         assert fast_event(copy.deepcopy(obj)) is not None
         _agrees(obj)
+        _agrees({**obj, "source": "core-v2", "trace": {"span": [1, None]}, "note": None})
+
+
+@pytest.mark.parametrize("native", sorted(MODEL_OF, key=lambda c: c.__name__))
+def test_each_native_class_has_exactly_its_models_fields(native: type) -> None:
+    """The schema is written twice (pydantic for the contract, native for the core): a field
+    added to one and not the other fails here."""
+    model = MODEL_OF[native]
+    assert native.__name__ == model.__name__
+    assert len(native.FIELDS) == len(set(native.FIELDS))
+    assert set(native.FIELDS) == set(model.model_fields)
+    # Built from the type's own fields: the envelope's constants and time are the class's.
+    own = set(model.model_fields) - {"type", "schema_version", "occurred_at"}
+    bookkeeping = {"occurred_raw", "occurred_us", "extra"}
+    assert set(inspect.signature(native).parameters) == own | bookkeeping
+
+
+@pytest.mark.parametrize("kind", sorted(VALID))
+def test_from_model_keeps_every_field_of_the_model(kind: str) -> None:
+    model = _ADAPTER.validate_python({**VALID[kind], "source": "x"})
+    event = from_model(model)
+    assert from_model(event) is event  # a native event is taken as it is
+    for name in type(model).model_fields:
+        assert _typed(getattr(event, name)) == _typed(getattr(model, name)), name
+    assert event.extra == model.model_extra == {"source": "x"}
+    assert event.occurred_us == to_us(model.occurred_at)
+
+
+def test_from_model_refuses_what_is_not_a_contract_event() -> None:
+    with pytest.raises(TypeError):
+        from_model({"type": "drawdown.booked"})
 
 
 @pytest.mark.parametrize(

@@ -14,14 +14,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
-from schemas.events import (
-    EVENT_TYPES,
+from schemas import events as contract
+from schemas.events import EVENT_TYPES
+from schemas.native import (
     DrawdownBooked,
     Event,
     LimitDisplayed,
     RepaymentInitiated,
     RepaymentPosted,
     RepaymentReversed,
+    from_model,
 )
 from schemas.timefmt import to_us
 from streams.core import alerts
@@ -114,12 +116,15 @@ class Engine:
     # -- records -------------------------------------------------------------------------
 
     def ingest(
-        self, event: Event, digest: str, occurred_us: int | None = None
+        self, event: Event | contract.Event, digest: str, occurred_us: int | None = None
     ) -> tuple[Outcome, list[Effect]]:
         """Process one valid record; a duplicate or conflict changes nothing, clock included.
 
-        ``occurred_us`` is ``event.occurred_at`` in µs when the parser already has it.
+        ``occurred_us`` is ``event.occurred_at`` in µs when the parser already has it. The
+        core reads native events (``schemas.native``, what ``parse_event`` gives); a pydantic
+        contract model is converted first (one dict lookup says a native one is native).
         """
+        event = from_model(event)
         acct = self.accounts.get(event.account_id)
         if acct is None:
             acct = self.accounts[event.account_id] = AccountState(event.account_id)
@@ -501,5 +506,6 @@ def _expiry_extra(event: Event) -> str:
 
 
 def _extra(event: Event, name: str) -> object:
-    extra = event.model_extra or {}
-    return extra.get(name)
+    """An unknown field the record carried (``None`` when absent, like a null one)."""
+    extra = event.extra
+    return None if extra is None else extra.get(name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.events import (
+from schemas.native import (
     AccountStatusChanged,
     CreditLineChanged,
     DrawdownBooked,

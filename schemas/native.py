@@ -1,0 +1,599 @@
+"""The events as the domain core reads them: plain native classes, one per contract type.
+
+The pydantic models in ``schemas.events`` stay the contract's one implementation: they
+validate, explain errors and export the JSON Schema. But the core reads a handful of fields
+of every record, and on a pydantic model each read is a generic attribute lookup through the
+instance ``__dict__``, and building one (even bypassing validation) costs several dicts.
+Compiled by mypyc, these classes are C structs: a read is a load at a fixed offset and a
+build is one allocation. So every record reaches the core as one of these, built either
+
+- by the fast path, straight from the decoded JSON object, with the checks below (the
+  ``checked_*`` builders: pydantic's rules for plainly valid records, ``None`` otherwise), or
+- by ``from_model`` from a pydantic model: the slow path (pydantic validated it) and any
+  caller that hands the core a model.
+
+The class names are the models' names, so the core's ``type(event) is X`` tests read the
+same. A test holds each class's ``FIELDS`` equal to its model's fields, and the fast path's
+events equal to ``from_model`` of pydantic's, field by field: the schema cannot drift apart.
+
+No dataclasses: mypyc runs a dataclass's generated ``__init__`` as Python code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, ClassVar, Final, TypeGuard, final
+
+from schemas import events as ev
+from schemas.timefmt import parse_rfc3339, to_us
+
+__all__ = [
+    "AccountStatusChanged",
+    "CreditLineChanged",
+    "DrawdownBooked",
+    "Event",
+    "LimitDisplayed",
+    "RepaymentInitiated",
+    "RepaymentPosted",
+    "RepaymentReversed",
+    "checked_event",
+    "from_model",
+]
+
+_ENVELOPE: Final = ("event_id", "type", "account_id", "occurred_at", "schema_version")
+_VERSION_MAX: Final = 2**63 - 1
+_REASON_LEN_MAX: Final = 200
+_REASONS_MAX: Final = 32
+_CHANNELS: Final = frozenset({"balance", "bank_card", "auto_debit", "transfer"})
+_CAUSES: Final = frozenset({"initial", "rescore", "policy", "manual"})
+_STATUSES: Final = frozenset({"active", "frozen", "closed"})
+
+
+class _Envelope:
+    """What every event carries: the contract's envelope, its time in µs, and its extras.
+
+    ``occurred_at`` is kept as it came (the wire text from the fast path, pydantic's datetime
+    from a model) and turned into a datetime only when asked: the core reads ``occurred_us``,
+    and building a datetime per record cost a quarter of the fast path.
+    """
+
+    # The contract's field names of the event (the model's fields), for tests and repr.
+    FIELDS: ClassVar[tuple[str, ...]] = _ENVELOPE
+
+    event_id: str
+    account_id: str
+    type: str
+    schema_version: int
+    occurred_us: int
+    occurred_raw: str | datetime
+    # Unknown fields, kept (the contract's forward compatibility); None when there are none.
+    extra: dict[str, Any] | None
+
+    def __init__(
+        self,
+        kind: str,
+        event_id: str,
+        account_id: str,
+        occurred_raw: str | datetime,
+        occurred_us: int,
+        extra: dict[str, Any] | None,
+    ) -> None:
+        self.event_id = event_id
+        self.account_id = account_id
+        self.type = kind
+        self.schema_version = 1
+        self.occurred_raw = occurred_raw
+        self.occurred_us = occurred_us
+        self.extra = extra
+
+    @property
+    def occurred_at(self) -> datetime:
+        """The aware datetime pydantic's model holds (same offset), made on demand."""
+        raw = self.occurred_raw
+        return raw if isinstance(raw, datetime) else parse_rfc3339(raw)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.FIELDS)
+        return f"{type(self).__name__}({shown}, extra={self.extra!r})"
+
+
+@final
+class DrawdownBooked(_Envelope):
+    """A loan was drawn: outstanding principal grows."""
+
+    FIELDS: ClassVar[tuple[str, ...]] = (*_ENVELOPE, "loan_id", "principal")
+
+    def __init__(
+        self,
+        event_id: str,
+        account_id: str,
+        occurred_raw: str | datetime,
+        occurred_us: int,
+        loan_id: str,
+        principal: int,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__("drawdown.booked", event_id, account_id, occurred_raw, occurred_us, extra)
+        self.loan_id = loan_id
+        self.principal = principal
+
+
+@final
+class RepaymentInitiated(_Envelope):
+    """The user paid; nothing changes until core banking posts it (opens a clearing watch)."""
+
+    FIELDS: ClassVar[tuple[str, ...]] = (*_ENVELOPE, "payment_id", "amount", "channel")
+
+    def __init__(
+        self,
+        event_id: str,
+        account_id: str,
+        occurred_raw: str | datetime,
+        occurred_us: int,
+        payment_id: str,
+        amount: int,
+        channel: str,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            "repayment.initiated", event_id, account_id, occurred_raw, occurred_us, extra
+        )
+        self.payment_id = payment_id
+        self.amount = amount
+        self.channel = channel
+
+
+@final
+class RepaymentPosted(_Envelope):
+    """Core banking posted a repayment: only principal restores the limit."""
+
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        *_ENVELOPE, "loan_id", "principal", "interest", "fee", "payment_id"
+    )
+
+    def __init__(
+        self,
+        event_id: str,
+        account_id: str,
+        occurred_raw: str | datetime,
+        occurred_us: int,
+        loan_id: str,
+        principal: int,
+        interest: int,
+        fee: int,
+        payment_id: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__("repayment.posted", event_id, account_id, occurred_raw, occurred_us, extra)
+        self.loan_id = loan_id
+        self.principal = principal
+        self.interest = interest
+        self.fee = fee
+        self.payment_id = payment_id
+
+
+@final
+class RepaymentReversed(_Envelope):
+    """A failed debit: undoes the posted repayment with that event id."""
+
+    FIELDS: ClassVar[tuple[str, ...]] = (*_ENVELOPE, "reverses_event_id")
+
+    def __init__(
+        self,
+        event_id: str,
+        account_id: str,
+        occurred_raw: str | datetime,
+        occurred_us: int,
+        reverses_event_id: str,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            "repayment.reversed", event_id, account_id, occurred_raw, occurred_us, extra
+        )
+        self.reverses_event_id = reverses_event_id
+
+
+@final
+class CreditLineChanged(_Envelope):
+    """The risk engine (or a rescore, policy or manual action) set a new credit line."""
+
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        *_ENVELOPE, "credit_line", "version", "cause", "model_version", "score", "reasons"
+    )
+
+    def __init__(
+        self,
+        event_id: str,
+        account_id: str,
+        occurred_raw: str | datetime,
+        occurred_us: int,
+        credit_line: int,
+        version: int,
+        cause: str,
+        model_version: str | None = None,
+        score: int | None = None,
+        reasons: list[str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            "credit_line.changed", event_id, account_id, occurred_raw, occurred_us, extra
+        )
+        self.credit_line = credit_line
+        self.version = version
+        self.cause = cause
+        self.model_version = model_version
+        self.score = score
+        self.reasons = reasons
+
+
+@final
+class AccountStatusChanged(_Envelope):
+    """Freeze, unfreeze or close: a frozen or closed account has nothing available."""
+
+    FIELDS: ClassVar[tuple[str, ...]] = (*_ENVELOPE, "status", "version", "reason")
+
+    def __init__(
+        self,
+        event_id: str,
+        account_id: str,
+        occurred_raw: str | datetime,
+        occurred_us: int,
+        status: str,
+        version: int,
+        reason: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            "account.status_changed", event_id, account_id, occurred_raw, occurred_us, extra
+        )
+        self.status = status
+        self.version = version
+        self.reason = reason
+
+
+@final
+class LimitDisplayed(_Envelope):
+    """An observation of what the user was shown (or the cache held); no ledger effect."""
+
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        *_ENVELOPE, "displayed_available", "cache_version"
+    )
+
+    def __init__(
+        self,
+        event_id: str,
+        account_id: str,
+        occurred_raw: str | datetime,
+        occurred_us: int,
+        displayed_available: int | None = None,
+        cache_version: int | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__("limit.displayed", event_id, account_id, occurred_raw, occurred_us, extra)
+        self.displayed_available = displayed_available
+        self.cache_version = cache_version
+
+
+# The most frequent types first: mypyc reads a field of a union by trying its items in order.
+Event = (
+    LimitDisplayed
+    | DrawdownBooked
+    | RepaymentInitiated
+    | CreditLineChanged
+    | RepaymentPosted
+    | AccountStatusChanged
+    | RepaymentReversed
+)
+
+# -- from a pydantic model (the slow path, and callers that hold models) ---------------------
+
+
+def _extra_of(model: Any) -> dict[str, Any] | None:
+    extra: dict[str, Any] | None = model.model_extra
+    return dict(extra) if extra else None
+
+
+def _drawdown_of(m: ev.DrawdownBooked) -> Event:
+    moment = m.occurred_at
+    return DrawdownBooked(
+        m.event_id, m.account_id, moment, to_us(moment), m.loan_id, m.principal, _extra_of(m)
+    )
+
+
+def _initiated_of(m: ev.RepaymentInitiated) -> Event:
+    moment = m.occurred_at
+    return RepaymentInitiated(
+        m.event_id,
+        m.account_id,
+        moment,
+        to_us(moment),
+        m.payment_id,
+        m.amount,
+        m.channel,
+        _extra_of(m),
+    )
+
+
+def _posted_of(m: ev.RepaymentPosted) -> Event:
+    moment = m.occurred_at
+    return RepaymentPosted(
+        m.event_id,
+        m.account_id,
+        moment,
+        to_us(moment),
+        m.loan_id,
+        m.principal,
+        m.interest,
+        m.fee,
+        m.payment_id,
+        _extra_of(m),
+    )
+
+
+def _reversed_of(m: ev.RepaymentReversed) -> Event:
+    moment = m.occurred_at
+    return RepaymentReversed(
+        m.event_id, m.account_id, moment, to_us(moment), m.reverses_event_id, _extra_of(m)
+    )
+
+
+def _credit_line_of(m: ev.CreditLineChanged) -> Event:
+    moment = m.occurred_at
+    return CreditLineChanged(
+        m.event_id,
+        m.account_id,
+        moment,
+        to_us(moment),
+        m.credit_line,
+        m.version,
+        m.cause,
+        m.model_version,
+        m.score,
+        None if m.reasons is None else list(m.reasons),
+        _extra_of(m),
+    )
+
+
+def _status_of(m: ev.AccountStatusChanged) -> Event:
+    moment = m.occurred_at
+    return AccountStatusChanged(
+        m.event_id,
+        m.account_id,
+        moment,
+        to_us(moment),
+        m.status,
+        m.version,
+        m.reason,
+        _extra_of(m),
+    )
+
+
+def _displayed_of(m: ev.LimitDisplayed) -> Event:
+    moment = m.occurred_at
+    return LimitDisplayed(
+        m.event_id,
+        m.account_id,
+        moment,
+        to_us(moment),
+        m.displayed_available,
+        m.cache_version,
+        _extra_of(m),
+    )
+
+
+# Keyed by the model's exact class (they are final).
+FROM_MODEL: Final[dict[type, Callable[[Any], Event]]] = {
+    ev.DrawdownBooked: _drawdown_of,
+    ev.RepaymentInitiated: _initiated_of,
+    ev.RepaymentPosted: _posted_of,
+    ev.RepaymentReversed: _reversed_of,
+    ev.CreditLineChanged: _credit_line_of,
+    ev.AccountStatusChanged: _status_of,
+    ev.LimitDisplayed: _displayed_of,
+}
+# Which model each native class mirrors: what ``from_model`` takes as native already, and what
+# the tests hold equal.
+MODEL_OF: Final[dict[type, type]] = {
+    DrawdownBooked: ev.DrawdownBooked,
+    RepaymentInitiated: ev.RepaymentInitiated,
+    RepaymentPosted: ev.RepaymentPosted,
+    RepaymentReversed: ev.RepaymentReversed,
+    CreditLineChanged: ev.CreditLineChanged,
+    AccountStatusChanged: ev.AccountStatusChanged,
+    LimitDisplayed: ev.LimitDisplayed,
+}
+
+
+def from_model(model: object) -> Event:
+    """The native event of a pydantic contract model (validated already); a native event is
+    returned as it is."""
+    kind = type(model)
+    if kind in MODEL_OF:  # first: the core calls this on every record, nearly all native
+        return model  # type: ignore[return-value]  # one of Event's classes: checked just above
+    convert = FROM_MODEL.get(kind)
+    if convert is None:
+        raise TypeError(f"not a contract event: {kind.__name__}")
+    return convert(model)
+
+
+# -- from a decoded JSON object (the fast path) ----------------------------------------------
+# Each builder applies its model's field rules (schemas/events.py) to the type's own fields:
+# the exact JSON types (a bool is not an int, a float is not money), ranges, lengths and
+# literals. A record that breaks one is not rejected here: the builder returns None and
+# pydantic decides, and says why. The envelope is checked by the caller.
+
+
+def _id(v: object) -> TypeGuard[str]:
+    return type(v) is str and 0 < len(v) <= 128
+
+
+def _money(v: object) -> TypeGuard[int]:
+    return type(v) is int and 0 <= v <= ev.MINOR_UNITS_MAX
+
+
+def _version(v: object) -> TypeGuard[int]:
+    return type(v) is int and 0 <= v <= _VERSION_MAX
+
+
+def _reasons(v: object) -> TypeGuard[list[str]]:
+    return (
+        type(v) is list
+        and len(v) <= _REASONS_MAX
+        and all(type(r) is str and len(r) <= _REASON_LEN_MAX for r in v)
+    )
+
+
+def _extras(obj: dict[str, Any], known: frozenset[str]) -> dict[str, Any] | None:
+    """The record's fields that its model does not declare, as pydantic keeps them."""
+    if known.issuperset(obj):
+        return None
+    return {k: v for k, v in obj.items() if k not in known}
+
+
+_DRAWDOWN: Final = frozenset(DrawdownBooked.FIELDS)
+_INITIATED: Final = frozenset(RepaymentInitiated.FIELDS)
+_POSTED: Final = frozenset(RepaymentPosted.FIELDS)
+_REVERSED: Final = frozenset(RepaymentReversed.FIELDS)
+_CREDIT_LINE: Final = frozenset(CreditLineChanged.FIELDS)
+_STATUS: Final = frozenset(AccountStatusChanged.FIELDS)
+_DISPLAYED: Final = frozenset(LimitDisplayed.FIELDS)
+
+
+def checked_event(
+    kind: str, obj: dict[str, Any], event_id: str, account_id: str, stamp: str, occurred_us: int
+) -> Event | None:
+    """The native event of a record whose envelope is valid, if its own fields are plainly
+    valid; None otherwise (pydantic decides). ``kind`` is the record's ``type``."""
+    if kind == "limit.displayed":
+        shown = obj.get("displayed_available")
+        cache_version = obj.get("cache_version")
+        if (shown is not None and not _money(shown)) or (
+            cache_version is not None and not _version(cache_version)
+        ):
+            return None
+        return LimitDisplayed(
+            event_id,
+            account_id,
+            stamp,
+            occurred_us,
+            shown,
+            cache_version,
+            _extras(obj, _DISPLAYED),
+        )
+    if kind == "drawdown.booked":
+        loan_id = obj.get("loan_id")
+        principal = obj.get("principal")
+        if not (_id(loan_id) and _money(principal)):
+            return None
+        return DrawdownBooked(
+            event_id, account_id, stamp, occurred_us, loan_id, principal, _extras(obj, _DRAWDOWN)
+        )
+    if kind == "repayment.initiated":
+        payment_id = obj.get("payment_id")
+        amount = obj.get("amount")
+        channel = obj.get("channel")
+        if not (_id(payment_id) and _money(amount) and type(channel) is str):
+            return None
+        if channel not in _CHANNELS:
+            return None
+        return RepaymentInitiated(
+            event_id,
+            account_id,
+            stamp,
+            occurred_us,
+            payment_id,
+            amount,
+            channel,
+            _extras(obj, _INITIATED),
+        )
+    if kind == "credit_line.changed":
+        return _credit_line(obj, event_id, account_id, stamp, occurred_us)
+    if kind == "repayment.posted":
+        loan_id = obj.get("loan_id")
+        principal = obj.get("principal")
+        interest = obj.get("interest")
+        fee = obj.get("fee")
+        posted_payment = obj.get("payment_id")
+        if not (
+            _id(loan_id)
+            and _money(principal)
+            and _money(interest)
+            and _money(fee)
+            and (posted_payment is None or _id(posted_payment))
+        ):
+            return None
+        return RepaymentPosted(
+            event_id,
+            account_id,
+            stamp,
+            occurred_us,
+            loan_id,
+            principal,
+            interest,
+            fee,
+            posted_payment,
+            _extras(obj, _POSTED),
+        )
+    if kind == "account.status_changed":
+        status = obj.get("status")
+        version = obj.get("version")
+        reason = obj.get("reason")
+        if not (type(status) is str and _version(version)):
+            return None
+        if status not in _STATUSES or (reason is not None and type(reason) is not str):
+            return None
+        return AccountStatusChanged(
+            event_id,
+            account_id,
+            stamp,
+            occurred_us,
+            status,
+            version,
+            reason,
+            _extras(obj, _STATUS),
+        )
+    if kind == "repayment.reversed":
+        target = obj.get("reverses_event_id")
+        if not _id(target):
+            return None
+        return RepaymentReversed(
+            event_id, account_id, stamp, occurred_us, target, _extras(obj, _REVERSED)
+        )
+    return None
+
+
+def _credit_line(
+    obj: dict[str, Any], event_id: str, account_id: str, stamp: str, occurred_us: int
+) -> CreditLineChanged | None:
+    credit_line = obj.get("credit_line")
+    version = obj.get("version")
+    cause = obj.get("cause")
+    model_version = obj.get("model_version")
+    score = obj.get("score")
+    reasons = obj.get("reasons")
+    if not (_money(credit_line) and _version(version) and type(cause) is str):
+        return None
+    if cause not in _CAUSES:
+        return None
+    if model_version is not None and type(model_version) is not str:
+        return None
+    if score is not None and type(score) is not int:
+        return None
+    if reasons is not None:
+        if not _reasons(reasons):
+            return None
+        reasons = list(reasons)  # pydantic builds its own list: the record's is not shared
+    return CreditLineChanged(
+        event_id,
+        account_id,
+        stamp,
+        occurred_us,
+        credit_line,
+        version,
+        cause,
+        model_version,
+        score,
+        reasons,
+        _extras(obj, _CREDIT_LINE),
+    )
