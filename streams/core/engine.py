@@ -506,6 +506,6 @@ def _expiry_extra(event: Event) -> str:
 
 
 def _extra(event: Event, name: str) -> object:
-    """An unknown field the record carried (``None`` when absent, like a null one)."""
+    """An unknown field of the record; None when it has none of that name (or it is null)."""
     extra = event.extra
     return None if extra is None else extra.get(name)
