@@ -347,6 +347,14 @@ def test_digest_differs_when_an_extra_field_is_added() -> None:
     assert digest(orjson.dumps(base)) != digest(orjson.dumps({**base, "source": "x"}))
 
 
+def test_digest_is_the_one_older_workers_wrote() -> None:
+    # Live state keeps digests for the dedupe horizon: a worker restored from a changelog
+    # compares new records with digests older releases computed. The format must not drift.
+    assert digest(orjson.dumps(VALID["drawdown.booked"])) == "2bfdba473d9f3de1a5d3ab01b442490f"
+    with_extras = {**VALID["drawdown.booked"], "source": "x", "n": None}
+    assert digest(orjson.dumps(with_extras)) == "af3f5cd0f90ac364deaf05cf36159306"
+
+
 def with_extra_token(token: bytes) -> bytes:
     """A valid drawdown with an extra field ``x`` spelled as the raw JSON token."""
     return orjson.dumps(VALID["drawdown.booked"])[:-1] + b',"x":' + token + b"}"
