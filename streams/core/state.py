@@ -10,6 +10,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.parse import content_digest
+
 __all__ = ["HISTORY_MAX", "AccountState", "ChangeEntry", "ClearingWatch", "DriftState"]
 
 HISTORY_MAX = 64  # explained changes kept per account
@@ -216,7 +218,7 @@ class AccountState:
     drawdowns: int = 0
     repayments: int = 0
     failed_debits: int = 0
-    # idempotency: event_id -> [digest, occurred_us]
+    # idempotency: event_id -> [digest (or the record's bytes until settled), occurred_us]
     seen: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     # posted repayments: event_id -> [principal, occurred_us, reversed]
     posted: dict[str, list[Any]] = field(default_factory=dict)
@@ -250,12 +252,21 @@ class AccountState:
         available = self.credit_line - self.outstanding
         return available if available > 0 else 0
 
+    def settle_digests(self) -> None:
+        """Compute the content digests the parser deferred: ``seen`` may hold a record's bytes
+        in place of its digest until the state is saved or the id comes again."""
+        seen = self.seen
+        for event_id, entry in seen.items():
+            if type(entry[0]) is not str:
+                seen[event_id] = (content_digest(entry[0]), *entry[1:])
+
     def to_dict(self, history_rows: bool = True) -> dict[str, Any]:
-        """Lossless, JSON-able form (for changelog-backed tables).
+        """Lossless, JSON-able form (for changelog-backed tables); settles deferred digests.
 
         ``history_rows=False`` writes the explanation history as dicts, the form workers from
         before the compact rows can read (a rolling upgrade writes it until all have rolled).
         """
+        self.settle_digests()
         history = [h.to_row() if history_rows else h.to_dict() for h in self.history]
         return {
             "account_id": self.account_id,
