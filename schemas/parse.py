@@ -132,7 +132,7 @@ def _flat(raw: bytes) -> bool:
     writes what it read; only nesting can exceed its depth limit). Read off the bytes, which
     costs a sixth of walking the values: a brace or bracket inside a string only means the
     digest is computed now."""
-    return b"[" not in raw and raw.find(b"{") == raw.rfind(b"{")  # memchr, not a count
+    return raw.count(b"{") == 1 and b"[" not in raw
 
 
 def _digest(obj: dict[str, Any]) -> str:
