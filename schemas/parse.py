@@ -59,16 +59,16 @@ def parse_event(raw: bytes | str) -> Parsed | Rejected:
     those bytes: the digest is computed only if the id comes again or the account's state is
     saved (``content_digest``). Most ids never come again, and hashing was a sixth of replay.
     """
-    read_by_orjson = True
+    deferrable = type(raw) is bytes
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as fast_error:
         obj = _load_json_slowly(raw, fast_error)
-        read_by_orjson = False  # then its digest may need the standard library's writer
+        deferrable = False  # beyond orjson: its digest may need the standard library
     if type(obj) is dict:
         fast = fast_event(obj)
         if fast is not None:  # the common case: plainly valid, checked without pydantic
-            if read_by_orjson and type(raw) is bytes and _flat(raw):
+            if deferrable and _flat(obj):
                 return _new_tuple(Parsed, (fast[0], raw, fast[1]))
             try:
                 return _new_tuple(Parsed, (fast[0], _digest(obj), fast[1]))
@@ -127,12 +127,18 @@ def content_digest(digest: str | bytes) -> str:
     return _digest(orjson.loads(digest))
 
 
-def _flat(raw: bytes) -> bool:
-    """No container inside the object: such a record can always be digested later (orjson
-    writes what it read; only nesting can exceed its depth limit). Read off the bytes, which
-    costs a sixth of walking the values: a brace or bracket inside a string only means the
-    digest is computed now."""
-    return raw.count(b"{") == 1 and b"[" not in raw
+def _flat(obj: dict[str, Any]) -> bool:
+    """No object, and no list holding a container, among the values: such a record can always
+    be digested later (orjson writes what it read; only nesting can exceed its depth limit)."""
+    for value in obj.values():
+        kind = type(value)
+        if kind is dict:
+            return False
+        if kind is list:
+            for item in value:
+                if type(item) is dict or type(item) is list:
+                    return False
+    return True
 
 
 def _digest(obj: dict[str, Any]) -> str:
