@@ -8,6 +8,8 @@ import json
 from typing import Any
 
 import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas.parse import Parsed, content_digest, parse_event
 from streams.core import CoreConfig, Engine, EventTimeClock, Outcome
@@ -94,3 +96,23 @@ def test_a_digest_is_computed_when_its_id_comes_again_with_other_bytes() -> None
     ingest(bytes_first, orjson.dumps({**RECORD, "meta": 1}))
     assert ingest(digest_first, orjson.dumps({**RECORD, "meta": 1})) is Outcome.CONFLICT
     assert ingest(bytes_first, reformatted({**RECORD, "meta": 1})) is Outcome.DUPLICATE
+
+
+EXTRA_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(["x", "y", "{", "["]), EXTRA_VALUES, max_size=3))
+def test_whatever_is_deferred_can_be_digested_later_to_the_same_value(
+    extras: dict[str, Any],
+) -> None:
+    raw = orjson.dumps({**RECORD, **extras})
+    result = parse_event(raw)
+    assert isinstance(result, Parsed)
+    eager = parse_event(raw.decode())  # text is never deferred
+    assert isinstance(eager, Parsed)
+    assert content_digest(result.digest) == eager.digest
