@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -26,3 +28,10 @@ def test_other_microseconds_are_written_in_full() -> None:
 
 def test_years_before_1000_keep_four_digits() -> None:
     assert format_us(-62_135_596_800_000_000) == "0001-01-01T00:00:00.000Z"
+
+
+@given(_US)
+def test_formatting_agrees_with_isoformat(us: int) -> None:
+    moment = datetime(1970, 1, 1) + timedelta(microseconds=us)
+    spec = "milliseconds" if moment.microsecond % 1000 == 0 else "microseconds"
+    assert format_us(us) == moment.isoformat(timespec=spec) + "Z"

@@ -25,6 +25,7 @@ from schemas.native import (
     RepaymentReversed,
     from_model,
 )
+from schemas.parse import content_digest
 from schemas.timefmt import to_us
 from streams.core import alerts
 from streams.core.clock import Clock
@@ -116,7 +117,7 @@ class Engine:
     # -- records -------------------------------------------------------------------------
 
     def ingest(
-        self, event: Event | contract.Event, digest: str, occurred_us: int | None = None
+        self, event: Event | contract.Event, digest: str | bytes, occurred_us: int | None = None
     ) -> tuple[Outcome, list[Effect]]:
         """Process one valid record; a duplicate or conflict changes nothing, clock included.
 
@@ -133,7 +134,9 @@ class Engine:
         occurred = self.last_occurred_us = occurred_us
         seen = acct.seen.get(event.event_id)
         if seen is not None:
-            outcome = Outcome.DUPLICATE if seen[0] == digest else Outcome.CONFLICT
+            stored = seen[0]  # a digest, or a record's bytes (its digest deferred by the parser)
+            same = stored == digest or content_digest(stored) == content_digest(digest)
+            outcome = Outcome.DUPLICATE if same else Outcome.CONFLICT
             self.counters[outcome.value] += 1
             return outcome, []
         extra = _expiry_extra(event)
