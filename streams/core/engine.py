@@ -9,7 +9,7 @@ when they come due. No I/O: effects are returned to the shell.
 from __future__ import annotations
 
 import heapq
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
@@ -109,7 +109,11 @@ class Engine:
         self.counters: Counter[str] = Counter()
         self.dirty: set[str] = set()  # accounts changed since the shell last persisted them
         self._deadlines: list[tuple[int, int, int, str, str | int]] = []
-        self._expiry: list[tuple[int, int, str, str, str]] = []
+        # Ids to forget at the dedupe horizon: (occurred_us, account, event id, extra). Records
+        # mostly arrive in time order, so most go on a FIFO; a late one goes on a heap. A heap
+        # push compares with an entry from half the heap ago, a cache miss on every record.
+        self._expiry_fifo: deque[tuple[int, str, str, str]] = deque()
+        self._expiry: list[tuple[int, str, str, str]] = []
         self._seq = 0
         self.last_occurred_us = 0  # occurred_at of the last ingested record (for shells)
         self._open_drifts = 0  # kept, not counted: the monitor reads it several times a second
@@ -141,8 +145,12 @@ class Engine:
             return outcome, []
         extra = _expiry_extra(event)
         acct.seen[event.event_id] = (digest, occurred, extra) if extra else (digest, occurred)
-        self._seq += 1
-        heapq.heappush(self._expiry, (occurred, self._seq, acct.account_id, event.event_id, extra))
+        entry = (occurred, acct.account_id, event.event_id, extra)
+        fifo = self._expiry_fifo
+        if not fifo or occurred >= fifo[-1][0]:
+            fifo.append(entry)
+        else:
+            heapq.heappush(self._expiry, entry)
         self.counters[_COUNTER_KEYS[event.type]] += 1
         self.dirty.add(acct.account_id)
         now = self.clock.observe(occurred)
@@ -404,29 +412,30 @@ class Engine:
 
     # -- bounded memory ------------------------------------------------------------------
 
-    def _next_seq(self) -> int:
-        self._seq += 1
-        return self._seq
-
     def _expire(self, now: int) -> None:
         """Forget ids older than the dedupe horizon, so memory stays bounded."""
         horizon = now - self.config.dedupe_horizon_us
-        heap = self._expiry
+        fifo, heap = self._expiry_fifo, self._expiry
+        while fifo and fifo[0][0] < horizon:
+            self._forget(fifo.popleft())
         while heap and heap[0][0] < horizon:
-            occurred, _, account_id, event_id, extra = heapq.heappop(heap)
-            acct = self.accounts.get(account_id)
-            if acct is None:
-                continue
-            seen = acct.seen.get(event_id)
-            if seen is None or seen[1] != occurred:
-                continue
-            del acct.seen[event_id]
-            acct.posted.pop(event_id, None)
-            if extra:
-                acct.orphan_reversals.pop(extra, None)
-                if acct.posted_payments.get(extra) == occurred:
-                    del acct.posted_payments[extra]
-            self.counters["expired_ids"] += 1
+            self._forget(heapq.heappop(heap))
+
+    def _forget(self, entry: tuple[int, str, str, str]) -> None:
+        occurred, account_id, event_id, extra = entry
+        acct = self.accounts.get(account_id)
+        if acct is None:
+            return
+        seen = acct.seen.get(event_id)
+        if seen is None or seen[1] != occurred:
+            return
+        del acct.seen[event_id]
+        acct.posted.pop(event_id, None)
+        if extra:
+            acct.orphan_reversals.pop(extra, None)
+            if acct.posted_payments.get(extra) == occurred:
+                del acct.posted_payments[extra]
+        self.counters["expired_ids"] += 1
 
     # -- state in and out ----------------------------------------------------------------
 
@@ -467,7 +476,7 @@ class Engine:
             aid = acct.account_id
             for event_id, (_, occurred, *rest) in acct.seen.items():
                 extra = rest[0] if rest else ""
-                heapq.heappush(self._expiry, (occurred, self._next_seq(), aid, event_id, extra))
+                heapq.heappush(self._expiry, (occurred, aid, event_id, extra))
             drift = acct.drift
             if drift is not None and not drift.breached:
                 self._push_deadline(drift.opened_us + self.config.sla_us, _BREACH, aid, drift.seq)
