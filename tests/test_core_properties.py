@@ -173,6 +173,20 @@ def test_dedupe_memory_is_bounded_by_the_events_within_the_horizon(
             assert len(memory) <= within
 
 
+@PROPS
+@given(st.lists(st.integers(0, 60), min_size=1, max_size=200))
+def test_ids_arriving_late_are_forgotten_at_the_horizon_too(seconds: list[int]) -> None:
+    horizon = 10 * S
+    engine = Engine(CoreConfig(dedupe_horizon_us=horizon * 1000), EventTimeClock())
+    latest, kept = 0, []
+    for i, second in enumerate(seconds):  # in any order: some arrive after later ones
+        ingest(engine, displayed("A", second * S, 0, event_id=f"e{i}"))
+        latest = max(latest, second * S)
+        kept.append((second * S, f"e{i}"))
+        remembered = set(engine.accounts["A"].seen)
+        assert remembered == {e for at, e in kept if at >= latest - horizon}
+
+
 # -- lossless state and a rebuilt engine -------------------------------------------------------
 
 
