@@ -2,11 +2,16 @@
 
 The core never performs I/O: it returns these values and the shells (Faust workers, replay)
 carry them out. Times are integer microseconds since the epoch, like everywhere in the core.
+
+Plain classes with written-out constructors, compared by value (dataclass ``eq``): one or more
+are built for most records, and a NamedTuple's constructor, or a dataclass's generated one, is
+Python code even in a compiled module. Treat them as values: nothing changes them once built.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "AlertRaised",
@@ -17,7 +22,8 @@ __all__ = [
 ]
 
 
-class CacheWrite(NamedTuple):
+@dataclass(slots=True, init=False)
+class CacheWrite:
     """Write the account's hash ``{cache_prefix}{account_id}`` if ``version`` is newer."""
 
     account_id: str
@@ -28,29 +34,69 @@ class CacheWrite(NamedTuple):
     version: int
     updated_us: int
     change_us: int  # occurred_at of the change behind this value (sync-latency metric)
-    heal: bool = False  # an auto-heal rewrite rather than a ledger change
+    heal: bool  # an auto-heal rewrite rather than a ledger change
+
+    def __init__(
+        self,
+        account_id: str,
+        available: int,
+        credit_line: int,
+        outstanding: int,
+        status: str,
+        version: int,
+        updated_us: int,
+        change_us: int,
+        heal: bool = False,
+    ) -> None:
+        self.account_id = account_id
+        self.available = available
+        self.credit_line = credit_line
+        self.outstanding = outstanding
+        self.status = status
+        self.version = version
+        self.updated_us = updated_us
+        self.change_us = change_us
+        self.heal = heal
 
 
-class AlertRaised(NamedTuple):
+@dataclass(slots=True, init=False)
+class AlertRaised:
     """One record for the alert topic / ``alerts.jsonl`` (already in contract form)."""
 
     record: dict[str, Any]
 
+    def __init__(self, record: dict[str, Any]) -> None:
+        self.record = record
 
-class RescoreRequested(NamedTuple):
+
+@dataclass(slots=True, init=False)
+class RescoreRequested:
     """Ask the rescore agent to re-score this account (coalesced per window by the core)."""
 
     account_id: str
     requested_us: int
     trigger_event_ids: tuple[str, ...]
 
+    def __init__(
+        self, account_id: str, requested_us: int, trigger_event_ids: tuple[str, ...]
+    ) -> None:
+        self.account_id = account_id
+        self.requested_us = requested_us
+        self.trigger_event_ids = trigger_event_ids
 
-class ChangeDisplayed(NamedTuple):
+
+@dataclass(slots=True, init=False)
+class ChangeDisplayed:
     """A ledger change reached the display after ``latency_us`` (None: it never did)."""
 
     account_id: str
     change_us: int
     latency_us: int | None
+
+    def __init__(self, account_id: str, change_us: int, latency_us: int | None) -> None:
+        self.account_id = account_id
+        self.change_us = change_us
+        self.latency_us = latency_us
 
 
 Effect = CacheWrite | AlertRaised | RescoreRequested | ChangeDisplayed

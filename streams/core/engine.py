@@ -55,9 +55,6 @@ _BREACH, _ESCALATE, _CLEARING, _CLEARING_ESCALATE, _RESCORE = range(5)
 # Event classes are final: the core tests ``type(event) is X``, which costs a sixth of
 # isinstance through pydantic's metaclass (an ABCMeta), on every record.
 _RESCORE_TRIGGERS = (DrawdownBooked, RepaymentPosted)
-# Effects are NamedTuples, whose own constructor is Python code (namedtuple's generated
-# __new__); the ones built per record are made with tuple.__new__ directly, at a tenth the cost.
-_new_tuple = tuple.__new__
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +253,7 @@ class Engine:
         acct.pending_changes.append((occurred, acct.expected_available))
         if len(acct.pending_changes) > PENDING_CHANGES_MAX:
             dropped = acct.pending_changes.pop(0)
-            effects.append(_new_tuple(ChangeDisplayed, (acct.account_id, dropped[0], None)))
+            effects.append(ChangeDisplayed(acct.account_id, dropped[0], None))
 
     def _want_rescore(self, acct: AccountState, event_id: str, now: int) -> None:
         if acct.rescore_due_us is None:
@@ -300,7 +297,7 @@ class Engine:
         if observation:
             for change_us, _ in acct.pending_changes:
                 latency = max(0, occurred - change_us)
-                effects.append(_new_tuple(ChangeDisplayed, (acct.account_id, change_us, latency)))
+                effects.append(ChangeDisplayed(acct.account_id, change_us, latency))
         acct.pending_changes.clear()
         acct.since_agree.clear()
         if drift is None:
@@ -442,19 +439,16 @@ class Engine:
     def _cache_write(
         self, acct: AccountState, now: int, change_us: int | None = None, heal: bool = False
     ) -> CacheWrite:
-        return _new_tuple(
-            CacheWrite,
-            (
-                acct.account_id,
-                acct.expected_available,
-                acct.credit_line,
-                acct.outstanding,
-                acct.status,
-                acct.version,
-                now,
-                now if change_us is None else change_us,
-                heal,
-            ),
+        return CacheWrite(
+            acct.account_id,
+            acct.expected_available,
+            acct.credit_line,
+            acct.outstanding,
+            acct.status,
+            acct.version,
+            now,
+            now if change_us is None else change_us,
+            heal,
         )
 
     def cache_write_of(self, account_id: str) -> CacheWrite | None:
