@@ -344,3 +344,18 @@ def test_drift_closed_by_the_healed_cache_resolves_auto_healed() -> None:
 
 def test_heal_of_an_unknown_account_does_nothing() -> None:
     assert breached_engine().heal("NOPE") == []
+
+
+def test_breaches_fire_in_deadline_order_when_a_late_record_opens_the_earlier_drift() -> None:
+    # A's drift opens at 10 s in time order; B's record at 5 s arrives after it, late
+    events = [
+        *agreeing(),
+        credit_line("B", 0, 10_000, 1),
+        displayed("B", 0, 10_000),
+        drawdown("A", 10 * S, 1_000, event_id="ddA"),
+        drawdown("B", 5 * S, 1_000, event_id="ddB"),
+        tick(200 * S),
+    ]
+    alerts = replay(events).alerts
+    opened_order = [a["account_id"] for a in alerts if a["type"] == "mismatch.opened"]
+    assert opened_order == ["B", "A"]

@@ -105,7 +105,8 @@ class Engine:
         self.accounts: dict[str, AccountState] = {}
         self.counters: Counter[str] = Counter()
         self.dirty: set[str] = set()  # accounts changed since the shell last persisted them
-        self._deadlines: list[tuple[int, int, int, str, str | int]] = []
+        self._deadlines: list[tuple[int, int, int, str, str | int]] = []  # a heap
+        self._breach_fifo: deque[tuple[int, int, int, str, str | int]] = deque()
         # Ids to forget at the dedupe horizon: (occurred_us, account, event id, extra). Records
         # mostly arrive in time order, so most go on a FIFO; a late one goes on a heap. A heap
         # push compares with an entry from half the heap ago, a cache miss on every record.
@@ -313,14 +314,28 @@ class Engine:
 
     def _push_deadline(self, due: int, kind: int, account_id: str, token: str | int) -> None:
         self._seq += 1
-        heapq.heappush(self._deadlines, (due, self._seq, kind, account_id, token))
+        entry = (due, self._seq, kind, account_id, token)
+        if kind == _BREACH:
+            # One per drift, and most drifts close before it: a FIFO keeps these in due order
+            # (a drift's SLA is the same for all) with no heap work; a late one goes on the heap.
+            fifo = self._breach_fifo
+            if not fifo or due >= fifo[-1][0]:
+                fifo.append(entry)
+                return
+        heapq.heappush(self._deadlines, entry)
 
     def _fire_due(self, now: int, effects: list[Effect]) -> None:
-        heap = self._deadlines
-        if not heap or heap[0][0] >= now:
-            return
-        while heap and heap[0][0] < now:  # over its SLA means strictly greater
-            due, _, kind, account_id, token = heapq.heappop(heap)
+        heap, fifo = self._deadlines, self._breach_fifo
+        while True:  # both in (due, seq) order, so merging them keeps the one firing order
+            # over its SLA means strictly greater
+            fifo_due = bool(fifo) and fifo[0][0] < now
+            if heap and heap[0][0] < now and not (fifo_due and fifo[0] < heap[0]):
+                entry = heapq.heappop(heap)
+            elif fifo_due:
+                entry = fifo.popleft()
+            else:
+                return
+            due, _, kind, account_id, token = entry
             acct = self.accounts.get(account_id)
             if acct is not None:
                 self._fire(acct, due, kind, token, now, effects)
@@ -499,7 +514,8 @@ class Engine:
         return self._open_drifts
 
     def next_due_us(self) -> int | None:
-        return self._deadlines[0][0] if self._deadlines else None
+        heads = [q[0][0] for q in (self._deadlines, self._breach_fifo) if q]
+        return min(heads) if heads else None
 
 
 def _expiry_extra(event: Event) -> str:
