@@ -7,24 +7,27 @@ reads the system time itself, which is what makes a replay deterministic.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
 
 __all__ = ["Clock", "EventTimeClock", "InjectedClock"]
 
 
-class Clock(Protocol):
-    """Current time in microseconds since the epoch."""
+class Clock:
+    """Current time in microseconds since the epoch.
+
+    A base class rather than a Protocol: compiled, the engine's call through it (one per
+    record) is a direct one instead of a lookup by name.
+    """
 
     def observe(self, occurred_us: int) -> int:
         """Account for a new, valid record that occurred at ``occurred_us``; return now."""
-        ...
+        raise NotImplementedError
 
     def now(self) -> int:
         """The time the clock last showed (for timers between records)."""
-        ...
+        raise NotImplementedError
 
 
-class EventTimeClock:
+class EventTimeClock(Clock):
     """Replay clock: the highest ``occurred_at`` of the valid, new records seen so far."""
 
     def __init__(self, start_us: int | None = None) -> None:
@@ -45,7 +48,7 @@ class EventTimeClock:
         return self._now
 
 
-class InjectedClock:
+class InjectedClock(Clock):
     """Live clock: the shell injects the wall clock as a function (kept out of the core)."""
 
     def __init__(self, time_us: Callable[[], int]) -> None:
