@@ -13,7 +13,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -92,17 +92,45 @@ def account_line(acct: AccountState) -> dict[str, Any]:
 
 
 def iter_file_records(path: Path) -> Iterator[InputRecord]:
-    """A JSON Lines file in log order; the offset of a line is its 0-based index."""
-    with path.open("rb") as fh:
-        yield from _iter_lines(fh)
+    """A JSON Lines file in log order; the offset of a line is its 0-based index.
 
-
-def _iter_lines(fh: BinaryIO) -> Iterator[InputRecord]:
+    Read in blocks and split, not line by line: a buffered readline per line and a copy per
+    line to strip its newline were about a tenth of a replay (perf, the 505k-line bench log).
+    A line's trailing CR and LF are not part of the record; an empty line is not a record.
+    """
     new = tuple.__new__  # InputRecord(...) runs namedtuple's __new__, Python code, per line
-    for index, line in enumerate(fh):
-        value = line.rstrip(b"\r\n")
-        if value:  # an empty line is not a record
-            yield new(InputRecord, (value, None, None, index))
+    index = 0
+    pending: list[bytes] = []  # the start of a line that has not ended yet
+    with path.open("rb") as fh:
+        while True:
+            block = fh.read(_BLOCK)
+            if not block:
+                break
+            if b"\n" not in block:
+                pending.append(block)
+                continue
+            if pending:
+                pending.append(block)
+                block = b"".join(pending)
+                pending = []
+            lines = block.split(b"\n")
+            tail = lines.pop()
+            if tail:
+                pending.append(tail)
+            for line in lines:
+                if line and line[-1] == _CR:
+                    line = line.rstrip(b"\r")
+                if line:
+                    yield new(InputRecord, (line, None, None, index))
+                index += 1
+    if pending:
+        line = b"".join(pending).rstrip(b"\r")
+        if line:
+            yield new(InputRecord, (line, None, None, index))
+
+
+_BLOCK = 1 << 20
+_CR = ord("\r")
 
 
 def run_replay(
