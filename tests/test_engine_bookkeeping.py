@@ -43,3 +43,14 @@ def test_ingest_reads_occurred_at_itself_when_the_parser_does_not_hand_it_over()
     assert [a.to_dict() for a in told.accounts.values()] == [
         a.to_dict() for a in untold.accounts.values()
     ]
+
+
+def test_counters_count_applied_events_by_type_and_duplicates() -> None:
+    line = next(iter(simulate(accounts=1, hours=1, seed=2, faults=0.0, bad=0.0)))
+    parsed = parse_event(line)
+    assert isinstance(parsed, Parsed)
+    engine = Engine(ReplayOptions().core_config(), EventTimeClock())
+    for _ in range(3):
+        engine.ingest(parsed.event, parsed.digest, parsed.occurred_us)
+    counted = engine.counters
+    assert (counted[f"events.{parsed.event.type}"], counted["duplicate"]) == (1, 2)
