@@ -13,7 +13,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
@@ -34,13 +34,27 @@ __all__ = [
 TIMELINE_MAX = 200  # points kept per account for the report's timelines
 
 
-class InputRecord(NamedTuple):
-    """One record of the log and where it came from (for dead letters); a tuple, built per line."""
+@dataclass(slots=True, init=False)
+class InputRecord:
+    """One record of the log and where it came from (for dead letters). Built per line: a
+    written-out constructor, as neither a NamedTuple's nor a dataclass's is compiled."""
 
     value: bytes
-    topic: str | None = None
-    partition: int | None = None
-    offset: int | None = None
+    topic: str | None
+    partition: int | None
+    offset: int | None
+
+    def __init__(
+        self,
+        value: bytes,
+        topic: str | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        self.value = value
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +112,6 @@ def iter_file_records(path: Path) -> Iterator[InputRecord]:
     line to strip its newline were about a tenth of a replay (perf, the 505k-line bench log).
     A line's trailing CR and LF are not part of the record; an empty line is not a record.
     """
-    new = tuple.__new__  # InputRecord(...) runs namedtuple's __new__, Python code, per line
     index = 0
     pending: list[bytes] = []  # the start of a line that has not ended yet
     with path.open("rb") as fh:
@@ -121,12 +134,12 @@ def iter_file_records(path: Path) -> Iterator[InputRecord]:
                 if line and line[-1] == _CR:
                     line = line.rstrip(b"\r")
                 if line:
-                    yield new(InputRecord, (line, None, None, index))
+                    yield InputRecord(line, None, None, index)
                 index += 1
     if pending:
         line = b"".join(pending).rstrip(b"\r")
         if line:
-            yield new(InputRecord, (line, None, None, index))
+            yield InputRecord(line, None, None, index)
 
 
 _BLOCK = 1 << 20
