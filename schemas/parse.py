@@ -12,7 +12,7 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 from pydantic import TypeAdapter, ValidationError
@@ -35,14 +35,21 @@ _EVENT_ADAPTER: TypeAdapter[events.Event] = TypeAdapter(events.Event)
 _ERROR_TEXT_MAX = 500
 
 
-class Parsed(NamedTuple):
-    """A valid event, the digest of its whole JSON object and its ``occurred_at`` in µs
-    (a tuple: built per record). The event is the core's native one (``schemas.native``)
-    whichever path built it; pydantic's model is what validated it on the slow path."""
+@dataclass(slots=True, init=False)
+class Parsed:
+    """A valid event, the digest of its whole JSON object and its ``occurred_at`` in µs.
+    The event is the core's native one (``schemas.native``) whichever path built it;
+    pydantic's model is what validated it on the slow path. Built per record, so its
+    constructor is written out: neither a NamedTuple's nor a dataclass's is compiled."""
 
     event: Event
     digest: str | bytes  # the content digest, or the record's bytes until it is needed
     occurred_us: int
+
+    def __init__(self, event: Event, digest: str | bytes, occurred_us: int) -> None:
+        self.event = event
+        self.digest = digest
+        self.occurred_us = occurred_us
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,17 +78,13 @@ def parse_event(raw: bytes | str) -> Parsed | Rejected:
         fast = fast_event(obj)
         if fast is not None:  # the common case: plainly valid, checked without pydantic
             if deferrable and _flat(obj):
-                return _new_tuple(Parsed, (fast[0], raw, fast[1]))
+                return Parsed(fast[0], raw, fast[1])
             try:
-                return _new_tuple(Parsed, (fast[0], _digest(obj), fast[1]))
+                return Parsed(fast[0], _digest(obj), fast[1])
             except (RecursionError, ValueError):
                 pass  # the slow path below says why
     return _parse_slowly(obj)
 
-
-# A NamedTuple's own constructor is Python code (collections.namedtuple's generated __new__):
-# built per record, it cost more than the whole content digest, compiled or not.
-_new_tuple = tuple.__new__
 
 
 def _parse_slowly(obj: Any) -> Parsed | Rejected:
