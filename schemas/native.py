@@ -310,109 +310,6 @@ Event = (
 # -- from a pydantic model (the slow path, and callers that hold models) ---------------------
 
 
-def _extra_of(model: Any) -> dict[str, Any] | None:
-    extra: dict[str, Any] | None = model.model_extra
-    return dict(extra) if extra else None
-
-
-def _drawdown_of(m: ev.DrawdownBooked) -> Event:
-    moment = m.occurred_at
-    return DrawdownBooked(
-        m.event_id, m.account_id, moment, to_us(moment), m.loan_id, m.principal, _extra_of(m)
-    )
-
-
-def _initiated_of(m: ev.RepaymentInitiated) -> Event:
-    moment = m.occurred_at
-    return RepaymentInitiated(
-        m.event_id,
-        m.account_id,
-        moment,
-        to_us(moment),
-        m.payment_id,
-        m.amount,
-        m.channel,
-        _extra_of(m),
-    )
-
-
-def _posted_of(m: ev.RepaymentPosted) -> Event:
-    moment = m.occurred_at
-    return RepaymentPosted(
-        m.event_id,
-        m.account_id,
-        moment,
-        to_us(moment),
-        m.loan_id,
-        m.principal,
-        m.interest,
-        m.fee,
-        m.payment_id,
-        _extra_of(m),
-    )
-
-
-def _reversed_of(m: ev.RepaymentReversed) -> Event:
-    moment = m.occurred_at
-    return RepaymentReversed(
-        m.event_id, m.account_id, moment, to_us(moment), m.reverses_event_id, _extra_of(m)
-    )
-
-
-def _credit_line_of(m: ev.CreditLineChanged) -> Event:
-    moment = m.occurred_at
-    return CreditLineChanged(
-        m.event_id,
-        m.account_id,
-        moment,
-        to_us(moment),
-        m.credit_line,
-        m.version,
-        m.cause,
-        m.model_version,
-        m.score,
-        None if m.reasons is None else list(m.reasons),
-        _extra_of(m),
-    )
-
-
-def _status_of(m: ev.AccountStatusChanged) -> Event:
-    moment = m.occurred_at
-    return AccountStatusChanged(
-        m.event_id,
-        m.account_id,
-        moment,
-        to_us(moment),
-        m.status,
-        m.version,
-        m.reason,
-        _extra_of(m),
-    )
-
-
-def _displayed_of(m: ev.LimitDisplayed) -> Event:
-    moment = m.occurred_at
-    return LimitDisplayed(
-        m.event_id,
-        m.account_id,
-        moment,
-        to_us(moment),
-        m.displayed_available,
-        m.cache_version,
-        _extra_of(m),
-    )
-
-
-# Keyed by the model's exact class (they are final).
-FROM_MODEL: Final[dict[type, Callable[[Any], Event]]] = {
-    ev.DrawdownBooked: _drawdown_of,
-    ev.RepaymentInitiated: _initiated_of,
-    ev.RepaymentPosted: _posted_of,
-    ev.RepaymentReversed: _reversed_of,
-    ev.CreditLineChanged: _credit_line_of,
-    ev.AccountStatusChanged: _status_of,
-    ev.LimitDisplayed: _displayed_of,
-}
 # Which model each native class mirrors: what ``from_model`` takes as native already, and what
 # the tests hold equal.
 MODEL_OF: Final[dict[type[_Envelope], type[BaseModel]]] = {
@@ -424,6 +321,34 @@ MODEL_OF: Final[dict[type[_Envelope], type[BaseModel]]] = {
     AccountStatusChanged: ev.AccountStatusChanged,
     LimitDisplayed: ev.LimitDisplayed,
 }
+# Keyed by the model's exact class (they are final).
+NATIVE_OF: Final[dict[type, type[_Envelope]]] = {m: c for c, m in MODEL_OF.items()}
+
+
+def _converted(native: type[_Envelope], model: Any) -> Event:
+    """The native event of a model, its fields passed by name: the constructors' parameters
+    are the models' field names (a test holds them equal), so one converter serves all."""
+    moment = model.occurred_at
+    own = {
+        name: _unshared(getattr(model, name))
+        for name in native.FIELDS
+        if name not in _ENVELOPE
+    }
+    extra: dict[str, Any] | None = model.model_extra
+    build: Callable[..., Any] = native  # each class's own constructor, not _Envelope's
+    return build(
+        event_id=model.event_id,
+        account_id=model.account_id,
+        occurred_raw=moment,
+        occurred_us=to_us(moment),
+        extra=dict(extra) if extra else None,
+        **own,
+    )
+
+
+def _unshared(value: Any) -> Any:
+    """A list field (``reasons``) copied: the event must not share the model's."""
+    return list(value) if type(value) is list else value
 
 
 def from_model(model: object) -> Event:
@@ -432,10 +357,10 @@ def from_model(model: object) -> Event:
     kind = type(model)
     if kind in MODEL_OF:  # first: the core calls this on every record, nearly all native
         return model  # type: ignore[return-value]  # one of Event's classes: checked just above
-    convert = FROM_MODEL.get(kind)
-    if convert is None:
+    native = NATIVE_OF.get(kind)
+    if native is None:
         raise TypeError(f"not a contract event: {kind.__name__}")
-    return convert(model)
+    return _converted(native, model)
 
 
 # -- from a decoded JSON object (the fast path) ----------------------------------------------
