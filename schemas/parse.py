@@ -86,7 +86,6 @@ def parse_event(raw: bytes | str) -> Parsed | Rejected:
     return _parse_slowly(obj)
 
 
-
 def _parse_slowly(obj: Any) -> Parsed | Rejected:
     if isinstance(obj, Rejected):
         return obj
