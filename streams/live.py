@@ -187,7 +187,7 @@ class LiveShell:
         for aid in self.engine.dirty:
             acct = self.engine.accounts.get(aid)
             if acct is not None:
-                self.table[aid] = acct.to_dict(self.settings.state_history_rows)
+                self.table[aid] = acct.to_dict()
         self.engine.dirty.clear()
 
     # -- effects -------------------------------------------------------------------------

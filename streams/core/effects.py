@@ -19,6 +19,7 @@ __all__ = [
     "ChangeDisplayed",
     "Effect",
     "RescoreRequested",
+    "ReversalUnmatched",
 ]
 
 
@@ -99,4 +100,21 @@ class ChangeDisplayed:
         self.latency_us = latency_us
 
 
-Effect = CacheWrite | AlertRaised | RescoreRequested | ChangeDisplayed
+
+
+@dataclass(slots=True, init=False)
+class ReversalUnmatched:
+    """A reversal arrived with no repayment of that id to undo: it changes nothing now (the
+    repayment may still come within the reversal window). Shells count it and log both ids."""
+
+    account_id: str
+    reversal_event_id: str
+    reverses_event_id: str
+
+    def __init__(self, account_id: str, reversal_event_id: str, reverses_event_id: str) -> None:
+        self.account_id = account_id
+        self.reversal_event_id = reversal_event_id
+        self.reverses_event_id = reverses_event_id
+
+
+Effect = CacheWrite | AlertRaised | RescoreRequested | ChangeDisplayed | ReversalUnmatched

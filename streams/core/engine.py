@@ -13,6 +13,7 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from schemas import events as contract
 from schemas.events import EVENT_TYPES
@@ -35,10 +36,16 @@ from streams.core.effects import (
     ChangeDisplayed,
     Effect,
     RescoreRequested,
+    ReversalUnmatched,
 )
+from streams.core.errors import CoreError
+from streams.core.journal import HISTORY, ID, ORPHAN, POSTING, Journal, JournalKey
 from streams.core.ledger import apply_ledger
 from streams.core.state import (
+    CLEARING_WATCHES_MAX,
     EVIDENCE_MAX,
+    HELD_VALUES_MAX,
+    HISTORY_MAX,
     PENDING_CHANGES_MAX,
     TRIGGERS_MAX,
     AccountState,
@@ -66,6 +73,7 @@ class CoreConfig:
     dedupe_horizon_us: int = 7 * 24 * 3600 * _S
     rescore_enabled: bool = False
     rescore_window_us: int = 30 * _S
+    reversal_window_us: int = 90 * 24 * 3600 * _S
 
 
 def core_config_from_seconds(
@@ -75,6 +83,7 @@ def core_config_from_seconds(
     dedupe_horizon_s: int,
     rescore_enabled: bool = False,
     rescore_window_s: int = 30,
+    reversal_window_s: int = 90 * 24 * 3600,
 ) -> CoreConfig:
     """The core's config from the seconds operators and the contract speak in."""
     return CoreConfig(
@@ -84,6 +93,7 @@ def core_config_from_seconds(
         dedupe_horizon_us=dedupe_horizon_s * _S,
         rescore_enabled=rescore_enabled,
         rescore_window_us=rescore_window_s * _S,
+        reversal_window_us=reversal_window_s * _S,
     )
 
 
@@ -98,9 +108,10 @@ class Outcome(Enum):
 class Engine:
     """The domain core for a set of accounts, with an injected clock."""
 
-    def __init__(self, config: CoreConfig, clock: Clock) -> None:
+    def __init__(self, config: CoreConfig, clock: Clock, journal: Journal | None = None) -> None:
         self.config = config
         self.clock = clock
+        self.journal = journal  # a live shell's record of per-id changes; replay keeps none
         self.accounts: dict[str, AccountState] = {}
         # A plain dict: collections.Counter defines __delitem__ in Python, which routes every
         # store through a slot wrapper (~600 instructions an increment, twice a record).
@@ -108,13 +119,16 @@ class Engine:
         self.dirty: set[str] = set()  # accounts changed since the shell last persisted them
         self._deadlines: list[tuple[int, int, int, str, str | int]] = []  # a heap
         self._breach_fifo: deque[tuple[int, int, int, str, str | int]] = deque()
-        # Ids to forget at the dedupe horizon: (occurred_us, account, event id, extra). Records
-        # mostly arrive in time order, so most go on a FIFO; a late one goes on a heap. A heap
-        # push compares with an entry from half the heap ago, a cache miss on every record.
-        # (Written out twice, here and for breach deadlines: a shared helper taking Any-typed
-        # entries cost 1% of replay's instructions.)
-        self._expiry_fifo: deque[tuple[int, str, str, str]] = deque()
-        self._expiry: list[tuple[int, str, str, str]] = []
+        # Ids to forget at the dedupe horizon: (keep_us, account, event id). keep_us is the
+        # later of event time and ingestion clock, which mostly grows record by record, so most
+        # go on a FIFO; a late one goes on a heap. A heap push compares with an entry from half
+        # the heap ago, a cache miss on every record. (Written out twice, here and for breach
+        # deadlines: a shared helper taking Any-typed entries cost 1% of replay's instructions.)
+        self._expiry_fifo: deque[tuple[int, str, str]] = deque()
+        self._expiry: list[tuple[int, str, str]] = []
+        # Postings and waiting reversals to forget at the reversal window: (keep_us, account,
+        # kind, id); few records leave one, so a heap is enough.
+        self._reversal_expiry: list[tuple[int, str, str, str]] = []
         self._seq = 0
         self.last_occurred_us = 0  # occurred_at of the last ingested record (for shells)
         self._open_drifts = 0  # kept, not counted: the monitor reads it several times a second
@@ -146,30 +160,52 @@ class Engine:
         if occurred_us is None:
             occurred_us = to_us(event.occurred_at)
         occurred = self.last_occurred_us = occurred_us
-        seen = acct.seen.get(event.event_id)
+        event_id = event.event_id
+        seen = acct.seen.get(event_id)
         if seen is not None:
             stored = seen[0]  # a digest, or a record's bytes (its digest deferred by the parser)
             same = stored == digest or content_digest(stored) == content_digest(digest)
             outcome = Outcome.DUPLICATE if same else Outcome.CONFLICT
             self._count(outcome.value)
             return outcome, []
-        extra = _expiry_extra(event)
-        acct.seen[event.event_id] = (digest, occurred, extra) if extra else (digest, occurred)
-        entry = (occurred, acct.account_id, event.event_id, extra)
+        now = self.clock.observe(occurred)
+        # Remembered until both its event time and its arrival are past the horizon: an old
+        # record (a backfill, a re-read topic) is remembered as long as a new one.
+        keep = occurred if occurred > now else now
+        acct.seen[event_id] = (digest, keep)
+        entry = (keep, acct.account_id, event_id)
         fifo = self._expiry_fifo
-        if not fifo or occurred >= fifo[-1][0]:  # the same FIFO-or-heap as breach deadlines
+        if not fifo or keep >= fifo[-1][0]:  # the same FIFO-or-heap as breach deadlines
             fifo.append(entry)
         else:
             heapq.heappush(self._expiry, entry)
+        if self.journal is not None:
+            self.journal.put(ID, acct.account_id, event_id, (digest, keep))
         self._count(_COUNTER_KEYS[event.type])
+        return Outcome.APPLIED, self._process(acct, event, occurred, now, keep)
+
+    def observe_own(self, event: LimitDisplayed, occurred_us: int) -> list[Effect]:
+        """An observation limitsync made itself (its own cache write, its sampler): applied
+        like a record, but not remembered as an id. Its id is unique and it reaches the core
+        once, and observations are idempotent by their display key anyway."""
+        acct = self.accounts.get(event.account_id)
+        if acct is None:
+            acct = self.accounts[event.account_id] = AccountState(event.account_id)
+        self.last_occurred_us = occurred_us
+        now = self.clock.observe(occurred_us)
+        self._count("own_observations")
+        return self._process(acct, event, occurred_us, now, occurred_us)
+
+    def _process(
+        self, acct: AccountState, event: Event, occurred: int, now: int, keep: int
+    ) -> list[Effect]:
         self.dirty.add(acct.account_id)
-        now = self.clock.observe(occurred)
         effects: list[Effect] = []
         self._fire_due(now, effects)
-        self._apply(acct, event, occurred, now, effects)
+        self._apply(acct, event, occurred, now, keep, effects)
         self._fire_due(now, effects)
         self._expire(now)
-        return Outcome.APPLIED, effects
+        return effects
 
     def advance(self, now: int | None = None) -> list[Effect]:
         """Fire what is due at ``now`` (default: the clock's now), with no new record."""
@@ -192,7 +228,13 @@ class Engine:
     # -- applying ------------------------------------------------------------------------
 
     def _apply(
-        self, acct: AccountState, event: Event, occurred: int, now: int, effects: list[Effect]
+        self,
+        acct: AccountState,
+        event: Event,
+        occurred: int,
+        now: int,
+        keep: int,
+        effects: list[Effect],
     ) -> None:
         # Only observed accounts are evaluated; an observation does not move the expected value.
         before = acct.expected_available if acct.observed else -1
@@ -205,18 +247,61 @@ class Engine:
         elif type(event) is RepaymentInitiated:
             self._initiated(acct, event, occurred)
         else:
-            entries = apply_ledger(acct, event, occurred)
             if type(event) is RepaymentPosted:
+                entries = self._apply_repayment(acct, event, occurred, keep, effects)
                 self._posted_payment(acct, event, now, effects)
+            elif type(event) is RepaymentReversed:
+                entries = self._apply_repayment(acct, event, occurred, keep, effects)
+            else:
+                entries = apply_ledger(acct, event, occurred, keep)
             if entries:
                 ledger_changed = True
-                acct.history.extend(entries)
+                self._add_history(acct, entries)
                 effects.append(self._cache_write(acct, now, change_us=occurred))
                 self._track_change(acct, event.event_id, occurred, effects)
                 if self.config.rescore_enabled and type(event) in _RESCORE_TRIGGERS:
                     self._want_rescore(acct, event.event_id, now)
         if acct.observed:
             self._evaluate(acct, event, occurred, now, before, observation, ledger_changed, effects)
+
+    def _apply_repayment(
+        self,
+        acct: AccountState,
+        event: RepaymentPosted | RepaymentReversed,
+        occurred: int,
+        keep: int,
+        effects: list[Effect],
+    ) -> list[ChangeEntry]:
+        """A posting or a reversal: the ledger rule, plus what a later reversal will need
+        (kept for the reversal window) and the count of reversals with nothing to undo."""
+        reversal = type(event) is RepaymentReversed
+        key = event.reverses_event_id if type(event) is RepaymentReversed else event.event_id
+        waiting_before = key in acct.orphan_reversals
+        entries = apply_ledger(acct, event, occurred, keep)
+        posting = acct.posted.get(key)
+        waiting = acct.orphan_reversals.get(key)
+        if reversal and waiting is not None and not waiting_before:
+            self._count("reversals_unmatched")
+            effects.append(ReversalUnmatched(acct.account_id, event.event_id, key))
+            heapq.heappush(self._reversal_expiry, (keep, acct.account_id, ORPHAN, key))
+        elif not reversal and posting is not None and posting[1] == keep:
+            heapq.heappush(self._reversal_expiry, (keep, acct.account_id, POSTING, key))
+        journal = self.journal
+        if journal is not None:
+            if posting is not None:
+                journal.put(POSTING, acct.account_id, key, posting)
+            if waiting is not None or waiting_before:
+                journal.put(ORPHAN, acct.account_id, key, waiting)
+        return entries
+
+    def _add_history(self, acct: AccountState, entries: list[ChangeEntry]) -> None:
+        acct.history.extend(entries)  # a deque of HISTORY_MAX: the oldest go
+        journal = self.journal
+        for entry in entries:
+            if journal is not None:
+                slot = str(acct.history_seq % HISTORY_MAX)
+                journal.put(HISTORY, acct.account_id, slot, [acct.history_seq, *entry.to_row()])
+            acct.history_seq += 1
 
     def _observe(self, acct: AccountState, event: LimitDisplayed, occurred: int) -> bool:
         """Take the newest observation by occurred_at (a late one is stale): order-free."""
@@ -231,19 +316,22 @@ class Engine:
 
     def _initiated(self, acct: AccountState, event: RepaymentInitiated, occurred: int) -> None:
         shown = acct.expected_available
-        acct.history.append(
-            ChangeEntry(
-                occurred,
-                event.event_id,
-                "REPAYMENT_IN_FLIGHT",
-                shown,
-                shown,
-                (event.amount, event.channel),
-            )
+        entry = ChangeEntry(
+            occurred,
+            event.event_id,
+            "REPAYMENT_IN_FLIGHT",
+            shown,
+            shown,
+            (event.amount, event.channel),
         )
+        self._add_history(acct, [entry])
         pid = event.payment_id
         if pid in acct.posted_payments or pid in acct.clearing:
             return
+        if len(acct.clearing) >= CLEARING_WATCHES_MAX:
+            oldest = min(acct.clearing.values(), key=lambda w: (w.opened_us, w.payment_id))
+            del acct.clearing[oldest.payment_id]
+            self._count("clearing_watches_dropped")
         acct.clearing[pid] = ClearingWatch(pid, event.event_id, event.amount, occurred, "")
         self._push_deadline(occurred + self.config.clearing_sla_us, _CLEARING, acct.account_id, pid)
 
@@ -297,13 +385,20 @@ class Engine:
                 acct.drift_seq += 1
                 seq = acct.drift_seq
                 # The alert id is derived when (if ever) the drift breaches: most never do.
-                acct.drift = DriftState(
-                    "", occurred, {before, expected}, list(acct.since_agree), seq
-                )
+                held = {before: None, expected: None}
+                acct.drift = DriftState("", occurred, held, list(acct.since_agree), seq)
                 self._open_drifts += 1
                 self._push_deadline(occurred + self.config.sla_us, _BREACH, acct.account_id, seq)
             else:
-                drift.held.add(expected)
+                held = drift.held
+                if expected not in held:
+                    if len(held) >= HELD_VALUES_MAX:
+                        # Keep the first (shown before the drift opened: the usual stale
+                        # value); drop the next oldest.
+                        it = iter(held)
+                        next(it)
+                        del held[next(it)]
+                    held[expected] = None
                 if ledger_changed and len(drift.evidence) < EVIDENCE_MAX:
                     drift.evidence.append(event.event_id)
             return
@@ -437,29 +532,55 @@ class Engine:
     # -- bounded memory ------------------------------------------------------------------
 
     def _expire(self, now: int) -> None:
-        """Forget ids older than the dedupe horizon, so memory stays bounded."""
+        """Forget ids older than the dedupe horizon, and postings and waiting reversals older
+        than the reversal window, so memory stays bounded."""
         horizon = now - self.config.dedupe_horizon_us
         fifo, heap = self._expiry_fifo, self._expiry
         while fifo and fifo[0][0] < horizon:
             self._forget(fifo.popleft())
         while heap and heap[0][0] < horizon:
             self._forget(heapq.heappop(heap))
+        reversals = self._reversal_expiry
+        if reversals and reversals[0][0] < now - self.config.reversal_window_us:
+            window = now - self.config.reversal_window_us
+            while reversals and reversals[0][0] < window:
+                self._forget_repayment(heapq.heappop(reversals))
 
-    def _forget(self, entry: tuple[int, str, str, str]) -> None:
-        occurred, account_id, event_id, extra = entry
+    def _forget(self, entry: tuple[int, str, str]) -> None:
+        keep, account_id, event_id = entry
         acct = self.accounts.get(account_id)
         if acct is None:
             return
         seen = acct.seen.get(event_id)
-        if seen is None or seen[1] != occurred:
+        if seen is None or seen[1] != keep:
             return
         del acct.seen[event_id]
-        acct.posted.pop(event_id, None)
-        if extra:
-            acct.orphan_reversals.pop(extra, None)
-            if acct.posted_payments.get(extra) == occurred:
-                del acct.posted_payments[extra]
+        if self.journal is not None:
+            self.journal.put(ID, account_id, event_id, None)
         self._count("expired_ids")
+
+    def _forget_repayment(self, entry: tuple[int, str, str, str]) -> None:
+        keep, account_id, kind, key = entry
+        acct = self.accounts.get(account_id)
+        if acct is None:
+            return
+        if kind == POSTING:
+            posting = acct.posted.get(key)
+            if posting is None or posting[1] != keep:
+                return
+            del acct.posted[key]
+            payment_id = posting[3]
+            if payment_id and acct.posted_payments.get(payment_id) == keep:
+                del acct.posted_payments[payment_id]
+            self._count("expired_postings")
+        else:
+            waiting = acct.orphan_reversals.get(key)
+            if waiting is None or waiting[1] != keep:
+                return
+            del acct.orphan_reversals[key]
+            self._count("expired_unmatched_reversals")
+        if self.journal is not None:
+            self.journal.put(kind, account_id, key, None)
 
     # -- state in and out ----------------------------------------------------------------
 
@@ -485,6 +606,21 @@ class Engine:
             return None
         return self._cache_write(acct, self.clock.now(), acct.last_change_us)
 
+    def drain_journal(self) -> dict[JournalKey, Any]:
+        """The per-id changes since the last drain (needs a journal), with the content
+        digests the parser deferred computed now, here and in the remembered ids."""
+        if self.journal is None:
+            raise CoreError("this engine keeps no journal")
+        changes = self.journal.drain()
+        for (kind, account_id, event_id), value in changes.items():
+            if kind == ID and value is not None and type(value[0]) is not str:
+                settled = (content_digest(value[0]), value[1])
+                changes[(kind, account_id, event_id)] = settled
+                acct = self.accounts.get(account_id)
+                if acct is not None and acct.seen.get(event_id) == value:
+                    acct.seen[event_id] = settled
+        return changes
+
     def load(self, states: Iterable[AccountState]) -> None:
         """Adopt accounts (after a restart or a partition assignment) and rebuild deadlines."""
         for acct in states:
@@ -495,9 +631,12 @@ class Engine:
                 self._open_drifts += 1
             self.accounts[acct.account_id] = acct
             aid = acct.account_id
-            for event_id, (_, occurred, *rest) in acct.seen.items():
-                extra = rest[0] if rest else ""
-                heapq.heappush(self._expiry, (occurred, aid, event_id, extra))
+            for event_id, (_, keep) in acct.seen.items():
+                heapq.heappush(self._expiry, (keep, aid, event_id))
+            for event_id, posting in acct.posted.items():
+                heapq.heappush(self._reversal_expiry, (posting[1], aid, POSTING, event_id))
+            for event_id, waiting in acct.orphan_reversals.items():
+                heapq.heappush(self._reversal_expiry, (waiting[1], aid, ORPHAN, event_id))
             drift = acct.drift
             if drift is not None and not drift.breached:
                 self._push_deadline(drift.opened_us + self.config.sla_us, _BREACH, aid, drift.seq)
@@ -528,15 +667,6 @@ class Engine:
     def next_due_us(self) -> int | None:
         heads = [q[0][0] for q in (self._deadlines, self._breach_fifo) if q]
         return min(heads) if heads else None
-
-
-def _expiry_extra(event: Event) -> str:
-    """The second id an event leaves behind (reversed event, payment), forgotten with it."""
-    if type(event) is RepaymentReversed:
-        return event.reverses_event_id
-    if type(event) is RepaymentPosted:
-        return event.payment_id or ""
-    return ""
 
 
 def _extra(event: Event, name: str) -> object:

@@ -35,19 +35,23 @@ def yuan(minor: int) -> str:
     return f"{sign}{whole}.{cents:02d}"
 
 
-def apply_ledger(state: AccountState, event: LedgerEvent, at_us: int) -> list[ChangeEntry]:
+def apply_ledger(
+    state: AccountState, event: LedgerEvent, at_us: int, keep_us: int
+) -> list[ChangeEntry]:
     """Apply one ledger event; return the explained changes (empty when nothing changed).
 
-    Bumps the cache version exactly when the account's ledger state changed.
+    Bumps the cache version exactly when the account's ledger state changed. ``keep_us`` is
+    when what a later reversal needs of this event starts to age (the later of its event
+    time and the clock at ingestion).
     """
     before = state.expected_available
     entries: list[tuple[str, tuple[Any, ...], list[str]]]
     if type(event) is DrawdownBooked:
         entries = _drawdown(state, event)
     elif type(event) is RepaymentPosted:
-        entries = _posted(state, event, at_us)
+        entries = _posted(state, event, keep_us)
     elif type(event) is RepaymentReversed:
-        entries = _reversed(state, event)
+        entries = _reversed(state, event, keep_us)
     elif type(event) is CreditLineChanged:
         entries = _credit_line(state, event)
     else:
@@ -73,11 +77,20 @@ def _drawdown(state: AccountState, event: DrawdownBooked) -> list[Entry]:
     return [("DRAWDOWN", (event.principal, event.loan_id), [])]
 
 
-def _posted(state: AccountState, event: RepaymentPosted, at_us: int) -> list[Entry]:
+def _posted(state: AccountState, event: RepaymentPosted, keep_us: int) -> list[Entry]:
+    if event.event_id in state.posted:
+        # The same posting again after its id left the dedupe memory (the posting itself is
+        # kept longer, for reversals): money moves once.
+        return []
     reversed_already = state.orphan_reversals.pop(event.event_id, None) is not None
-    state.posted[event.event_id] = [event.principal, at_us, reversed_already]
+    state.posted[event.event_id] = [
+        event.principal,
+        keep_us,
+        reversed_already,
+        event.payment_id or "",
+    ]
     if event.payment_id is not None:
-        state.posted_payments[event.payment_id] = at_us
+        state.posted_payments[event.payment_id] = keep_us
     if reversed_already:
         return [("REPAYMENT_REVERSED", (event.principal, "late"), [])]
     state.repaid += event.principal
@@ -88,12 +101,12 @@ def _posted(state: AccountState, event: RepaymentPosted, at_us: int) -> list[Ent
     return entries
 
 
-def _reversed(state: AccountState, event: RepaymentReversed) -> list[Entry]:
+def _reversed(state: AccountState, event: RepaymentReversed, keep_us: int) -> list[Entry]:
     target = event.reverses_event_id
     posted = state.posted.get(target)
     if posted is None:
         # The repayment has not arrived (or never will): remember, change nothing yet.
-        state.orphan_reversals.setdefault(target, 0)
+        state.orphan_reversals.setdefault(target, [event.event_id, keep_us])
         return []
     if posted[2]:
         return []  # a second reversal of the same repayment changes nothing

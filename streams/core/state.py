@@ -12,12 +12,25 @@ from typing import Any
 
 from schemas.parse import content_digest
 
-__all__ = ["HISTORY_MAX", "AccountState", "ChangeEntry", "ClearingWatch", "DriftState"]
+__all__ = [
+    "CLEARING_WATCHES_MAX",
+    "HELD_VALUES_MAX",
+    "HISTORY_MAX",
+    "AccountState",
+    "ChangeEntry",
+    "ClearingWatch",
+    "DriftState",
+]
 
-HISTORY_MAX = 64  # explained changes kept per account
+# Every part of an account's state that is rewritten with each change has a bound, so the
+# live row stays small whatever the account does; what only grows (remembered ids, postings a
+# reversal may still need) is kept per id and expires.
+HISTORY_MAX = 50  # explained changes kept per account (replay re-derives the full history)
 EVIDENCE_MAX = 16  # event ids kept as evidence of one drift
 PENDING_CHANGES_MAX = 32  # ledger changes waiting to be displayed (sync latency)
 TRIGGERS_MAX = 16  # event ids that triggered one coalesced rescore
+HELD_VALUES_MAX = 256  # expected values one drift remembers (SYNC_DELAY); the oldest go first
+CLEARING_WATCHES_MAX = 64  # unposted payments watched per account; the oldest go first
 
 
 @dataclass(slots=True, init=False)
@@ -95,7 +108,9 @@ class DriftState:
 
     alert_id: str  # derived when the drift breaches ("" before)
     opened_us: int
-    held: set[int]  # expected values held since just before the drift opened
+    # Expected values held since just before the drift opened, oldest first (a dict as an
+    # ordered set); at most HELD_VALUES_MAX.
+    held: dict[int, None]
     evidence: list[str]
     seq: int  # the account's drift number: identifies it in the deadline heap
     breached: bool
@@ -109,7 +124,7 @@ class DriftState:
         self,
         alert_id: str,
         opened_us: int,
-        held: set[int],
+        held: dict[int, None],
         evidence: list[str],
         seq: int = 0,
         breached: bool = False,
@@ -135,7 +150,7 @@ class DriftState:
         return {
             "alert_id": self.alert_id,
             "opened_us": self.opened_us,
-            "held": sorted(self.held),
+            "held": list(self.held),
             "evidence": list(self.evidence),
             "seq": self.seq,
             "breached": self.breached,
@@ -148,7 +163,7 @@ class DriftState:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DriftState:
-        return cls(**{**d, "held": set(d["held"])})
+        return cls(**{**d, "held": dict.fromkeys(d["held"])})
 
 
 @dataclass(slots=True, init=False)
@@ -218,13 +233,18 @@ class AccountState:
     drawdowns: int = 0
     repayments: int = 0
     failed_debits: int = 0
-    # idempotency: event_id -> [digest (or the record's bytes until settled), occurred_us]
+    # Idempotency: event_id -> (digest, or the record's bytes until settled; keep_us), where
+    # keep_us is the later of its occurred_at and the clock when it was ingested: an id is
+    # forgotten only when both are older than the dedupe horizon.
     seen: dict[str, tuple[Any, ...]] = field(default_factory=dict)
-    # posted repayments: event_id -> [principal, occurred_us, reversed]
+    # Posted repayments a reversal may still undo: event_id -> [principal, keep_us, reversed,
+    # payment_id or ""], kept for the reversal window.
     posted: dict[str, list[Any]] = field(default_factory=dict)
-    # reversals whose repayment has not arrived: reversed event_id -> occurred_us
-    orphan_reversals: dict[str, int] = field(default_factory=dict)
-    # payment ids already posted (satisfy a later initiation in advance): id -> occurred_us
+    # Reversals whose repayment has not arrived: reversed event_id -> [reversal's event_id,
+    # keep_us], kept for the reversal window.
+    orphan_reversals: dict[str, list[Any]] = field(default_factory=dict)
+    # Payment ids already posted (satisfy a later initiation in advance): id -> keep_us of
+    # the posting; they go with the posting.
     posted_payments: dict[str, int] = field(default_factory=dict)
     clearing: dict[str, ClearingWatch] = field(default_factory=dict)
     observed: bool = False
@@ -239,6 +259,7 @@ class AccountState:
     rescore_triggers: list[str] = field(default_factory=list)
     rescore_requested_us: int | None = None  # a request is out; RESCORE_PENDING until answered
     history: deque[ChangeEntry] = field(default_factory=lambda: deque(maxlen=HISTORY_MAX))
+    history_seq: int = 0  # explained changes ever appended (the live store's ring slot)
 
     @property
     def outstanding(self) -> int:
@@ -260,14 +281,9 @@ class AccountState:
             if type(entry[0]) is not str:
                 seen[event_id] = (content_digest(entry[0]), *entry[1:])
 
-    def to_dict(self, history_rows: bool = True) -> dict[str, Any]:
-        """Lossless, JSON-able form (for changelog-backed tables); settles deferred digests.
-
-        ``history_rows=False`` writes the explanation history as dicts, the form workers from
-        before the compact rows can read (a rolling upgrade writes it until all have rolled).
-        """
-        self.settle_digests()
-        history = [h.to_row() if history_rows else h.to_dict() for h in self.history]
+    def hot_dict(self) -> dict[str, Any]:
+        """What each change needs, JSON-able: the live row. Bounded (see the limits above);
+        the remembered ids, postings and history are stored per id beside it."""
         return {
             "account_id": self.account_id,
             "drawn": self.drawn,
@@ -282,10 +298,6 @@ class AccountState:
             "drawdowns": self.drawdowns,
             "repayments": self.repayments,
             "failed_debits": self.failed_debits,
-            "seen": self.seen,
-            "posted": self.posted,
-            "orphan_reversals": self.orphan_reversals,
-            "posted_payments": self.posted_payments,
             "clearing": {k: w.to_dict() for k, w in self.clearing.items()},
             "observed": self.observed,
             "displayed": self.displayed,
@@ -297,17 +309,30 @@ class AccountState:
             "rescore_due_us": self.rescore_due_us,
             "rescore_triggers": self.rescore_triggers,
             "rescore_requested_us": self.rescore_requested_us,
-            "history": history,
+            "history_seq": self.history_seq,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Lossless, JSON-able form of the whole state; settles deferred digests."""
+        self.settle_digests()
+        return {
+            **self.hot_dict(),
+            "seen": self.seen,
+            "posted": self.posted,
+            "orphan_reversals": self.orphan_reversals,
+            "posted_payments": self.posted_payments,
+            "history": [h.to_row() for h in self.history],
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AccountState:
+        """From ``to_dict`` or ``hot_dict`` (the per-id parts then start empty)."""
         data = dict(d)
         data["clearing"] = {k: ClearingWatch.from_dict(w) for k, w in d["clearing"].items()}
         data["drift"] = DriftState.from_dict(d["drift"]) if d["drift"] else None
-        data["seen"] = {k: tuple(v) for k, v in d["seen"].items()}
+        data["seen"] = {k: tuple(v) for k, v in d.get("seen", {}).items()}
         data["pending_changes"] = [tuple(c) for c in d["pending_changes"]]
         data["history"] = deque(
-            (ChangeEntry.from_row(h) for h in d["history"]), maxlen=HISTORY_MAX
+            (ChangeEntry.from_row(h) for h in d.get("history", ())), maxlen=HISTORY_MAX
         )
         return cls(**data)

@@ -1,0 +1,38 @@
+"""What changed in the per-id parts of the accounts, for a shell that stores them.
+
+An account's state has a small part that every change rewrites (``AccountState.hot_dict``)
+and parts that grow with its events: remembered ids, postings a reversal may still need,
+reversals still waiting for their repayment, and the last explained changes. A live shell
+stores those per id, so a change writes a few small records instead of the whole history;
+the engine notes here which ids changed (a value) or went (None) since the shell last drained
+it. Replay keeps no journal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["HISTORY", "ID", "ORPHAN", "POSTING", "Journal", "JournalKey"]
+
+ID = "i"  # an id remembered for dedupe: (digest, keep_us)
+POSTING = "p"  # a posting kept for reversals: [principal, keep_us, reversed, payment_id]
+ORPHAN = "r"  # a reversal waiting for its repayment: [reversal event_id, keep_us]
+HISTORY = "h"  # one slot of the ring of explained changes: [seq, *ChangeEntry.to_row()]
+
+JournalKey = tuple[str, str, str]  # (kind, account_id, id or slot)
+
+
+class Journal:
+    """Changes since the last drain, coalesced per key (the newest value wins)."""
+
+    __slots__ = ("changes",)
+
+    def __init__(self) -> None:
+        self.changes: dict[JournalKey, Any] = {}
+
+    def put(self, kind: str, account_id: str, key: str, value: Any) -> None:
+        self.changes[(kind, account_id, key)] = value
+
+    def drain(self) -> dict[JournalKey, Any]:
+        changes, self.changes = self.changes, {}
+        return changes
