@@ -39,7 +39,7 @@ from streams.core.effects import (
     ReversalUnmatched,
 )
 from streams.core.errors import CoreError
-from streams.core.journal import HISTORY, ID, ORPHAN, POSTING, Journal, JournalKey
+from streams.core.journal import HISTORY, ID, ORPHAN, POSTING, REVERSAL, Journal, JournalKey
 from streams.core.ledger import apply_ledger
 from streams.core.state import (
     CLEARING_WATCHES_MAX,
@@ -276,22 +276,28 @@ class Engine:
         (kept for the reversal window) and the count of reversals with nothing to undo."""
         reversal = type(event) is RepaymentReversed
         key = event.reverses_event_id if type(event) is RepaymentReversed else event.event_id
+        before = acct.posted.get(key)
+        reversed_before = before is not None and before[2]
         waiting_before = key in acct.orphan_reversals
         entries = apply_ledger(acct, event, occurred, keep)
         posting = acct.posted.get(key)
-        waiting = acct.orphan_reversals.get(key)
-        if reversal and waiting is not None and not waiting_before:
-            self._count("reversals_unmatched")
-            effects.append(ReversalUnmatched(acct.account_id, event.event_id, key))
-            heapq.heappush(self._reversal_expiry, (keep, acct.account_id, ORPHAN, key))
-        elif not reversal and posting is not None and posting[1] == keep:
-            heapq.heappush(self._reversal_expiry, (keep, acct.account_id, POSTING, key))
         journal = self.journal
-        if journal is not None:
-            if posting is not None:
-                journal.put(POSTING, acct.account_id, key, posting)
-            if waiting is not None or waiting_before:
-                journal.put(ORPHAN, acct.account_id, key, waiting)
+        if reversal:
+            if posting is not None and posting[2] and not reversed_before:
+                if journal is not None:
+                    journal.put(REVERSAL, acct.account_id, key, event.event_id)
+            elif posting is None and not waiting_before:
+                waiting = acct.orphan_reversals[key]
+                self._count("reversals_unmatched")
+                effects.append(ReversalUnmatched(acct.account_id, event.event_id, key))
+                heapq.heappush(self._reversal_expiry, (keep, acct.account_id, ORPHAN, key))
+                if journal is not None:
+                    journal.put(ORPHAN, acct.account_id, key, waiting)
+        elif before is None and posting is not None:
+            heapq.heappush(self._reversal_expiry, (keep, acct.account_id, POSTING, key))
+            if journal is not None:
+                stored = [posting[0], posting[1], posting[3], posting[2]]
+                journal.put(POSTING, acct.account_id, key, stored)
         return entries
 
     def _add_history(self, acct: AccountState, entries: list[ChangeEntry]) -> None:
@@ -573,12 +579,15 @@ class Engine:
             if payment_id and acct.posted_payments.get(payment_id) == keep:
                 del acct.posted_payments[payment_id]
             self._count("expired_postings")
+            if self.journal is not None:
+                self.journal.put(REVERSAL, account_id, key, None)
         else:
             waiting = acct.orphan_reversals.get(key)
             if waiting is None or waiting[1] != keep:
                 return
             del acct.orphan_reversals[key]
-            self._count("expired_unmatched_reversals")
+            if key not in acct.posted:
+                self._count("expired_unmatched_reversals")
         if self.journal is not None:
             self.journal.put(kind, account_id, key, None)
 

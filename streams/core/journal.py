@@ -12,11 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["HISTORY", "ID", "ORPHAN", "POSTING", "Journal", "JournalKey"]
+__all__ = ["HISTORY", "ID", "ORPHAN", "POSTING", "REVERSAL", "Journal", "JournalKey"]
 
+# Every kind but HISTORY is written once and removed only when it expires, so a store that
+# loses the newest writes in a crash never holds a newer value of an older fact (a posting
+# marked reversed by a record that will be processed again).
 ID = "i"  # an id remembered for dedupe: (digest, keep_us)
-POSTING = "p"  # a posting kept for reversals: [principal, keep_us, reversed, payment_id]
-ORPHAN = "r"  # a reversal waiting for its repayment: [reversal event_id, keep_us]
+POSTING = "p"  # a posting kept for reversals: [principal, keep_us, payment_id, reversed]
+REVERSAL = "x"  # the reversal that undid a kept posting later: the reversal's event_id
+ORPHAN = "r"  # a reversal that found no posting (yet): [reversal event_id, keep_us]; stays
+# after its posting arrives (a posting of that id is then reversed from the start)
 HISTORY = "h"  # one slot of the ring of explained changes: [seq, *ChangeEntry.to_row()]
 
 JournalKey = tuple[str, str, str]  # (kind, account_id, id or slot)

@@ -82,7 +82,9 @@ def _posted(state: AccountState, event: RepaymentPosted, keep_us: int) -> list[E
         # The same posting again after its id left the dedupe memory (the posting itself is
         # kept longer, for reversals): money moves once.
         return []
-    reversed_already = state.orphan_reversals.pop(event.event_id, None) is not None
+    # A reversal that came first stays remembered until it expires (a store of write-once
+    # facts): the posting is reversed from the start.
+    reversed_already = event.event_id in state.orphan_reversals
     state.posted[event.event_id] = [
         event.principal,
         keep_us,

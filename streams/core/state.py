@@ -240,8 +240,9 @@ class AccountState:
     # Posted repayments a reversal may still undo: event_id -> [principal, keep_us, reversed,
     # payment_id or ""], kept for the reversal window.
     posted: dict[str, list[Any]] = field(default_factory=dict)
-    # Reversals whose repayment has not arrived: reversed event_id -> [reversal's event_id,
-    # keep_us], kept for the reversal window.
+    # Reversals that found no repayment when they arrived: reversed event_id -> [reversal's
+    # event_id, keep_us], kept for the reversal window (a posting that comes later is
+    # reversed from the start).
     orphan_reversals: dict[str, list[Any]] = field(default_factory=dict)
     # Payment ids already posted (satisfy a later initiation in advance): id -> keep_us of
     # the posting; they go with the posting.
