@@ -59,9 +59,8 @@ class Settings(BaseSettings):
     sla_seconds: int = 60
     clearing_sla_seconds: int = 7200
     dedupe_horizon_s: int = 7 * 24 * 3600
-    # Table format: explanation history as rows (compact). Workers from before rows read only
-    # the dict form; roll with this off first, then on (docs/operations.md, release notes).
-    state_history_rows: bool = True
+    reversal_window_s: int = 90 * 24 * 3600  # event time a posting is kept for its reversal
+    max_future_skew_s: int = 300  # live: a record stamped further ahead is dead-lettered
     escalation_factor: int = 10
 
     rescore_enabled: bool = True

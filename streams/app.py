@@ -1,27 +1,32 @@
 """The Faust application: built by a factory, never at import time.
 
 Agents: ``ledger`` (account-events + displayed, co-partitioned), ``rescore``
-(rescore-requests). Timers: the drift monitor and the black-box sampler. Table:
-``accounts`` (changelog-backed). Web: explain (routed to the owning worker), health, metrics.
+(rescore-requests). The ledger's records reach the live shell a fetched batch at a time
+(``streams.batch_consumer``); the agent declares the subscription and takes any record that
+comes Faust's own way. Timers: the drift monitor and the black-box sampler. Table: ``state``
+(changelog-backed, keyed per account and id: ``streams.state_store``). Web: explain (routed
+to the owning worker), health, metrics.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import faust
+from faust.types import Message
 
 from limitsync.clients import faust_broker_credentials, make_async_redis
 from limitsync.settings import Settings
+from streams import batch_consumer
 from streams.cache import RedisLimitCache
-from streams.live import LiveShell, RawRecord
+from streams.live import OWN_HEADER, LiveShell, RawRecord, partition_of
 from streams.metrics import Metrics
-from streams.recovery_seek import SCHEME as SEEK_SAFE_SCHEME
-from streams.recovery_seek import register as register_seek_safe_transport
 from streams.rescore import Rescorer
 from streams.scorer import load_scorer
+from streams.state_store import account_of_key
 
 __all__ = ["FaustPublisher", "create_app"]
 
@@ -37,6 +42,7 @@ class FaustPublisher:
     """Publishes raw bytes keyed by account id on the contract's topics."""
 
     def __init__(self, app: faust.App, names: list[str], partitions: int) -> None:
+        self._app = app
         self._topics = {
             n: app.topic(
                 n,
@@ -49,8 +55,27 @@ class FaustPublisher:
             for n in names
         }
 
-    async def publish(self, topic: str, key: str, value: bytes) -> None:
-        await self._topics[topic].send(key=key.encode(), value=value)
+    async def publish(
+        self,
+        topic: str,
+        key: str,
+        value: bytes,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> None:
+        await self._topics[topic].send(
+            key=key.encode(), value=value, headers=None if headers is None else list(headers)
+        )
+
+
+class StateTable(faust.Table):
+    """The state table: every key of an account goes to the account's partition (the one its
+    input records come from), whatever the rest of the key, so its owner restores all of it."""
+
+    def partition_for_key(self, key: Any) -> int:
+        partitions = self.partitions
+        if partitions is None:
+            raise RuntimeError("the state table is declared with its partition count")
+        return partition_of(account_of_key(key), partitions)
 
 
 async def _drain_producer_buffer(app: faust.App) -> None:
@@ -85,23 +110,12 @@ def _app_settings(settings: Settings) -> dict[str, Any]:
         "autodiscover": False,
         "consumer_auto_offset_reset": "earliest",
         "topic_allow_declare": True,
-        "broker_consumer": [f"{SEEK_SAFE_SCHEME}://{h}" for h in hosts],
+        "broker_consumer": [f"{batch_consumer.SCHEME}://{h}" for h in hosts],
     }
-    register_seek_safe_transport()
+    batch_consumer.register()
     credentials = faust_broker_credentials(settings)
     if credentials is not None:
         conf["broker_credentials"] = credentials
-    if settings.broker_profile == "tansu":
-        # DESIGN.md: tansu holds a first JoinGroup for half the session timeout, and its
-        # ListOffsets answers a batch short, so every changelog record is its own batch.
-        from streams import tansu_profile
-
-        tansu_profile.register()
-        conf.update(
-            broker_session_timeout=6.0,
-            producer_max_batch_size=1,
-            broker_consumer=[f"{tansu_profile.SCHEME}://{h}" for h in hosts],
-        )
     return conf
 
 
@@ -109,13 +123,16 @@ def create_app(settings: Settings) -> tuple[faust.App, LiveShell]:
     app = faust.App(settings.app_id, **_app_settings(settings))
     topics = settings.topics
     publisher = FaustPublisher(app, list(topics.values()), settings.partitions)
-    table = app.Table(
-        "accounts",
-        default=None,
-        partitions=settings.partitions,
-        use_partitioner=True,
-        key_type=str,
-        value_type=None,
+    table = app.tables.add(
+        StateTable(
+            app,
+            name="state",
+            default=None,
+            beacon=app.tables.beacon,
+            partitions=settings.partitions,
+            key_type=bytes,  # raw bytes both ways: the store encodes its own rows
+            value_type=bytes,
+        )
     )
     metrics = Metrics()
     cache = RedisLimitCache(make_async_redis(settings), settings.cache_prefix)
@@ -123,7 +140,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LiveShell]:
     async def changelog_barrier() -> None:
         await _drain_producer_buffer(app)
 
-    shell = LiveShell(settings, publisher, cache, table, metrics, changelog_barrier)
+    shell = LiveShell(settings, publisher, cache, table, metrics, changelog_barrier)  # type: ignore[arg-type]  # a Faust table is a mutable mapping
     rescorer = Rescorer(
         load_scorer(settings.scorer),
         publisher,
@@ -155,18 +172,23 @@ def create_app(settings: Settings) -> tuple[faust.App, LiveShell]:
             if tp.topic == topics["account_events"]
         }
 
+    async def ledger_batch(messages: Sequence[Message]) -> Sequence[Message]:
+        """The fast path: one fetched batch of the input topics, handled together."""
+        if not shell.ready:
+            shell.rebuild(owned())
+        mine = [m for m in messages if m.partition in shell.owned]
+        await shell.handle([_raw(m) for m in mine])
+        return mine
+
+    batch_consumer.attach(app, [topics["account_events"], topics["displayed"]], ledger_batch)
+
     @app.agent(source, name="ledger")
     async def ledger(stream: faust.StreamT) -> None:
         batches = stream.take_events(LEDGER_BATCH_MAX, within=LEDGER_BATCH_WITHIN_S)  # type: ignore[attr-defined]
         async for events in batches:
             if not shell.ready:
                 shell.rebuild(owned())
-            await shell.handle(
-                [
-                    RawRecord(e.value, e.message.topic, e.message.partition, e.message.offset)
-                    for e in events
-                ]
-            )
+            await shell.handle([_raw(e.message) for e in events])
 
     @app.agent(requests, name="rescore")
     async def rescore(stream: faust.StreamT) -> None:
@@ -236,3 +258,9 @@ def create_app(settings: Settings) -> tuple[faust.App, LiveShell]:
         return web.json(report)
 
     return app, shell
+
+
+def _raw(message: Message) -> RawRecord:
+    headers = message.headers or ()
+    own = OWN_HEADER in (headers.items() if isinstance(headers, dict) else headers)
+    return RawRecord(message.value, message.topic, message.partition, message.offset, own)

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from redis.exceptions import RedisError
 
-from streams.cache import RedisLimitCache
+from streams.cache import RedisLimitCache, WriteResult
 from streams.core.effects import CacheWrite
 
-__all__ = ["CacheWriter"]
+__all__ = ["CacheWriter", "WriteOutcome"]
 
 log = logging.getLogger(__name__)
-OnWritten = Callable[[CacheWrite, bool], Awaitable[None]]
+WriteOutcome = tuple[CacheWrite, WriteResult]
+OnWritten = Callable[[Sequence[WriteOutcome]], Awaitable[None]]
 
 
 class CacheWriter:
@@ -72,8 +73,7 @@ class CacheWriter:
                 backoff = min(backoff * 2, self._backoff_max_s)
                 continue
             backoff = 0.05
-            for w, ok in zip(batch, written, strict=True):
-                await self._on_written(w, ok)
+            await self._on_written(list(zip(batch, written, strict=True)))
 
     def _take(self) -> list[CacheWrite]:
         batch = []

@@ -1,16 +1,21 @@
 """The live shell: carries the core's effects to Kafka, Redis and metrics.
 
 One ``LiveShell`` per worker process. The engine inside it holds the accounts of the
-partitions this worker owns; the Faust table (changelog-backed) is the durable copy, and
-the engine is rebuilt from it whenever the assignment changes, deadlines included, so a
+partitions this worker owns; the state store (a changelog-backed table) is the durable copy,
+and the engine is rebuilt from it whenever the assignment changes, deadlines included, so a
 drifted account that went quiet still alerts after a restart or a rebalance.
+
+Records come in fetched batches. Each record is parsed, checked and applied under its own
+guard: whatever one record raises sets that record aside as a dead letter (``internal``) and
+the batch goes on. The batch's effects are carried out together, then the changed accounts
+are saved once each, and only then may the batch's offsets be committed.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -20,12 +25,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from limitsync.settings import Settings
+from schemas.native import LimitDisplayed
 from schemas.parse import Parsed, conflict_error, dead_letter_record, parse_event
 from schemas.timefmt import format_us
 from streams.cache import RedisLimitCache
-from streams.cache_writer import CacheWriter
+from streams.cache_writer import CacheWriter, WriteOutcome
 from streams.core import (
-    AccountState,
     AlertRaised,
     CacheWrite,
     ChangeDisplayed,
@@ -36,16 +41,23 @@ from streams.core import (
     Outcome,
     RescoreRequested,
 )
+from streams.core.effects import ReversalUnmatched
 from streams.core.engine import core_config_from_seconds
 from streams.core.explain import explain
+from streams.core.journal import Journal
 from streams.metrics import Metrics
 from streams.scorer import features_of
+from streams.state_store import StateStore
 
-__all__ = ["LiveShell", "Publisher", "RawRecord", "wall_us"]
+__all__ = ["OWN_HEADER", "LiveShell", "Publisher", "RawRecord", "wall_us"]
 
 log = logging.getLogger(__name__)
 _S = 1_000_000
 OWN_WRITE_IN_FLIGHT_US = 5 * _S  # an own-write observation older than this is not in flight
+# The header a worker puts on the observations it publishes of its own cache writes and
+# reads: it applied them already, so workers skip them on the way back in (replay does not).
+OWN_HEADER = ("limitsync-own", b"1")
+_ERROR_TEXT_MAX = 500
 
 
 def wall_us() -> int:
@@ -56,15 +68,34 @@ def wall_us() -> int:
 class Publisher(Protocol):
     """Sends a keyed record to one of the contract's topics (Faust topics in production)."""
 
-    async def publish(self, topic: str, key: str, value: bytes) -> None: ...
+    async def publish(
+        self,
+        topic: str,
+        key: str,
+        value: bytes,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
 class RawRecord:
-    value: bytes
+    """One input record as fetched: ``value`` None is a tombstone; ``own`` marks an
+    observation a limitsync worker published of its own write (already applied)."""
+
+    value: bytes | None
     topic: str
     partition: int
     offset: int
+    own: bool = False
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What one batch of records leaves to carry out after its records are applied."""
+
+    effects: list[Effect]
+    dead: list[tuple[RawRecord, str, str, str | None, str | None]]
+    applied: dict[str, int]
 
 
 def partition_of(account_id: str, partitions: int) -> int:
@@ -80,6 +111,7 @@ def core_config(settings: Settings) -> CoreConfig:
         settings.dedupe_horizon_s,
         settings.rescore_enabled,
         settings.rescore_window_s,
+        settings.reversal_window_s,
     )
 
 
@@ -89,7 +121,7 @@ class LiveShell:
         settings: Settings,
         publisher: Publisher,
         cache: RedisLimitCache,
-        table: Any,  # a mutable mapping account_id -> AccountState.to_dict() (Faust Table)
+        table: MutableMapping[bytes, bytes],
         metrics: Metrics,
         barrier: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
@@ -98,9 +130,10 @@ class LiveShell:
         self.topics = settings.topics
         self.publisher = publisher
         self.cache = cache
-        self.table = table
+        self.store = StateStore(table)
         self.metrics = metrics
-        self.engine = Engine(core_config(settings), InjectedClock(wall_us))
+        self.journal = Journal()
+        self.engine = Engine(core_config(settings), InjectedClock(wall_us), self.journal)
         self.writer = CacheWriter(
             cache,
             self._on_written,
@@ -108,6 +141,7 @@ class LiveShell:
             settings.cache_retry_backoff_max_s,
             on_error=lambda _: metrics.cache_writes.labels(outcome="error").inc(),
         )
+        self._future_skew_us = settings.max_future_skew_s * _S
         self.owned: frozenset[int] = frozenset()
         self.ready = False
         self._sample_cursor = 0
@@ -116,29 +150,30 @@ class LiveShell:
     # -- ownership -----------------------------------------------------------------------
 
     def rebuild(self, owned_partitions: Iterable[int]) -> int:
-        """Rebuild the engine from the table for the owned partitions; returns accounts.
+        """Rebuild the engine from the store for the owned partitions; returns accounts.
 
         It can run while a batch is half applied (a rebalance signal arrives at an await),
-        so the engine's unsaved changes go to the table first.
+        so the engine's unsaved changes are saved first.
         """
         owned = frozenset(owned_partitions)
         self.persist()
         self._written_at.clear()
         n = self.settings.partitions
-        states = [
-            AccountState.from_dict(value)
-            for key, value in list(self.table.items())
-            if value and partition_of(str(key), n) in owned
-        ]
-        self.engine = Engine(core_config(self.settings), InjectedClock(wall_us))
-        self.engine.load(states)
-        for acct in states:
+        loaded = self.store.load(lambda account_id: partition_of(account_id, n) in owned)
+        self.engine = Engine(core_config(self.settings), InjectedClock(wall_us), self.journal)
+        self.engine.load(loaded.states)
+        for acct in loaded.states:
             # After a crash, a write may have been lost between commit and Redis: the CAS
             # makes re-sending the current state harmless and the cache converges.
             self._resend(acct.account_id)
         self.owned, self.ready = owned, True
-        log.info("engine rebuilt: %d accounts on partitions %s", len(states), sorted(owned))
-        return len(states)
+        log.info(
+            "engine rebuilt: %d accounts on partitions %s (%d unsaved items dropped)",
+            len(loaded.states),
+            sorted(owned),
+            loaded.dropped_items,
+        )
+        return len(loaded.states)
 
     def _resend(self, account_id: str) -> None:
         write = self.engine.cache_write_of(account_id)
@@ -151,29 +186,57 @@ class LiveShell:
     # -- records -------------------------------------------------------------------------
 
     async def handle(self, records: Sequence[RawRecord]) -> None:
-        """Parse, dedupe, apply and carry out a batch; then persist changed accounts."""
+        """Apply a batch record by record, carry out its effects, save what changed."""
+        batch = _Batch([], [], {})
+        limit_us = wall_us() + self._future_skew_us
         for rec in records:
-            parsed = parse_event(rec.value)
-            if not isinstance(parsed, Parsed):
-                await self._dead_letter(
-                    rec, parsed.error, "invalid", parsed.event_id, parsed.account_id
+            if rec.own:
+                continue  # applied when it was observed
+            try:
+                self._apply(rec, batch, limit_us)
+            except Exception as exc:  # one record's fault, whatever it is: set it aside
+                log.exception(
+                    "record %s[%d]@%d could not be processed", rec.topic, rec.partition, rec.offset
                 )
-                continue
-            event = parsed.event
-            outcome, effects = self.engine.ingest(event, parsed.digest, parsed.occurred_us)
-            if outcome is Outcome.CONFLICT:
-                error = conflict_error(event.event_id)
-                await self._dead_letter(rec, error, "conflict", event.event_id, event.account_id)
-            elif outcome is Outcome.DUPLICATE:
-                self._resend(event.account_id)  # a redelivery: its write may have been lost
-            else:
-                self.metrics.events.labels(type=event.type).inc()
-                await self.carry_out(effects)
+                error = f"internal: {type(exc).__name__}: {exc}"[:_ERROR_TEXT_MAX]
+                batch.dead.append((rec, error, "internal", None, None))
+        for kind, n in batch.applied.items():
+            self.metrics.events.labels(type=kind).inc(n)
+        for rec, error, reason, event_id, account_id in batch.dead:
+            await self._dead_letter(rec, error, reason, event_id, account_id)
+        await self.carry_out(batch.effects)
         self.persist()
         if self._barrier is not None:
-            # The batch's offsets may be committed once we return: its table changes must
-            # be on their way to the changelog first, or a crash would lose them.
+            # The batch's offsets may be committed once we return: its state must be on its
+            # way to the changelog first, or a crash would lose it.
             await self._barrier()
+
+    def _apply(self, rec: RawRecord, batch: _Batch, limit_us: int) -> None:
+        if rec.value is None:
+            batch.dead.append((rec, "tombstone: the record value is null", "invalid", None, None))
+            return
+        parsed = parse_event(rec.value)
+        if not isinstance(parsed, Parsed):
+            batch.dead.append((rec, parsed.error, "invalid", parsed.event_id, parsed.account_id))
+            return
+        event = parsed.event
+        if parsed.occurred_us > limit_us:
+            ahead_s = (parsed.occurred_us - limit_us) / _S + self._future_skew_us / _S
+            error = (
+                f"occurred_at {format_us(parsed.occurred_us)} is {ahead_s:,.0f} s ahead of this "
+                f"worker's clock (max_future_skew_s = {self._future_skew_us // _S})"
+            )
+            batch.dead.append((rec, error, "future_timestamp", event.event_id, event.account_id))
+            return
+        outcome, effects = self.engine.ingest(event, parsed.digest, parsed.occurred_us)
+        if outcome is Outcome.APPLIED:
+            batch.applied[event.type] = batch.applied.get(event.type, 0) + 1
+            batch.effects.extend(effects)
+        elif outcome is Outcome.CONFLICT:
+            error = conflict_error(event.event_id)
+            batch.dead.append((rec, error, "conflict", event.event_id, event.account_id))
+        else:
+            self._resend(event.account_id)  # a redelivery: its write may have been lost
 
     async def tick(self) -> None:
         """The drift monitor: fire due deadlines even for accounts that send nothing."""
@@ -184,24 +247,40 @@ class LiveShell:
         self.metrics.open_drifts.set(self.engine.open_drifts())
 
     def persist(self) -> None:
-        for aid in self.engine.dirty:
-            acct = self.engine.accounts.get(aid)
-            if acct is not None:
-                self.table[aid] = acct.to_dict()
-        self.engine.dirty.clear()
+        """Save every account changed since the last save, with its new items."""
+        changes = self.engine.drain_journal()
+        dirty = self.engine.dirty
+        if not dirty and not changes:
+            return
+        accounts = [a for aid in dirty if (a := self.engine.accounts.get(aid)) is not None]
+        dirty.clear()
+        large_before = self.store.large_rows
+        written = self.store.save(accounts, changes)
+        self.metrics.state_bytes.inc(written)
+        self.metrics.state_rows.inc(len(accounts))
+        if self.store.large_rows > large_before:
+            self.metrics.state_rows_large.inc(self.store.large_rows - large_before)
 
     # -- effects -------------------------------------------------------------------------
 
     async def carry_out(self, effects: list[Effect]) -> None:
         for eff in effects:
-            if isinstance(eff, CacheWrite):
+            if type(eff) is CacheWrite:
                 self.writer.submit(eff)
-            elif isinstance(eff, AlertRaised):
-                await self._alert(eff.record)
-            elif isinstance(eff, RescoreRequested):
-                await self._request_rescore(eff)
-            elif isinstance(eff, ChangeDisplayed):
+            elif type(eff) is ChangeDisplayed:
                 self.metrics.observe_display_latency(eff.latency_us, self.engine.config.sla_us)
+            elif type(eff) is AlertRaised:
+                await self._alert(eff.record)
+            elif type(eff) is RescoreRequested:
+                await self._request_rescore(eff)
+            elif type(eff) is ReversalUnmatched:
+                self.metrics.reversals_unmatched.inc()
+                log.info(
+                    "reversal %s of %s: no such repayment on account %s (yet); nothing undone",
+                    eff.reversal_event_id,
+                    eff.reverses_event_id,
+                    eff.account_id,
+                )
 
     async def _alert(self, record: dict[str, Any]) -> None:
         kind, reason = record["type"], record["reason"]
@@ -235,44 +314,74 @@ class LiveShell:
         self, rec: RawRecord, error: str, reason: str, event_id: str | None, account_id: str | None
     ) -> None:
         record = dead_letter_record(
-            rec.value, error, reason, rec.topic, rec.partition, rec.offset, event_id, account_id
+            rec.value if rec.value is not None else b"",
+            error,
+            reason,
+            rec.topic,
+            rec.partition,
+            rec.offset,
+            event_id,
+            account_id,
         )
         await self.publisher.publish(
             self.topics["dead_letters"], account_id or "", orjson.dumps(record)
         )
         self.metrics.dead_letters.labels(reason=reason).inc()
 
-    async def _on_written(self, write: CacheWrite, written: bool) -> None:
-        """Observe our own write as a client would see it: it feeds the core as a display."""
-        self.metrics.cache_writes.labels(outcome="written" if written else "stale").inc()
-        if not written:
-            return
-        now = wall_us()
-        self._written_at[write.account_id] = now
-        if not write.heal:
-            self.metrics.sync_latency.observe(max(0, now - write.change_us) / _S)
-        await self.observe(
-            write.account_id,
-            write.available,
-            write.version,
-            "auto_heal" if write.heal else "cache_write",
-            now,
-        )
+    # -- own observations ------------------------------------------------------------------
 
-    async def observe(
-        self, account_id: str, available: int | None, version: int | None, source: str, now: int
+    async def _on_written(self, outcomes: Sequence[WriteOutcome]) -> None:
+        """Observe our own writes as a client would see them: they feed the core directly
+        as displays (and are published for the record, marked as ours)."""
+        now = wall_us()
+        observed: list[tuple[str, int | None, int | None, str]] = []
+        for write, result in outcomes:
+            self.metrics.cache_writes.labels(outcome=result).inc()
+            if result != "written":
+                if result == "refused":
+                    log.error("cache key of %s refused the write (wrong type or value)",
+                              write.account_id)
+                continue
+            self._written_at[write.account_id] = now
+            if not write.heal:
+                self.metrics.sync_latency.observe(max(0, now - write.change_us) / _S)
+            source = "auto_heal" if write.heal else "cache_write"
+            observed.append((write.account_id, write.available, write.version, source))
+        await self._observe_own(observed, now)
+
+    async def _observe_own(
+        self, observed: Sequence[tuple[str, int | None, int | None, str]], now: int
     ) -> None:
-        body = {
-            "event_id": f"obs:{source}:{account_id}:{version}:{now}",
-            "type": "limit.displayed",
-            "account_id": account_id,
-            "occurred_at": format_us(now),
-            "schema_version": 1,
-            "displayed_available": available,
-            "cache_version": version,
-            "source": source,
-        }
-        await self.publisher.publish(self.topics["displayed"], account_id, orjson.dumps(body))
+        if not self.ready:
+            return
+        effects: list[Effect] = []
+        bodies = []
+        for account_id, available, version, source in observed:
+            if account_id not in self.engine.accounts:
+                continue  # no longer ours
+            event_id = f"obs:{source}:{account_id}:{version}:{now}"
+            extra = {"source": source}
+            occurred_at = format_us(now)
+            event = LimitDisplayed(
+                event_id, account_id, occurred_at, now, available, version, extra
+            )
+            effects.extend(self.engine.observe_own(event, now))
+            bodies.append((account_id, {
+                "event_id": event_id,
+                "type": "limit.displayed",
+                "account_id": account_id,
+                "occurred_at": occurred_at,
+                "schema_version": 1,
+                "displayed_available": available,
+                "cache_version": version,
+                "source": source,
+            }))
+        self.metrics.own_observations.inc(len(bodies))
+        for account_id, body in bodies:
+            await self.publisher.publish(
+                self.topics["displayed"], account_id, orjson.dumps(body), [OWN_HEADER]
+            )
+        await self.carry_out(effects)
 
     # -- black-box sampler (Polaris-style) ------------------------------------------------
 
@@ -300,7 +409,7 @@ class LiveShell:
             log.warning("sampler could not read the cache: %s", exc)
             return 0
         now = wall_us()
-        published = 0
+        observed: list[tuple[str, int | None, int | None, str]] = []
         for aid, cached in zip(ids, seen, strict=True):
             acct = accounts.get(aid)
             if acct is None or (acct.observed and acct.displayed == cached.available):
@@ -309,9 +418,9 @@ class LiveShell:
                 cached.version == acct.version and cached.available == acct.expected_available
             ):
                 continue  # our own write: its observation is already on its way
-            await self.observe(aid, cached.available, cached.version, "sampler", now)
-            published += 1
-        return published
+            observed.append((aid, cached.available, cached.version, "sampler"))
+        await self._observe_own(observed, now)
+        return len(observed)
 
     def explain(self, account_id: str) -> dict[str, Any] | None:
         acct = self.engine.accounts.get(account_id)

@@ -69,6 +69,28 @@ class Metrics:
         self.auto_heals = Counter(
             "limitsync_auto_heals", "Cache rewrites by auto-heal", ["reason"], registry=r
         )
+        self.reversals_unmatched = Counter(
+            "limitsync_reversals_unmatched",
+            "Reversals that found no repayment of that id to undo (logged with both ids)",
+            registry=r,
+        )
+        self.own_observations = Counter(
+            "limitsync_own_observations",
+            "Observations of the worker's own cache writes and reads, applied directly",
+            registry=r,
+        )
+        self.state_rows = Counter(
+            "limitsync_state_rows", "Account rows saved to the state changelog", registry=r
+        )
+        self.state_bytes = Counter(
+            "limitsync_state_bytes", "Bytes of keys and values saved to the state changelog",
+            registry=r,
+        )
+        self.state_rows_large = Counter(
+            "limitsync_state_rows_large",
+            "Account rows over 64 KB saved (each is logged; none may pass 512 KB)",
+            registry=r,
+        )
 
         self._zero_known_series()
 
@@ -81,13 +103,13 @@ class Metrics:
                 self.alerts.labels(type=kind, reason=reason)
         for kind in EVENT_TYPES:
             self.events.labels(type=kind)
-        for reason in ("invalid", "conflict", "rescore_failed"):
+        for reason in ("invalid", "conflict", "internal", "future_timestamp", "rescore_failed"):
             self.dead_letters.labels(reason=reason)
         for within in ("1s", "10s", "sla", "late"):
             self.changes_displayed.labels(within=within)
         for outcome in ("ok", "failed", "retried"):
             self.rescores.labels(outcome=outcome)
-        for outcome in ("written", "stale", "error"):
+        for outcome in ("written", "stale", "refused", "error"):
             self.cache_writes.labels(outcome=outcome)
 
     def observe_display_latency(self, latency_us: int | None, sla_us: int) -> None:
