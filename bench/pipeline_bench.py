@@ -598,7 +598,7 @@ def throughput_run(
             system.settings.topics["displayed"],
             system.settings.topics["alerts"],
             system.settings.topics["dead_letters"],
-            f"{system.settings.app_id}-accounts-changelog",
+            f"{system.settings.app_id}-state-changelog",
         ],
     )
     window = (last - first) if first and last else float("nan")

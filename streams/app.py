@@ -10,10 +10,9 @@ to the owning worker), health, metrics.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.types import Message
@@ -22,6 +21,7 @@ from limitsync.clients import faust_broker_credentials, make_async_redis
 from limitsync.settings import Settings
 from streams import batch_consumer
 from streams.cache import RedisLimitCache
+from streams.kafka_out import ChangelogTable, KafkaOut
 from streams.live import OWN_HEADER, LiveShell, RawRecord, partition_of
 from streams.metrics import Metrics
 from streams.rescore import Rescorer
@@ -35,7 +35,6 @@ LEDGER_BATCH_MAX = 500
 LEDGER_BATCH_WITHIN_S = 0.05
 DRIFT_TICK_S = 0.25
 LAG_INTERVAL_S = 5.0
-CHANGELOG_DRAIN_TIMEOUT_S = 60.0
 
 
 class FaustPublisher:
@@ -76,22 +75,6 @@ class StateTable(faust.Table):
         if partitions is None:
             raise RuntimeError("the state table is declared with its partition count")
         return partition_of(account_of_key(key), partitions)
-
-
-async def _drain_producer_buffer(app: faust.App) -> None:
-    """Wait until Faust's producer buffer has handed every table change to the client.
-
-    Faust commits offsets after ``producer.flush()``, but its buffer flush gives up after
-    0.1 s without progress, so changelog records could still be queued when an offset
-    commits; a crash then loses state. Waiting here, before the batch is acked, closes that
-    window; ``flush()`` then waits for delivery of what the client holds.
-    """
-    buffer = app.producer.buffer
-    deadline = asyncio.get_running_loop().time() + CHANGELOG_DRAIN_TIMEOUT_S
-    while buffer.size and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.002)
-    if buffer.size:
-        raise RuntimeError(f"changelog not drained in {CHANGELOG_DRAIN_TIMEOUT_S} s")
 
 
 def _app_settings(settings: Settings) -> dict[str, Any]:
@@ -136,11 +119,12 @@ def create_app(settings: Settings) -> tuple[faust.App, LiveShell]:
     )
     metrics = Metrics()
     cache = RedisLimitCache(make_async_redis(settings), settings.cache_prefix)
-
-    async def changelog_barrier() -> None:
-        await _drain_producer_buffer(app)
-
-    shell = LiveShell(settings, publisher, cache, table, metrics, changelog_barrier)  # type: ignore[arg-type]  # a Faust table is a mutable mapping
+    # The shell's writes (state changelog, observations, alerts, dead letters) go out in
+    # batches per partition through Faust's own client, started and stopped with the app.
+    out = KafkaOut(lambda: _client_of(app), settings.partitions)
+    n = settings.partitions
+    store = ChangelogTable(table, out, lambda key: partition_of(account_of_key(key), n))
+    shell = LiveShell(settings, out, cache, store, metrics, out.flush)
     rescorer = Rescorer(
         load_scorer(settings.scorer),
         publisher,
@@ -264,3 +248,8 @@ def _raw(message: Message) -> RawRecord:
     headers = message.headers or ()
     own = OWN_HEADER in (headers.items() if isinstance(headers, dict) else headers)
     return RawRecord(message.value, message.topic, message.partition, message.offset, own)
+
+
+def _client_of(app: faust.App) -> Any:
+    """The aiokafka producer inside Faust's (its driver keeps it; no public accessor)."""
+    return cast(Any, app.producer)._ensure_producer()

@@ -123,10 +123,10 @@ class LiveShell:
         cache: RedisLimitCache,
         table: MutableMapping[bytes, bytes],
         metrics: Metrics,
-        barrier: Callable[[], Awaitable[None]] | None = None,
+        flush: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
-        self._barrier = barrier
+        self._flush = flush
         self.topics = settings.topics
         self.publisher = publisher
         self.cache = cache
@@ -206,10 +206,14 @@ class LiveShell:
             await self._dead_letter(rec, error, reason, event_id, account_id)
         await self.carry_out(batch.effects)
         self.persist()
-        if self._barrier is not None:
-            # The batch's offsets may be committed once we return: its state must be on its
-            # way to the changelog first, or a crash would lose it.
-            await self._barrier()
+        # The batch's offsets may be committed once we return: its state must be in the
+        # changelog first, or a crash would lose it.
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Wait until what was published and saved so far is in Kafka."""
+        if self._flush is not None:
+            await self._flush()
 
     def _apply(self, rec: RawRecord, batch: _Batch, limit_us: int) -> None:
         if rec.value is None:
@@ -244,6 +248,7 @@ class LiveShell:
             return
         await self.carry_out(self.engine.advance(wall_us()))
         self.persist()
+        await self.flush()
         self.metrics.open_drifts.set(self.engine.open_drifts())
 
     def persist(self) -> None:
@@ -382,6 +387,7 @@ class LiveShell:
                 self.topics["displayed"], account_id, orjson.dumps(body), [OWN_HEADER]
             )
         await self.carry_out(effects)
+        await self.flush()
 
     # -- black-box sampler (Polaris-style) ------------------------------------------------
 

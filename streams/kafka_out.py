@@ -1,0 +1,131 @@
+"""Records a worker writes to Kafka, gathered per partition and sent as whole batches.
+
+Faust's own send path builds several objects and a future per record and hands records to
+the client one by one from a buffer; a worker writing a few records per input event spent
+more time there than on the events. Here records are appended to one batch per partition
+and the batches go to the client together; ``flush`` returns once the broker has them, so a
+shell can hold its commits until its state changes are durable. One producer, and batches
+of a partition submitted in order: the order of a partition's records is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from typing import Any
+
+from kafka.partitioner.default import murmur2
+
+__all__ = ["ChangelogTable", "KafkaOut", "key_partition"]
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """The default Kafka partitioner (murmur2 of the key), as producers use it."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class KafkaOut:
+    """Gathers records per (topic, partition) until ``flush``.
+
+    ``producer`` gives the client (an ``AIOKafkaProducer``: Faust's own, started with the
+    app); ``partitions`` is the partition count of the contract's keyed topics.
+    """
+
+    def __init__(self, producer: Callable[[], Any], partitions: int) -> None:
+        self._producer = producer
+        self._partitions = partitions
+        self._pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Any]]] = {}
+        self.records = 0  # records sent so far (metrics)
+        self.bytes = 0
+
+    def add(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers | None = None,
+    ) -> None:
+        records = self._pending.get((topic, partition))
+        if records is None:
+            records = self._pending[(topic, partition)] = []
+        records.append((key, value, list(headers) if headers else []))
+
+    async def publish(
+        self, topic: str, key: str, value: bytes, headers: Headers | None = None
+    ) -> None:
+        """A keyed record on a contract topic (partitioned as producers do); sent at the
+        next ``flush``."""
+        raw_key = key.encode()
+        self.add(topic, key_partition(raw_key, self._partitions), raw_key, value, headers)
+
+    @property
+    def pending(self) -> int:
+        return sum(len(records) for records in self._pending.values())
+
+    async def flush(self) -> None:
+        """Send everything gathered so far; return when the broker has acknowledged it."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, {}
+        producer = self._producer()
+        deliveries = []
+        for (topic, partition), records in pending.items():
+            batch = producer.create_batch()
+            for key, value, headers in records:
+                self.records += 1
+                self.bytes += len(key or b"") + len(value or b"")
+                if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                    deliveries.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = producer.create_batch()
+                    if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                        # Larger than a batch may hold: the client sends it on its own.
+                        deliveries.append(
+                            await producer.send(
+                                topic, value, key=key, partition=partition, headers=headers
+                            )
+                        )
+                        batch = producer.create_batch()
+            if batch.record_count():
+                deliveries.append(await producer.send_batch(batch, topic, partition=partition))
+        await asyncio.gather(*deliveries)
+
+
+class ChangelogTable(MutableMapping[bytes, bytes]):
+    """A Faust table's local store, written through to its changelog by a ``KafkaOut``.
+
+    Faust restores the store from the changelog on assignment (and keeps standbys), so the
+    pair stays Faust's; only the writes take the batched path. ``partition_of`` says which
+    changelog partition a key belongs to (its owner's).
+    """
+
+    def __init__(
+        self, table: Any, out: KafkaOut, partition_of: Callable[[bytes], int]
+    ) -> None:
+        self._table = table
+        self._out = out
+        self._partition_of = partition_of
+
+    def _topic(self) -> str:
+        name: str = self._table.changelog_topic.get_topic_name()
+        return name
+
+    def __getitem__(self, key: bytes) -> bytes:
+        value: bytes = self._table.data[key]
+        return value
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self._table.data[key] = value
+        self._out.add(self._topic(), self._partition_of(key), key, value)
+
+    def __delitem__(self, key: bytes) -> None:
+        del self._table.data[key]
+        self._out.add(self._topic(), self._partition_of(key), key, None)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._table.data)
+
+    def __len__(self) -> int:
+        return len(self._table.data)
