@@ -11,7 +11,7 @@ to the owning worker), health, metrics.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any, cast
 
 import faust
@@ -124,7 +124,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LiveShell]:
     out = KafkaOut(lambda: _client_of(app), settings.partitions)
     n = settings.partitions
     store = ChangelogTable(table, out, lambda key: partition_of(account_of_key(key), n))
-    shell = LiveShell(settings, out, cache, store, metrics, out.flush)
+    shell = LiveShell(settings, out, cache, store, metrics, out.flush_soon)
     rescorer = Rescorer(
         load_scorer(settings.scorer),
         publisher,
@@ -156,13 +156,16 @@ def create_app(settings: Settings) -> tuple[faust.App, LiveShell]:
             if tp.topic == topics["account_events"]
         }
 
-    async def ledger_batch(messages: Sequence[Message]) -> Sequence[Message]:
-        """The fast path: one fetched batch of the input topics, handled together."""
+    async def ledger_batch(
+        messages: Sequence[Message],
+    ) -> tuple[Sequence[Message], Awaitable[None]]:
+        """The fast path: one fetched batch of the input topics, applied together; its
+        offsets are committed once its state is in Kafka, while the next batch runs."""
         if not shell.ready:
             shell.rebuild(owned())
         mine = [m for m in messages if m.partition in shell.owned]
-        await shell.handle([_raw(m) for m in mine])
-        return mine
+        await shell.take([_raw(m) for m in mine])
+        return mine, shell.flush()
 
     batch_consumer.attach(app, [topics["account_events"], topics["displayed"]], ledger_batch)
 

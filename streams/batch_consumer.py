@@ -7,9 +7,11 @@ the records of the topics a sink was attached for to that sink, one call per fet
 every other topic (the rescore requests, the changelogs during recovery) takes Faust's own
 path. What Faust does around records stays: group membership and rebalances, the pause and
 seek of recovery (``SeekSafeConsumer``), the read offsets and gaps, and commits of acked
-offsets. The records of a batch are tracked as unacked while the sink runs, so a rebalance
-waits for the batch (``Consumer.wait_empty``) before it commits and lets the partitions go;
-the sink acks each record it took care of.
+offsets. The records of a batch are tracked as unacked until the sink's work on them is
+durable, so a rebalance waits for them (``Consumer.wait_empty``) before it commits and lets
+the partitions go. The sink says which records it took, and gives what completes when its
+work on them is durable (its writes are in Kafka); the fetch loop goes on with the next
+batch meanwhile, and acks the records then. At most ``IN_FLIGHT_MAX`` batches wait so.
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ __all__ = ["SCHEME", "BatchSink", "BatchingConsumer", "attach", "register"]
 
 SCHEME = "limitsync-batch"
 FETCH_TIMEOUT_S = 1.0
-BatchSink = Callable[[Sequence[Message]], Awaitable[Sequence[Message]]]
+IN_FLIGHT_MAX = 4  # fetched batches applied but not yet durable
+BatchSink = Callable[
+    [Sequence[Message]], Awaitable[tuple[Sequence[Message], Awaitable[None]]]
+]
 
 # The sink of each app, found by its consumer when the fetch loop starts (the consumer is
 # built by Faust, after the app; the app is the one object both know).
@@ -40,12 +45,18 @@ _SINKS: weakref.WeakKeyDictionary[AppT, tuple[frozenset[str], BatchSink]] = (
 
 def attach(app: AppT, topics: Sequence[str], sink: BatchSink) -> None:
     """Hand the records of ``topics`` to ``sink`` in fetched batches. The sink returns the
-    messages it is done with; the rest are neither acked nor committed."""
+    messages it took (the rest are neither acked nor committed: not ours any more) and an
+    awaitable that completes when its work on them is durable."""
     _SINKS[app] = (frozenset(topics), sink)
 
 
 class BatchingConsumer(SeekSafeConsumer):
     """``SeekSafeConsumer`` whose fetch loop gives the attached topics' records to a sink."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_flight = asyncio.Semaphore(IN_FLIGHT_MAX)
+        self._acking: set[asyncio.Future[None]] = set()
 
     async def _drain_messages(self, fetcher: Any) -> None:
         attached = _SINKS.get(self.app)
@@ -99,17 +110,34 @@ class BatchingConsumer(SeekSafeConsumer):
         return batch
 
     async def _hand_over(self, sink: BatchSink, batch: list[Message]) -> None:
-        done = await sink(batch)
-        ack = self.ack
-        for message in done:
-            ack(message)
-        if len(done) != len(batch):
+        await self._in_flight.acquire()
+        try:
+            taken, durable = await sink(batch)
+        except BaseException:
+            self._in_flight.release()
+            raise
+        if len(taken) != len(batch):
             # Not ours any more (a rebalance while it was fetched): let another worker have
             # them; they were never applied here.
-            left = set(map(id, done))
+            kept = set(map(id, taken))
             for message in batch:
-                if id(message) not in left:
+                if id(message) not in kept:
                     self._unacked_messages.discard(message)
+        acking = asyncio.ensure_future(self._ack_when_durable(taken, durable))
+        self._acking.add(acking)
+        acking.add_done_callback(self._acking.discard)
+
+    async def _ack_when_durable(self, taken: Sequence[Message], durable: Awaitable[None]) -> None:
+        try:
+            await durable
+        except Exception as exc:  # the writes did not reach Kafka: nothing may be committed
+            await self.crash(exc)
+            return
+        finally:
+            self._in_flight.release()
+        ack = self.ack
+        for message in taken:
+            ack(message)
 
 
 class _BatchingTransport(faust_aiokafka.Transport):

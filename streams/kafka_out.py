@@ -4,14 +4,16 @@ Faust's own send path builds several objects and a future per record and hands r
 the client one by one from a buffer; a worker writing a few records per input event spent
 more time there than on the events. Here records are appended to one batch per partition
 and the batches go to the client together; ``flush`` returns once the broker has them, so a
-shell can hold its commits until its state changes are durable. One producer, and batches
-of a partition submitted in order: the order of a partition's records is kept.
+shell can hold its commits until its state changes are durable. One producer, and every
+flush submits its batches to the client only after the flushes before it did: the order of
+a partition's records is kept across flushes, which the state store's crash consistency
+needs (a save's items land before its row, and one save before the next).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
 from typing import Any
 
 from kafka.partitioner.default import murmur2
@@ -37,6 +39,7 @@ class KafkaOut:
         self._producer = producer
         self._partitions = partitions
         self._pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Any]]] = {}
+        self._submitting = asyncio.Lock()  # FIFO: flushes reach the client in their order
         self.records = 0  # records sent so far (metrics)
         self.bytes = 0
 
@@ -67,9 +70,28 @@ class KafkaOut:
 
     async def flush(self) -> None:
         """Send everything gathered so far; return when the broker has acknowledged it."""
+        await self.flush_soon()
+
+    def flush_soon(self) -> Awaitable[None]:
+        """Take everything gathered so far now, and send it; the result is done when the
+        broker has acknowledged it. Later records wait for the next flush."""
         if not self._pending:
-            return
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
         pending, self._pending = self._pending, {}
+        return asyncio.ensure_future(self._send(pending))
+
+    async def _send(
+        self, pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Any]]]
+    ) -> None:
+        async with self._submitting:
+            deliveries = await self._submit(pending)
+        await asyncio.gather(*deliveries)
+
+    async def _submit(
+        self, pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Any]]]
+    ) -> list[Any]:
         producer = self._producer()
         deliveries = []
         for (topic, partition), records in pending.items():
@@ -90,7 +112,7 @@ class KafkaOut:
                         batch = producer.create_batch()
             if batch.record_count():
                 deliveries.append(await producer.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*deliveries)
+        return deliveries
 
 
 class ChangelogTable(MutableMapping[bytes, bytes]):

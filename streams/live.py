@@ -13,6 +13,7 @@ are saved once each, and only then may the batch's offsets be committed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
@@ -125,6 +126,8 @@ class LiveShell:
         metrics: Metrics,
         flush: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """``flush`` takes what was published and saved so far, at once, and gives what
+        completes when Kafka has it (``KafkaOut.flush_soon``)."""
         self.settings = settings
         self._flush = flush
         self.topics = settings.topics
@@ -186,7 +189,14 @@ class LiveShell:
     # -- records -------------------------------------------------------------------------
 
     async def handle(self, records: Sequence[RawRecord]) -> None:
-        """Apply a batch record by record, carry out its effects, save what changed."""
+        """Apply a batch, carry out its effects, save what changed; return once that is in
+        Kafka, after which the batch's offsets may be committed."""
+        await self.take(records)
+        await self.flush()
+
+    async def take(self, records: Sequence[RawRecord]) -> None:
+        """Apply a batch record by record, carry out its effects, save what changed: all
+        of it gathered for the next ``flush``."""
         batch = _Batch([], [], {})
         limit_us = wall_us() + self._future_skew_us
         for rec in records:
@@ -206,14 +216,16 @@ class LiveShell:
             await self._dead_letter(rec, error, reason, event_id, account_id)
         await self.carry_out(batch.effects)
         self.persist()
-        # The batch's offsets may be committed once we return: its state must be in the
-        # changelog first, or a crash would lose it.
-        await self.flush()
 
-    async def flush(self) -> None:
-        """Wait until what was published and saved so far is in Kafka."""
-        if self._flush is not None:
-            await self._flush()
+    def _flush_in_background(self) -> None:
+        sent = asyncio.ensure_future(self.flush())
+        sent.add_done_callback(_log_failure)
+
+    def flush(self) -> Awaitable[None]:
+        """What was published and saved so far, on its way to Kafka: done when it is there."""
+        if self._flush is None:
+            return _done()
+        return self._flush()
 
     def _apply(self, rec: RawRecord, batch: _Batch, limit_us: int) -> None:
         if rec.value is None:
@@ -248,7 +260,7 @@ class LiveShell:
             return
         await self.carry_out(self.engine.advance(wall_us()))
         self.persist()
-        await self.flush()
+        self._flush_in_background()
         self.metrics.open_drifts.set(self.engine.open_drifts())
 
     def persist(self) -> None:
@@ -387,7 +399,8 @@ class LiveShell:
                 self.topics["displayed"], account_id, orjson.dumps(body), [OWN_HEADER]
             )
         await self.carry_out(effects)
-        await self.flush()
+        # Not awaited: the cache writer must not wait for Kafka between its Redis writes.
+        self._flush_in_background()
 
     # -- black-box sampler (Polaris-style) ------------------------------------------------
 
@@ -431,3 +444,14 @@ class LiveShell:
     def explain(self, account_id: str) -> dict[str, Any] | None:
         acct = self.engine.accounts.get(account_id)
         return None if acct is None else explain(acct)
+
+
+def _done() -> Awaitable[None]:
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+    return done
+
+
+def _log_failure(done: asyncio.Future[None]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.error("records could not be sent to Kafka", exc_info=done.exception())
