@@ -20,7 +20,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from schemas.timefmt import parse_rfc3339
+from schemas.timefmt import check_occurred, parse_rfc3339, to_us
 
 __all__ = [
     "MINOR_UNITS_MAX",
@@ -38,20 +38,30 @@ __all__ = [
 MINOR_UNITS_MAX = 10**15
 
 
-def _timestamp(value: object) -> datetime:
+def _occurred_at(value: object) -> datetime:
+    """An RFC 3339 timestamp with offset whose UTC time is within the contract's bounds."""
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("timestamp has no offset")
+        check_occurred(to_us(value))
         return value
     if not isinstance(value, str):
         raise ValueError(f"timestamp must be an RFC 3339 string, got {type(value).__name__}")
-    return parse_rfc3339(value)
+    moment = parse_rfc3339(value)
+    check_occurred(to_us(moment), value)
+    return moment
 
 
-Timestamp = Annotated[
+OccurredAt = Annotated[
     datetime,
-    PlainValidator(_timestamp),
-    WithJsonSchema({"type": "string", "format": "date-time"}),
+    PlainValidator(_occurred_at),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "description": "UTC time within 2000-01-01T00:00:00Z .. 2099-12-31T23:59:59.999Z",
+        }
+    ),
 ]
 Money = Annotated[StrictInt, Field(ge=0, le=MINOR_UNITS_MAX)]
 Version = Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]
@@ -68,7 +78,7 @@ class _Envelope(BaseModel):
 
     event_id: Id
     account_id: AccountId
-    occurred_at: Timestamp
+    occurred_at: OccurredAt
     schema_version: SchemaVersion
 
 

@@ -142,17 +142,40 @@ def test_rfc3339_timestamps_with_offset_parse_to_the_same_instant(stamp: str) ->
 @pytest.mark.parametrize(
     ("stamp", "us"),
     [
-        ("1970-01-01T00:00:00.000001Z", 1),
-        ("1969-12-31T23:59:59.999999Z", -1),
-        ("2111-08-30T21:21:24.230141Z", 4_470_412_884_230_141),  # past 2**32 s: floats slip
-        ("9999-12-31T23:59:59.999999+00:00", 253_402_300_799_999_999),
-        ("0001-01-01T00:00:00Z", -62_135_596_800_000_000),
+        ("2000-01-01T00:00:00Z", 946_684_800_000_000),
+        ("2000-01-01T00:00:00.000001Z", 946_684_800_000_001),
+        ("2026-11-29T10:00:00.123457+08:00", 1_795_917_600_123_457),
+        ("2099-12-31T23:59:59.998999Z", 4_102_444_799_998_999),
+        ("2099-12-31T23:59:59.999Z", 4_102_444_799_999_000),
     ],
 )
 def test_occurred_at_is_read_to_the_exact_microsecond(stamp: str, us: int) -> None:
     result = parse_obj(with_("drawdown.booked", occurred_at=stamp))
     assert isinstance(result, Parsed)
     assert (result.occurred_us, to_us(result.event.occurred_at)) == (us, us)
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    ["2000-01-01T00:00:00Z", "2000-01-01T08:00:00.000+08:00", "1999-12-31T19:00:00-05:00",
+     "2099-12-31T23:59:59.999Z", "2099-12-31T23:59:59.999000000Z",
+     "2100-01-01T07:59:59.999+08:00", "2099-12-31T18:59:59.999-05:00"],
+)
+def test_occurred_at_on_either_bound_is_valid(stamp: str) -> None:
+    assert isinstance(parse_obj(with_("drawdown.booked", occurred_at=stamp)), Parsed)
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    ["1999-12-31T23:59:59.999Z", "1999-12-31T23:59:59.999999999Z",
+     "2000-01-01T07:59:59.999+08:00", "2099-12-31T23:59:59.999001Z",
+     "2099-12-31T23:59:59.9990001Z", "2100-01-01T00:00:00Z", "2099-12-31T19:00:00-05:00",
+     "2100-01-01T08:00:00.000+08:00", "1970-01-01T00:00:00Z", "2111-08-30T21:21:24.230141Z",
+     "0001-01-01T00:00:00.000+08:00", "9999-12-31T23:59:59.999999+00:00"],
+)
+def test_occurred_at_outside_the_bounds_is_rejected(stamp: str) -> None:
+    error = rejected(with_("drawdown.booked", occurred_at=stamp)).error
+    assert "occurred_at" in error and "2000-01-01T00:00:00Z" in error
 
 
 @pytest.mark.parametrize("kind", sorted(VALID))
