@@ -7,6 +7,7 @@ fields are kept so that a newer producer never loses data passing through us.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Annotated, Any, Literal, final
 
@@ -63,6 +64,18 @@ OccurredAt = Annotated[
         }
     ),
 ]
+
+
+def _score(value: object) -> int | float:
+    """Any finite JSON number, integer or decimal; a boolean is not a number."""
+    if type(value) is int or (type(value) is float and math.isfinite(value)):
+        return value
+    if type(value) is float:
+        raise ValueError("score must be a finite number")
+    raise ValueError(f"score must be a JSON number, integer or decimal, got {type(value).__name__}")
+
+
+Score = Annotated[int | float, PlainValidator(_score), WithJsonSchema({"type": "number"})]
 Money = Annotated[StrictInt, Field(ge=0, le=MINOR_UNITS_MAX)]
 Version = Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]
 Id = Annotated[StrictStr, Field(min_length=1, max_length=128)]
@@ -130,7 +143,7 @@ class CreditLineChanged(_Envelope):
     version: Version
     cause: Literal["initial", "rescore", "policy", "manual"]
     model_version: StrictStr | None = None
-    score: StrictInt | None = None
+    score: Score | None = None
     reasons: list[Annotated[StrictStr, Field(max_length=200)]] | None = Field(
         default=None, max_length=32
     )

@@ -210,6 +210,19 @@ def test_unknown_extra_fields_are_kept() -> None:
     assert event.extra == {"source": "core-v2", "trace": {"span": 7}}
 
 
+@pytest.mark.parametrize("score", [642, 642.7, 0, -12.25, 2**53 + 1, 6.4e2])
+def test_score_is_any_finite_number_integer_or_decimal(score: float) -> None:
+    event = parse_ok(with_("credit_line.changed", score=score))
+    assert (type(event.score), event.score) == (type(score), score)
+
+
+@pytest.mark.parametrize("token", [b"NaN", b"Infinity", b"-Infinity", b"1e400", b'"642.7"'])
+def test_score_that_is_not_a_finite_json_number_is_rejected(token: bytes) -> None:
+    raw = orjson.dumps(VALID["credit_line.changed"]).replace(b'"score":612', b'"score":' + token)
+    assert b'"score":' + token in raw
+    assert isinstance(parse_event(raw), Rejected)
+
+
 def test_amount_zero_is_valid() -> None:
     assert parse_ok(with_("drawdown.booked", principal=0)).principal == 0
 
@@ -253,7 +266,8 @@ def test_null_required_field_is_rejected(kind: str, field: str) -> None:
     [("drawdown.booked", "loan_id", 7), ("drawdown.booked", "principal", "100"),
      ("repayment.initiated", "channel", "cash"), ("repayment.initiated", "amount", [1]),
      ("credit_line.changed", "cause", "whim"), ("credit_line.changed", "version", "2"),
-     ("credit_line.changed", "reasons", "too many loans"), ("credit_line.changed", "score", 1.5),
+     ("credit_line.changed", "reasons", "too many loans"), ("credit_line.changed", "score", "642"),
+     ("credit_line.changed", "score", [642]),
      ("account.status_changed", "status", "suspended"), ("limit.displayed", "cache_version", "4"),
      ("drawdown.booked", "event_id", 12), ("drawdown.booked", "account_id", 12)],
 )

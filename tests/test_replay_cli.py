@@ -224,3 +224,9 @@ def test_schema_command_writes_the_machine_readable_contract(
     alert_schema = json.loads((tmp_path / "schema" / "alert.schema.json").read_text())
     for alert in read_jsonl(run(log, tmp_path / "out") / "alerts.jsonl"):
         jsonschema.validate(alert, alert_schema)
+
+
+def test_the_exported_schema_takes_a_decimal_score(tmp_path: Path) -> None:
+    assert main(["schema", "--out", str(tmp_path / "schema")]) == 0
+    event_schema = json.loads((tmp_path / "schema" / "event.schema.json").read_text())
+    jsonschema.validate(credit_line("A", 0, 10_000, 1, score=642.7), event_schema)
