@@ -11,8 +11,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from pydantic import TypeAdapter, ValidationError
@@ -91,8 +92,7 @@ def _parse_slowly(obj: Any) -> Parsed | Rejected:
         return obj
     if not isinstance(obj, dict):
         return Rejected(f"record is JSON but not an object (got {type(obj).__name__})")
-    event_id = obj.get("event_id") if isinstance(obj.get("event_id"), str) else None
-    account_id = obj.get("account_id") if isinstance(obj.get("account_id"), str) else None
+    event_id, account_id = _readable_ids(obj)
     kind = obj.get("type")
     if kind not in EVENT_TYPES:
         error = "missing field 'type'" if kind is None else f"unknown type {kind!r}"
@@ -113,15 +113,71 @@ def _reject_constant(token: str) -> Any:
 
 
 def _load_json_slowly(raw: bytes | str, fast_error: ValueError) -> Any:
-    """orjson refuses integers beyond 64 bits; the standard library tells us what it was.
+    """What orjson refused, read by the standard library, which tells us what it was.
 
-    Only for UTF-8 text, and without NaN/Infinity, which are not JSON.
+    Only for UTF-8 text, and without NaN/Infinity, which are not JSON. The standard library
+    also reads a lone surrogate (``"\\ud800"`` with no pair, or one in a ``str`` given
+    here), which orjson refuses: a record holding one is invalid (it could not be written out
+    again as UTF-8), said here with where it is. The fast path never sees one.
     """
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        return json.loads(text, parse_constant=_reject_constant)
+        obj = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError):
         return Rejected(_cut(f"not JSON: {fast_error}"))
+    where = _lone_surrogate(obj)
+    if where is not None:
+        ids = _readable_ids(obj) if type(obj) is dict else (None, None)
+        return Rejected(
+            _cut(f"{where} holds a lone surrogate (a \\ud800-style escape with no pair)"), *ids
+        )
+    return obj
+
+
+# A raw pattern: the regular expression reads the escapes (no surrogate in this source).
+_SURROGATE: Final = re.compile(r"[\ud800-\udfff]")
+
+
+def _lone_surrogate(obj: Any) -> str | None:
+    """Where the first string holding a surrogate is, keys included, at any depth; or None.
+    A decoded string holds one only unpaired: the decoder joins an escaped pair into one
+    character."""
+    pending: list[tuple[Any, str]] = [(obj, "")]
+    while pending:
+        value, path = pending.pop()
+        kind = type(value)
+        if kind is str:
+            if _SURROGATE.search(value):
+                return f"field {path!r}" if path else "the record"
+        elif kind is dict:
+            for key, item in value.items():
+                if _SURROGATE.search(key):
+                    where = f"field {path!r}" if path else "the record"
+                    return f"a key of {where} ({key[:40]!r})"
+                pending.append((item, f"{path}.{key}" if path else key))
+        elif kind is list:
+            for index, item in enumerate(value):
+                pending.append((item, f"{path}[{index}]"))
+    return None
+
+
+def _readable_ids(obj: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The record's ``event_id`` and ``account_id`` where they are strings of the contract's
+    lengths without a lone surrogate: a rejection carries them into its dead letter, which
+    must stay small and writable."""
+    return _bounded_id(obj.get("event_id"), _EVENT_ID_MAX), _bounded_id(
+        obj.get("account_id"), _ACCOUNT_ID_MAX
+    )
+
+
+_EVENT_ID_MAX: Final = 128
+_ACCOUNT_ID_MAX: Final = 64
+
+
+def _bounded_id(value: object, longest: int) -> str | None:
+    if type(value) is str and 0 < len(value) <= longest and not _SURROGATE.search(value):
+        return value
+    return None
 
 
 def content_digest(digest: str | bytes) -> str:
@@ -197,7 +253,7 @@ def dead_letter_record(
     account_id: str | None = None,
 ) -> dict[str, Any]:
     """The contract's dead-letter record; keeps the original bytes exactly (base64)."""
-    data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else bytes(raw)
+    data = _original_bytes(raw) if isinstance(raw, str) else bytes(raw)
     return {
         "reason": reason,
         "error": error,
@@ -209,3 +265,13 @@ def dead_letter_record(
         "event_id": event_id,
         "account_id": account_id,
     }
+
+
+def _original_bytes(raw: str) -> bytes:
+    """The bytes of a record given as text: undecodable bytes a caller kept as surrogate
+    escapes go back to what they were; any other lone surrogate is written in its three-byte
+    form (surrogatepass), as UTF-8 cannot hold it."""
+    try:
+        return raw.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return raw.encode("utf-8", "surrogatepass")

@@ -80,6 +80,9 @@ AMOUNTS = [
 ]
 
 
+FUZZ_SURROGATES = settings(max_examples=200, deadline=None)
+
+
 def parse_obj(obj: object) -> Parsed | Rejected:
     return parse_event(json.dumps(obj).encode())
 
@@ -351,6 +354,62 @@ def test_rejection_keeps_the_ids_it_could_read() -> None:
 def test_error_text_is_bounded() -> None:
     result = rejected(with_("drawdown.booked", type="x" * 10_000))
     assert len(result.error) <= 500
+
+
+# -- lone surrogates: a string must be valid Unicode, anywhere in the record -----------------
+
+SURROGATES = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+# Where in a record the string goes: a field of the contract, an extra value, an extra key,
+# inside an extra list or object, or a key of a nested object.
+PLACES = ["loan_id", "event_id", "account_id", "occurred_at", "type", "extra", "extra key",
+          "in a list", "nested key"]
+
+
+def holding(text: str, place: str) -> dict[str, Any]:
+    """A valid drawdown with ``text`` at ``place``."""
+    record = dict(VALID["drawdown.booked"])
+    if place == "extra":
+        record["note"] = text
+    elif place == "extra key":
+        record[text] = 1
+    elif place == "in a list":
+        record["tags"] = ["a", text]
+    elif place == "nested key":
+        record["meta"] = {"k": {text: [1]}}
+    else:
+        record[place] = text
+    return record
+
+
+@FUZZ_SURROGATES
+@given(st.text(max_size=6), SURROGATES, st.text(max_size=6), st.sampled_from(PLACES))
+def test_a_lone_surrogate_anywhere_makes_the_record_invalid(
+    before: str, surrogate: str, after: str, place: str
+) -> None:
+    record = holding(before + surrogate + after, place)
+    for raw in (json.dumps(record).encode(), json.dumps(record, ensure_ascii=False)):
+        result = parse_event(raw)  # escaped in bytes, or the code point itself in a str
+        assert isinstance(result, Rejected) and "lone surrogate" in result.error
+
+
+def test_the_error_says_where_the_lone_surrogate_is() -> None:
+    result = rejected(holding("x\ud800", "in a list"))
+    assert "'tags[1]'" in result.error
+
+
+def test_an_escaped_surrogate_pair_is_one_valid_character() -> None:
+    raw = orjson.dumps(VALID["drawdown.booked"])[:-1] + b',"note":"\\ud83d\\ude00"}'
+    assert parse_ok(json.loads(raw)).extra == {"note": "\U0001F600"}
+    assert isinstance(parse_event(raw), Parsed)
+
+
+def test_a_record_rejected_for_a_lone_surrogate_keeps_its_readable_ids() -> None:
+    result = rejected(holding("\udc00", "extra"))
+    assert (result.event_id, result.account_id) == ("e-dd", "A-1")
+
+
+def test_a_lone_surrogate_in_an_id_is_not_copied_into_the_rejection() -> None:
+    assert rejected(holding("e-\ud800", "event_id")).event_id is None
 
 
 # -- the digest: idempotency by content -----------------------------------------------------

@@ -1,0 +1,31 @@
+"""schemas.parse.dead_letter_record: the contract's dead letters ("Bad input").
+
+A dead letter carries the original bytes (exactly, in base64, and as text), where the record
+was, a readable error and a reason; it can always be written out as JSON, whatever the record
+held.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import orjson
+
+from schemas.parse import Rejected, dead_letter_record, parse_event
+from schemas.records import DeadLetterRecord
+
+
+def written(record: dict[str, object]) -> bytes:
+    """The dead letter as the topic or ``dead_letters.jsonl`` gets it (validated first)."""
+    DeadLetterRecord.model_validate(record)
+    return orjson.dumps(record)
+
+
+def test_a_record_given_as_text_with_a_lone_surrogate_is_dead_lettered() -> None:
+    raw = json.dumps({"event_id": "e-1", "note": "\ud800"}, ensure_ascii=False)
+    result = parse_event(raw)
+    assert isinstance(result, Rejected)
+    letter = orjson.loads(written(dead_letter_record(raw, result.error, "invalid")))
+    # U+D800 in the three bytes UTF-8 would give it (surrogatepass): UTF-8 cannot hold it
+    assert base64.b64decode(letter["original_b64"]) == raw.encode("utf-8", "surrogatepass")
