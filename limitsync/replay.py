@@ -37,16 +37,17 @@ TIMELINE_MAX = 200  # points kept per account for the report's timelines
 @dataclass(slots=True, init=False)
 class InputRecord:
     """One record of the log and where it came from (for dead letters). Built per line: a
-    written-out constructor, as neither a NamedTuple's nor a dataclass's is compiled."""
+    written-out constructor, as neither a NamedTuple's nor a dataclass's is compiled. The
+    value of a Kafka tombstone is None (the parser rejects it)."""
 
-    value: bytes
+    value: bytes | None
     topic: str | None
     partition: int | None
     offset: int | None
 
     def __init__(
         self,
-        value: bytes,
+        value: bytes | None,
         topic: str | None = None,
         partition: int | None = None,
         offset: int | None = None,

@@ -24,6 +24,7 @@ from schemas.fastpath import fast_event
 from schemas.native import Event, from_model
 
 __all__ = [
+    "TOMBSTONE_ERROR",
     "Parsed",
     "Rejected",
     "conflict_error",
@@ -34,6 +35,8 @@ __all__ = [
 
 _EVENT_ADAPTER: TypeAdapter[events.Event] = TypeAdapter(events.Event)
 _ERROR_TEXT_MAX = 500
+# The error of a Kafka record whose value is null: no event, invalid (CONTRACT.md, "Envelope").
+TOMBSTONE_ERROR: Final = "tombstone: the record value is null"
 
 
 @dataclass(slots=True, init=False)
@@ -62,13 +65,16 @@ class Rejected:
     account_id: str | None = None
 
 
-def parse_event(raw: bytes | str) -> Parsed | Rejected:
-    """Parse one record value. Never raises for any input.
+def parse_event(raw: bytes | str | None) -> Parsed | Rejected:
+    """Parse one record value. Never raises for any input; None (a Kafka record whose value
+    is null, a tombstone) is rejected.
 
     ``Parsed.digest`` is the content digest, or, for a plainly valid record given as bytes,
     those bytes: the digest is computed only if the id comes again or the account's state is
     saved (``content_digest``). Most ids never come again, and hashing was a sixth of replay.
     """
+    if raw is None:
+        return Rejected(TOMBSTONE_ERROR)
     deferrable = type(raw) is bytes
     try:
         obj = orjson.loads(raw)
@@ -243,7 +249,7 @@ def conflict_error(event_id: str) -> str:
 
 
 def dead_letter_record(
-    raw: bytes | str,
+    raw: bytes | str | None,
     error: str,
     reason: str,
     topic: str | None = None,
@@ -252,13 +258,20 @@ def dead_letter_record(
     event_id: str | None = None,
     account_id: str | None = None,
 ) -> dict[str, Any]:
-    """The contract's dead-letter record; keeps the original bytes exactly (base64)."""
-    data = _original_bytes(raw) if isinstance(raw, str) else bytes(raw)
+    """The contract's dead-letter record; keeps the original bytes exactly (base64). A
+    tombstone (``raw`` None) has no bytes: ``original`` and ``original_b64`` are null."""
+    if raw is None:
+        original: str | None = None
+        original_b64: str | None = None
+    else:
+        data = _original_bytes(raw) if isinstance(raw, str) else bytes(raw)
+        original = data.decode("utf-8", "backslashreplace")
+        original_b64 = base64.b64encode(data).decode("ascii")
     return {
         "reason": reason,
         "error": error,
-        "original": data.decode("utf-8", "backslashreplace"),
-        "original_b64": base64.b64encode(data).decode("ascii"),
+        "original": original,
+        "original_b64": original_b64,
         "topic": topic,
         "partition": partition,
         "offset": offset,

@@ -44,8 +44,10 @@ class DeadLetterRecord(BaseModel):
 
     reason: Literal["invalid", "conflict", "rescore_failed"]
     error: str
-    original: str  # the original bytes as UTF-8 (undecodable bytes escaped)
-    original_b64: str  # the original bytes, exactly
+    # The original bytes as UTF-8 (undecodable bytes escaped), and exactly; both null for a
+    # Kafka tombstone (a record whose value is null).
+    original: str | None
+    original_b64: str | None
     topic: str | None
     partition: int | None
     offset: int | None

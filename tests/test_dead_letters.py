@@ -11,7 +11,9 @@ import base64
 import json
 
 import orjson
+from eventlog import drawdown, line
 
+from limitsync.replay import InputRecord, ReplayOptions, run_replay
 from schemas.parse import Rejected, dead_letter_record, parse_event
 from schemas.records import DeadLetterRecord
 
@@ -29,3 +31,17 @@ def test_a_record_given_as_text_with_a_lone_surrogate_is_dead_lettered() -> None
     letter = orjson.loads(written(dead_letter_record(raw, result.error, "invalid")))
     # U+D800 in the three bytes UTF-8 would give it (surrogatepass): UTF-8 cannot hold it
     assert base64.b64decode(letter["original_b64"]) == raw.encode("utf-8", "surrogatepass")
+
+
+def test_a_tombstone_is_dead_lettered_without_original_bytes() -> None:
+    letter = orjson.loads(written(dead_letter_record(None, "tombstone", "invalid", "t", 2, 9)))
+    assert (letter["original"], letter["original_b64"], letter["offset"]) == (None, None, 9)
+
+
+def test_a_replay_dead_letters_a_tombstone_as_invalid_and_goes_on() -> None:
+    records = [InputRecord(None, "limit.account-events", 1, 41),
+               InputRecord(line(drawdown("A", 0, 500)), "limit.account-events", 1, 42)]
+    result = run_replay(records, ReplayOptions())
+    [letter] = result.dead_letters
+    assert (letter["reason"], letter["error"], letter["offset"], result.counts["applied"]) == (
+        "invalid", "tombstone: the record value is null", 41, 1)

@@ -240,6 +240,11 @@ def test_not_json_is_rejected(raw: bytes) -> None:
     assert "not JSON" in result.error
 
 
+def test_a_tombstone_is_rejected_with_a_clear_error() -> None:
+    # a Kafka record whose value is null: no bytes at all, unlike the JSON text "null"
+    assert parse_event(None) == Rejected("tombstone: the record value is null")
+
+
 @pytest.mark.parametrize("raw", [b"[]", b"1", b'"text"', b"null", b"true"])
 def test_json_that_is_not_an_object_is_rejected(raw: bytes) -> None:
     result = parse_event(raw)
