@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["AccountLine", "AlertRecord", "DeadLetterRecord"]
+__all__ = ["AccountLine", "AlertRecord", "DeadLetterReason", "DeadLetterRecord"]
 
 AlertType = Literal["mismatch.opened", "mismatch.escalated", "mismatch.resolved"]
 Reason = Literal[
@@ -37,12 +37,19 @@ class AlertRecord(BaseModel):
     resolution: Literal["synced", "auto_healed", "superseded"] | None = None
 
 
+# CONTRACT.md, "Bad input": why a record was set aside. ``invalid``: it breaks the contract;
+# ``conflict``: its event_id was seen with other content; ``internal``: processing this one
+# record raised; ``future_timestamp``: stamped too far ahead of the clock (live; a replay only
+# with --now); ``rescore_failed``: the scorer kept failing on a rescore request.
+DeadLetterReason = Literal["invalid", "conflict", "internal", "future_timestamp", "rescore_failed"]
+
+
 class DeadLetterRecord(BaseModel):
     """A rejected input record, with everything needed to fix and re-send it."""
 
     model_config = ConfigDict(extra="forbid")
 
-    reason: Literal["invalid", "conflict", "rescore_failed"]
+    reason: DeadLetterReason
     error: str
     # The original bytes as UTF-8 (undecodable bytes escaped), and exactly; both null for a
     # Kafka tombstone (a record whose value is null).

@@ -13,11 +13,12 @@ import asyncio
 import inspect
 import logging
 import re
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
 from schemas.parse import TOMBSTONE_ERROR, dead_letter_record
+from schemas.records import DeadLetterReason
 from schemas.timefmt import OCCURRED_MAX_US, OCCURRED_MIN_US, format_us
 from streams.live import Publisher, wall_us
 from streams.metrics import Metrics
@@ -101,7 +102,7 @@ class Rescorer:
         raw: bytes | None,
         error: str,
         request: dict[str, Any] | None,
-        reason: Literal["invalid", "rescore_failed"],
+        reason: DeadLetterReason,
     ) -> None:
         account = request.get("account_id") if isinstance(request, dict) else None
         record = dead_letter_record(

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import get_args
 
 import orjson
+import pytest
 from eventlog import drawdown, line
 
 from limitsync.replay import InputRecord, ReplayOptions, run_replay
 from schemas.parse import Rejected, dead_letter_record, parse_event
-from schemas.records import DeadLetterRecord
+from schemas.records import DeadLetterReason, DeadLetterRecord
 
 
 def written(record: dict[str, object]) -> bytes:
@@ -45,3 +47,13 @@ def test_a_replay_dead_letters_a_tombstone_as_invalid_and_goes_on() -> None:
     [letter] = result.dead_letters
     assert (letter["reason"], letter["error"], letter["offset"], result.counts["applied"]) == (
         "invalid", "tombstone: the record value is null", 41, 1)
+
+
+# -- reasons -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "reason", ["invalid", "conflict", "internal", "future_timestamp", "rescore_failed"]
+)
+def test_each_reason_of_the_contract_is_a_dead_letter_reason(reason: str) -> None:
+    assert reason in get_args(DeadLetterReason)
