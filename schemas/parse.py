@@ -24,6 +24,8 @@ from schemas.fastpath import fast_event
 from schemas.native import Event, from_model
 
 __all__ = [
+    "DEAD_LETTER_MAX_BYTES",
+    "ORIGINAL_KEPT_BYTES",
     "TOMBSTONE_ERROR",
     "Parsed",
     "Rejected",
@@ -248,6 +250,20 @@ def conflict_error(event_id: str) -> str:
     return f"conflict: event_id {event_id!r} was seen with other content"
 
 
+# CONTRACT.md, "Bad input": a dead letter never exceeds 256 KB written out; a longer original
+# keeps its first 64 KB, its length and its SHA-256.
+DEAD_LETTER_MAX_BYTES: Final = 256 * 1024
+ORIGINAL_KEPT_BYTES: Final = 64 * 1024
+# The other fields are bounded too, so that the original always has room: an error of at most
+# 1,000 characters, a topic of at most 255 (Kafka's limit is 249), ids within the contract's
+# lengths. Written out, a character takes at most 6 bytes (a control character, \u0000).
+_ERROR_MAX: Final = 1000
+_TOPIC_MAX: Final = 255
+# An original this short always fits whole: 6 bytes of text and 4/3 of base64 a byte, plus at
+# most ~10 KB for the other fields, stay far below the bound; only longer ones are measured.
+_ALWAYS_FITS: Final = 16 * 1024
+
+
 def dead_letter_record(
     raw: bytes | str | None,
     error: str,
@@ -258,26 +274,77 @@ def dead_letter_record(
     event_id: str | None = None,
     account_id: str | None = None,
 ) -> dict[str, Any]:
-    """The contract's dead-letter record; keeps the original bytes exactly (base64). A
-    tombstone (``raw`` None) has no bytes: ``original`` and ``original_b64`` are null."""
-    if raw is None:
-        original: str | None = None
-        original_b64: str | None = None
-    else:
-        data = _original_bytes(raw) if isinstance(raw, str) else bytes(raw)
-        original = data.decode("utf-8", "backslashreplace")
-        original_b64 = base64.b64encode(data).decode("ascii")
-    return {
+    """The contract's dead-letter record (``schemas.records.DeadLetterRecord``): the original
+    bytes exactly (base64) and as text, where the record was, why it was set aside (``reason``:
+    one of ``schemas.records.DeadLetterReason``).
+
+    A tombstone (``raw`` None) has no bytes: ``original`` and ``original_b64`` are null. A
+    record that would be written out longer than ``DEAD_LETTER_MAX_BYTES`` keeps the first
+    ``ORIGINAL_KEPT_BYTES`` of the original (``original_b64``; ``original`` is their text, cut
+    further when escaping makes it too long) with ``original_truncated``, ``original_length``
+    (bytes) and ``original_sha256`` (of the whole original). ``event_id`` and ``account_id``
+    are kept only as strings within the contract's lengths (128 and 64 characters) that can be
+    written out, else null; ``error`` is cut to 1,000 characters and ``topic`` to 255.
+    """
+    record: dict[str, Any] = {
         "reason": reason,
-        "error": error,
-        "original": original,
-        "original_b64": original_b64,
-        "topic": topic,
+        "error": _writable(error, _ERROR_MAX),
+        "original": None,
+        "original_b64": None,
+        "topic": None if topic is None else _writable(topic, _TOPIC_MAX),
         "partition": partition,
         "offset": offset,
-        "event_id": event_id,
-        "account_id": account_id,
+        "event_id": _bounded_id(event_id, _EVENT_ID_MAX),
+        "account_id": _bounded_id(account_id, _ACCOUNT_ID_MAX),
     }
+    if raw is None:
+        return record
+    data = _original_bytes(raw) if isinstance(raw, str) else bytes(raw)
+    record["original"] = data.decode("utf-8", "backslashreplace")
+    record["original_b64"] = base64.b64encode(data).decode("ascii")
+    if len(data) > _ALWAYS_FITS and len(orjson.dumps(record)) > DEAD_LETTER_MAX_BYTES:
+        _keep_the_start(record, data)
+    return record
+
+
+def _keep_the_start(record: dict[str, Any], data: bytes) -> None:
+    """Cut a too-long dead letter's original to its first bytes, and their text to what fits."""
+    kept = data[:ORIGINAL_KEPT_BYTES]
+    record["original"] = ""
+    record["original_b64"] = base64.b64encode(kept).decode("ascii")
+    record["original_truncated"] = True
+    record["original_length"] = len(data)
+    record["original_sha256"] = hashlib.sha256(data).hexdigest()
+    room = DEAD_LETTER_MAX_BYTES - len(orjson.dumps(record))  # for the text, written out
+    record["original"] = _prefix_within(kept.decode("utf-8", "backslashreplace"), room)
+
+
+def _prefix_within(text: str, room: int) -> str:
+    """The longest start of ``text`` that takes at most ``room`` bytes as JSON (its quotes are
+    counted already): at most 6 bytes a character, so a binary search over its length."""
+    if _json_size(text) <= room:
+        return text
+    fits, too_long = 0, len(text)  # fits: a length that fits; too_long: one that does not
+    while too_long - fits > 1:
+        middle = (fits + too_long) // 2
+        if _json_size(text[:middle]) <= room:
+            fits = middle
+        else:
+            too_long = middle
+    return text[:fits]
+
+
+def _json_size(text: str) -> int:
+    return len(orjson.dumps(text)) - 2  # without the quotes
+
+
+def _writable(text: str, longest: int) -> str:
+    """``text`` cut to ``longest`` characters, a lone surrogate escaped (UTF-8 cannot hold it)."""
+    if len(text) > longest:
+        text = text[: longest - 1] + "…"
+    if _SURROGATE.search(text):
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def _original_bytes(raw: str) -> bytes:

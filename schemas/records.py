@@ -45,21 +45,27 @@ DeadLetterReason = Literal["invalid", "conflict", "internal", "future_timestamp"
 
 
 class DeadLetterRecord(BaseModel):
-    """A rejected input record, with everything needed to fix and re-send it."""
+    """A rejected input record, with everything needed to fix and re-send it (at most 256 KB
+    written out: ``schemas.parse.dead_letter_record``)."""
 
     model_config = ConfigDict(extra="forbid")
 
     reason: DeadLetterReason
     error: str
     # The original bytes as UTF-8 (undecodable bytes escaped), and exactly; both null for a
-    # Kafka tombstone (a record whose value is null).
+    # Kafka tombstone (a record whose value is null). When the original was too long, these
+    # hold its first 64 KB only (``original`` may be cut shorter still: its escapes take more
+    # room), and the three fields below say what the whole was.
     original: str | None
     original_b64: str | None
     topic: str | None
     partition: int | None
     offset: int | None
-    event_id: str | None = None
-    account_id: str | None = None
+    event_id: str | None = None  # within the contract's 128 characters, else null
+    account_id: str | None = None  # within the contract's 64 characters, else null
+    original_truncated: bool = False
+    original_length: int | None = None  # bytes of the whole original
+    original_sha256: str | None = None  # hex SHA-256 of the whole original
 
 
 class AccountLine(BaseModel):
