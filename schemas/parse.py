@@ -22,9 +22,11 @@ from schemas import events
 from schemas.events import EVENT_TYPES
 from schemas.fastpath import fast_event
 from schemas.native import Event, from_model
+from schemas.timefmt import format_us
 
 __all__ = [
     "DEAD_LETTER_MAX_BYTES",
+    "MAX_FUTURE_SKEW_S",
     "ORIGINAL_KEPT_BYTES",
     "TOMBSTONE_ERROR",
     "Parsed",
@@ -32,6 +34,7 @@ __all__ = [
     "conflict_error",
     "content_digest",
     "dead_letter_record",
+    "future_timestamp_error",
     "parse_event",
 ]
 
@@ -248,6 +251,31 @@ def _cut(text: str) -> str:
 def conflict_error(event_id: str) -> str:
     """The dead-letter error of a conflict (same id, different content)."""
     return f"conflict: event_id {event_id!r} was seen with other content"
+
+
+# CONTRACT.md, "Bad input": the default of max_future_skew_s.
+MAX_FUTURE_SKEW_S: Final = 300
+
+
+def future_timestamp_error(occurred_us: int, now_us: int, max_future_skew_us: int) -> str | None:
+    """The contract's future-timestamp rule: the dead-letter error (reason
+    ``future_timestamp``) of a valid record whose ``occurred_at`` is more than
+    ``max_future_skew_us`` ahead of the clock ``now_us``, saying by how much; None when it may
+    be applied. Live workers apply it with their wall clock; a replay only when given --now."""
+    ahead = occurred_us - now_us
+    if ahead <= max_future_skew_us:
+        return None
+    return (
+        f"future_timestamp: occurred_at {format_us(occurred_us)} is {_seconds(ahead)} s ahead "
+        f"of the clock ({format_us(now_us)}), more than the {_seconds(max_future_skew_us)} s "
+        "allowed"
+    )
+
+
+def _seconds(us: int) -> str:
+    """Microseconds as exact decimal seconds: 301000000 -> "301", 300000001 -> "300.000001"."""
+    whole, fraction = divmod(us, 1_000_000)
+    return f"{whole}.{fraction:06d}".rstrip("0").rstrip(".")
 
 
 # CONTRACT.md, "Bad input": a dead letter never exceeds 256 KB written out; a longer original

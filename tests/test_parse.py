@@ -33,7 +33,14 @@ from schemas.native import (  # what Parsed.event is, whichever path parsed the 
     RepaymentPosted,
     RepaymentReversed,
 )
-from schemas.parse import Parsed, Rejected, _parse_slowly, content_digest, parse_event
+from schemas.parse import (
+    Parsed,
+    Rejected,
+    _parse_slowly,
+    content_digest,
+    future_timestamp_error,
+    parse_event,
+)
 from schemas.timefmt import to_us
 
 VALID: dict[str, dict[str, Any]] = {
@@ -415,6 +422,28 @@ def test_a_record_rejected_for_a_lone_surrogate_keeps_its_readable_ids() -> None
 
 def test_a_lone_surrogate_in_an_id_is_not_copied_into_the_rejection() -> None:
     assert rejected(holding("e-\ud800", "event_id")).event_id is None
+
+
+# -- the future-timestamp rule (live, and a replay given --now) ------------------------------
+
+NOW_US = 1_795_946_400_000_000  # 2026-11-29T10:00:00Z
+SKEW_US = 300 * 1_000_000
+
+
+def test_a_record_stamped_the_whole_skew_ahead_may_be_applied() -> None:
+    assert future_timestamp_error(NOW_US + SKEW_US, NOW_US, SKEW_US) is None
+
+
+def test_a_record_stamped_beyond_the_skew_is_a_future_timestamp_saying_by_how_much() -> None:
+    error = future_timestamp_error(NOW_US + SKEW_US + 1, NOW_US, SKEW_US)
+    assert error == (
+        "future_timestamp: occurred_at 2026-11-29T10:05:00.000001Z is 300.000001 s ahead of the "
+        "clock (2026-11-29T10:00:00.000Z), more than the 300 s allowed"
+    )
+
+
+def test_a_record_stamped_in_the_past_may_be_applied() -> None:
+    assert future_timestamp_error(NOW_US - 86_400 * 1_000_000, NOW_US, SKEW_US) is None
 
 
 # -- the digest: idempotency by content -----------------------------------------------------
