@@ -34,14 +34,15 @@ MergeKey = tuple[int, int, int, str]
 
 @dataclass(frozen=True, slots=True)
 class LogRecord:
-    """A record as Kafka held it: where it was, when, and its raw key and value."""
+    """A record as Kafka held it: where it was, when, and its raw key and value (None for a
+    tombstone, which the replay dead-letters)."""
 
     topic: str
     partition: int
     offset: int
     timestamp_ms: int
     key: bytes | None
-    value: bytes
+    value: bytes | None
 
     @property
     def merge_key(self) -> MergeKey:

@@ -8,7 +8,8 @@ partition directory keeps each file in offset order, which the merge needs.
 Each line keeps the record's coordinates, its timestamp and its bytes: ``value`` is the
 original UTF-8 text, so the file reads in ``zcat``, and a value that is not UTF-8 (a bad
 record that must still reach the dead letters unchanged) goes in ``value_b64`` instead, with
-``value`` null. Keys follow the same rule.
+``value`` null. Keys follow the same rule. A Kafka tombstone (a null value) is archived with
+``value`` null and no ``value_b64``, and read back as one: replay dead-letters it.
 
 A segment is a series of complete gzip members (the archiver closes one at every commit), so
 a crash can only leave a truncated last member: the reader keeps its complete lines and
@@ -128,7 +129,7 @@ def decode_line(line: bytes) -> LogRecord:
         isinstance(n, int) and not isinstance(n, bool) for n in (partition, offset, timestamp_ms)
     )):
         raise SegmentError("not an archive record: bad topic, partition, offset or timestamp")
-    if value is None:
+    if value is None and "value" not in row:
         raise SegmentError("not an archive record: no value")
     return LogRecord(topic, partition, offset, timestamp_ms, key, value)
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from limitsync import compiled
 from limitsync.cli_args import fail as _fail
 from limitsync.cli_args import replay_options
+from limitsync.cli_args import seconds as _seconds
 from limitsync.cli_args import time_us as _time_us
 
 if TYPE_CHECKING:
@@ -60,9 +61,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     write_outputs(result, out, options, args.input, getattr(args, "account", None))
     c = result.counts
     rate = c["records"] / result.elapsed_s if result.elapsed_s else 0.0
+    future = f", {c['future_timestamp']} future_timestamp" if options.now_us is not None else ""
     print(
         f"replayed {c['records']} records ({c['applied']} applied, {c['duplicate']} duplicates, "
-        f"{c['conflict']} conflicts, {c['invalid']} invalid) in {result.elapsed_s:.1f} s "
+        f"{c['conflict']} conflicts, {c['invalid']} invalid{future}) in {result.elapsed_s:.1f} s "
         f"({rate:,.0f}/s): {len(result.alerts)} alerts, {len(result.engine.accounts)} accounts "
         f"-> {out}"
     )
@@ -126,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-file", help="reach the local stack of `limitsync up`")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--until", type=_time_us, help="advance the clock to TIME after the last record")
+    p.add_argument(
+        "--now",
+        type=_time_us,
+        help="the live clock: dead-letter (future_timestamp) a record stamped more than "
+        "--max-future-skew-s after TIME instead of applying it",
+    )
+    p.add_argument("--max-future-skew-s", type=_seconds, help="with --now (default 300)")
     _add_clock_args(p)
     p.set_defaults(handler=cmd_replay)
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from limitsync.replay import ReplayOptions
 
-__all__ = ["fail", "replay_options", "time_us"]
+__all__ = ["fail", "replay_options", "seconds", "time_us"]
 
 
 def fail(message: str) -> int:
@@ -29,11 +29,26 @@ def time_us(text: str) -> int:
 
 
 def replay_options(args: argparse.Namespace) -> ReplayOptions:
-    """The replay options every replaying subcommand takes (SLAs, ``--until``)."""
+    """The replay options every replaying subcommand takes (SLAs, ``--until``, ``--now``)."""
     from limitsync.replay import ReplayOptions
+    from schemas.parse import MAX_FUTURE_SKEW_S
 
+    skew_s = getattr(args, "max_future_skew_s", None)
     return ReplayOptions(
         sla_seconds=args.sla_seconds,
         clearing_sla_seconds=args.clearing_sla_seconds,
         until_us=getattr(args, "until", None),
+        now_us=getattr(args, "now", None),
+        max_future_skew_s=MAX_FUTURE_SKEW_S if skew_s is None else skew_s,
     )
+
+
+def seconds(text: str) -> int:
+    """A whole number of seconds, 0 or more (argparse ``type=``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a whole number of seconds >= 0: {text!r}")
+    return value

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,12 +72,23 @@ def cmd_produce(args: argparse.Namespace) -> int:
     from limitsync.producing import produce_lines
 
     settings = _settings(args)
+    tombstones = 0
+
+    def values() -> Iterator[bytes]:
+        nonlocal tombstones
+        for rec in open_input(args.input):
+            if rec.value is None:  # an archived tombstone: its key is not kept to resend it
+                tombstones += 1
+            else:
+                yield rec.value
+
     try:
-        n = produce_lines(settings, (rec.value for rec in open_input(args.input)))
+        n = produce_lines(settings, values())
     except InputError as exc:
         print(f"limitsync: error: {exc}", file=sys.stderr)
         return 2
-    print(f"produced {n} records to {settings.bootstrap_servers}")
+    skipped = f" ({tombstones} tombstones not sent: no key to send them with)" if tombstones else ""
+    print(f"produced {n} records to {settings.bootstrap_servers}{skipped}")
     return 0
 
 

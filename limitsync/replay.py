@@ -17,7 +17,14 @@ from typing import Any
 
 import orjson
 
-from schemas.parse import Parsed, conflict_error, dead_letter_record, parse_event
+from schemas.parse import (
+    MAX_FUTURE_SKEW_S,
+    Parsed,
+    conflict_error,
+    dead_letter_record,
+    future_timestamp_error,
+    parse_event,
+)
 from streams.core import AlertRaised, ChangeDisplayed, CoreConfig, Engine, EventTimeClock, Outcome
 from streams.core.engine import core_config_from_seconds
 from streams.core.state import AccountState
@@ -37,16 +44,17 @@ TIMELINE_MAX = 200  # points kept per account for the report's timelines
 @dataclass(slots=True, init=False)
 class InputRecord:
     """One record of the log and where it came from (for dead letters). Built per line: a
-    written-out constructor, as neither a NamedTuple's nor a dataclass's is compiled."""
+    written-out constructor, as neither a NamedTuple's nor a dataclass's is compiled. The
+    value of a Kafka tombstone is None (the parser rejects it)."""
 
-    value: bytes
+    value: bytes | None
     topic: str | None
     partition: int | None
     offset: int | None
 
     def __init__(
         self,
-        value: bytes,
+        value: bytes | None,
         topic: str | None = None,
         partition: int | None = None,
         offset: int | None = None,
@@ -66,6 +74,10 @@ class ReplayOptions:
     escalation_factor: int = 10
     rescore_enabled: bool = False
     keep_timelines: bool = True
+    # --now: the live workers' clock for the future-timestamp rule, which a replay applies only
+    # when given one (a record stamped more than the skew after it is dead-lettered).
+    now_us: int | None = None
+    max_future_skew_s: int = MAX_FUTURE_SKEW_S
 
     def core_config(self) -> CoreConfig:
         return core_config_from_seconds(
@@ -183,6 +195,8 @@ def _run_replay(
     started = time.perf_counter()
     accounts = engine.accounts
     keep_timelines = options.keep_timelines
+    now_us = options.now_us
+    max_future_skew_us = options.max_future_skew_s * 1_000_000
     applied = 0
     n = 0
     for n, rec in enumerate(records, 1):
@@ -203,6 +217,23 @@ def _run_replay(
             )
             continue
         event = parsed.event
+        if now_us is not None:
+            error = future_timestamp_error(parsed.occurred_us, now_us, max_future_skew_us)
+            if error is not None:
+                counts["future_timestamp"] += 1
+                result.dead_letters.append(
+                    dead_letter_record(
+                        rec.value,
+                        error,
+                        "future_timestamp",
+                        rec.topic,
+                        rec.partition,
+                        rec.offset,
+                        event.event_id,
+                        event.account_id,
+                    )
+                )
+                continue
         # Called as a method, not through a saved bound method: compiled, that is a direct C
         # call; the bound method goes through Python's calling convention (~600 instructions).
         outcome, effects = engine.ingest(event, parsed.digest, parsed.occurred_us)

@@ -46,6 +46,9 @@ def build_report_data(
     alerts = result.alerts
     if focus_account is not None:
         alerts = [a for a in alerts if a["account_id"] == focus_account]
+    dead_letters = {"invalid": result.counts["invalid"], "conflict": result.counts["conflict"]}
+    if options.now_us is not None:  # a replay applies the future-timestamp rule only then
+        dead_letters["future_timestamp"] = result.counts["future_timestamp"]
     return ReportData(
         title="limitsync replay report",
         generated_from=source,
@@ -56,10 +59,7 @@ def build_report_data(
         sync_latencies_s=[
             float("inf") if us is None else us / 1_000_000 for us in result.latencies_us
         ],
-        dead_letters_by_reason={
-            "invalid": result.counts["invalid"],
-            "conflict": result.counts["conflict"],
-        },
+        dead_letters_by_reason=dead_letters,
         events_total=result.counts["records"],
         explanations=explanations,
         focus_account=focus_account,

@@ -7,6 +7,7 @@ fields are kept so that a newer producer never loses data passing through us.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Annotated, Any, Literal, final
 
@@ -20,7 +21,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from schemas.timefmt import parse_rfc3339
+from schemas.timefmt import check_occurred, parse_rfc3339, to_us
 
 __all__ = [
     "MINOR_UNITS_MAX",
@@ -38,21 +39,43 @@ __all__ = [
 MINOR_UNITS_MAX = 10**15
 
 
-def _timestamp(value: object) -> datetime:
+def _occurred_at(value: object) -> datetime:
+    """An RFC 3339 timestamp with offset whose UTC time is within the contract's bounds."""
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("timestamp has no offset")
+        check_occurred(to_us(value))
         return value
     if not isinstance(value, str):
         raise ValueError(f"timestamp must be an RFC 3339 string, got {type(value).__name__}")
-    return parse_rfc3339(value)
+    moment = parse_rfc3339(value)
+    check_occurred(to_us(moment), value)
+    return moment
 
 
-Timestamp = Annotated[
+OccurredAt = Annotated[
     datetime,
-    PlainValidator(_timestamp),
-    WithJsonSchema({"type": "string", "format": "date-time"}),
+    PlainValidator(_occurred_at),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "description": "UTC time within 2000-01-01T00:00:00Z .. 2099-12-31T23:59:59.999Z",
+        }
+    ),
 ]
+
+
+def _score(value: object) -> int | float:
+    """Any finite JSON number, integer or decimal; a boolean is not a number."""
+    if type(value) is int or (type(value) is float and math.isfinite(value)):
+        return value
+    if type(value) is float:
+        raise ValueError("score must be a finite number")
+    raise ValueError(f"score must be a JSON number, integer or decimal, got {type(value).__name__}")
+
+
+Score = Annotated[int | float, PlainValidator(_score), WithJsonSchema({"type": "number"})]
 Money = Annotated[StrictInt, Field(ge=0, le=MINOR_UNITS_MAX)]
 Version = Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]
 Id = Annotated[StrictStr, Field(min_length=1, max_length=128)]
@@ -68,7 +91,7 @@ class _Envelope(BaseModel):
 
     event_id: Id
     account_id: AccountId
-    occurred_at: Timestamp
+    occurred_at: OccurredAt
     schema_version: SchemaVersion
 
 
@@ -120,7 +143,7 @@ class CreditLineChanged(_Envelope):
     version: Version
     cause: Literal["initial", "rescore", "policy", "manual"]
     model_version: StrictStr | None = None
-    score: StrictInt | None = None
+    score: Score | None = None
     reasons: list[Annotated[StrictStr, Field(max_length=200)]] | None = Field(
         default=None, max_length=32
     )

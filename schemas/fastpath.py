@@ -16,11 +16,16 @@ import re
 from typing import Any, Final
 
 from schemas.native import Event, checked_event
-from schemas.timefmt import parse_rfc3339, to_us
+from schemas.timefmt import OCCURRED_MAX_US, OCCURRED_MIN_US, parse_rfc3339, to_us
 
 __all__ = ["fast_event"]
 
 _ACCOUNT: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
+# The contract's bounds of occurred_at, copied into Final names (C globals once compiled). The
+# last valid instant itself is left to pydantic: a stamp finer than microseconds can parse to
+# it and lie after it (``check_occurred``), and no log holds it in the common case.
+_OCCURRED_MIN_US: Final = OCCURRED_MIN_US
+_OCCURRED_MAX_US: Final = OCCURRED_MAX_US
 
 
 def fast_event(obj: dict[str, Any]) -> tuple[Event, int] | None:
@@ -46,6 +51,8 @@ def fast_event(obj: dict[str, Any]) -> tuple[Event, int] | None:
     try:
         occurred_us = _timestamp_us(stamp)
     except ValueError:
+        return None
+    if occurred_us < _OCCURRED_MIN_US or occurred_us >= _OCCURRED_MAX_US:
         return None
     event = checked_event(kind, obj, event_id, account_id, stamp, occurred_us)
     if event is None:  # an unknown type, or a field pydantic must judge

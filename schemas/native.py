@@ -21,6 +21,7 @@ No dataclasses: mypyc runs a dataclass's generated ``__init__`` as Python code.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ClassVar, Final, TypeGuard, final
@@ -233,7 +234,7 @@ class CreditLineChanged(_Envelope):
         version: int,
         cause: str,
         model_version: str | None = None,
-        score: int | None = None,
+        score: int | float | None = None,
         reasons: list[str] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
@@ -522,7 +523,9 @@ def _credit_line(
         return None
     if model_version is not None and type(model_version) is not str:
         return None
-    if score is not None and type(score) is not int:
+    if not (
+        score is None or type(score) is int or (type(score) is float and math.isfinite(score))
+    ):
         return None
     if reasons is not None:
         if not _reasons(reasons):

@@ -11,8 +11,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from pydantic import TypeAdapter, ValidationError
@@ -21,18 +22,26 @@ from schemas import events
 from schemas.events import EVENT_TYPES
 from schemas.fastpath import fast_event
 from schemas.native import Event, from_model
+from schemas.timefmt import format_us
 
 __all__ = [
+    "DEAD_LETTER_MAX_BYTES",
+    "MAX_FUTURE_SKEW_S",
+    "ORIGINAL_KEPT_BYTES",
+    "TOMBSTONE_ERROR",
     "Parsed",
     "Rejected",
     "conflict_error",
     "content_digest",
     "dead_letter_record",
+    "future_timestamp_error",
     "parse_event",
 ]
 
 _EVENT_ADAPTER: TypeAdapter[events.Event] = TypeAdapter(events.Event)
 _ERROR_TEXT_MAX = 500
+# The error of a Kafka record whose value is null: no event, invalid (CONTRACT.md, "Envelope").
+TOMBSTONE_ERROR: Final = "tombstone: the record value is null"
 
 
 @dataclass(slots=True, init=False)
@@ -61,13 +70,16 @@ class Rejected:
     account_id: str | None = None
 
 
-def parse_event(raw: bytes | str) -> Parsed | Rejected:
-    """Parse one record value. Never raises for any input.
+def parse_event(raw: bytes | str | None) -> Parsed | Rejected:
+    """Parse one record value. Never raises for any input; None (a Kafka record whose value
+    is null, a tombstone) is rejected.
 
     ``Parsed.digest`` is the content digest, or, for a plainly valid record given as bytes,
     those bytes: the digest is computed only if the id comes again or the account's state is
     saved (``content_digest``). Most ids never come again, and hashing was a sixth of replay.
     """
+    if raw is None:
+        return Rejected(TOMBSTONE_ERROR)
     deferrable = type(raw) is bytes
     try:
         obj = orjson.loads(raw)
@@ -91,8 +103,7 @@ def _parse_slowly(obj: Any) -> Parsed | Rejected:
         return obj
     if not isinstance(obj, dict):
         return Rejected(f"record is JSON but not an object (got {type(obj).__name__})")
-    event_id = obj.get("event_id") if isinstance(obj.get("event_id"), str) else None
-    account_id = obj.get("account_id") if isinstance(obj.get("account_id"), str) else None
+    event_id, account_id = _readable_ids(obj)
     kind = obj.get("type")
     if kind not in EVENT_TYPES:
         error = "missing field 'type'" if kind is None else f"unknown type {kind!r}"
@@ -113,15 +124,71 @@ def _reject_constant(token: str) -> Any:
 
 
 def _load_json_slowly(raw: bytes | str, fast_error: ValueError) -> Any:
-    """orjson refuses integers beyond 64 bits; the standard library tells us what it was.
+    """What orjson refused, read by the standard library, which tells us what it was.
 
-    Only for UTF-8 text, and without NaN/Infinity, which are not JSON.
+    Only for UTF-8 text, and without NaN/Infinity, which are not JSON. The standard library
+    also reads a lone surrogate (``"\\ud800"`` with no pair, or one in a ``str`` given
+    here), which orjson refuses: a record holding one is invalid (it could not be written out
+    again as UTF-8), said here with where it is. The fast path never sees one.
     """
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        return json.loads(text, parse_constant=_reject_constant)
+        obj = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError):
         return Rejected(_cut(f"not JSON: {fast_error}"))
+    where = _lone_surrogate(obj)
+    if where is not None:
+        ids = _readable_ids(obj) if type(obj) is dict else (None, None)
+        return Rejected(
+            _cut(f"{where} holds a lone surrogate (a \\ud800-style escape with no pair)"), *ids
+        )
+    return obj
+
+
+# A raw pattern: the regular expression reads the escapes (no surrogate in this source).
+_SURROGATE: Final = re.compile(r"[\ud800-\udfff]")
+
+
+def _lone_surrogate(obj: Any) -> str | None:
+    """Where the first string holding a surrogate is, keys included, at any depth; or None.
+    A decoded string holds one only unpaired: the decoder joins an escaped pair into one
+    character."""
+    pending: list[tuple[Any, str]] = [(obj, "")]
+    while pending:
+        value, path = pending.pop()
+        kind = type(value)
+        if kind is str:
+            if _SURROGATE.search(value):
+                return f"field {path!r}" if path else "the record"
+        elif kind is dict:
+            for key, item in value.items():
+                if _SURROGATE.search(key):
+                    where = f"field {path!r}" if path else "the record"
+                    return f"a key of {where} ({key[:40]!r})"
+                pending.append((item, f"{path}.{key}" if path else key))
+        elif kind is list:
+            for index, item in enumerate(value):
+                pending.append((item, f"{path}[{index}]"))
+    return None
+
+
+def _readable_ids(obj: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The record's ``event_id`` and ``account_id`` where they are strings of the contract's
+    lengths without a lone surrogate: a rejection carries them into its dead letter, which
+    must stay small and writable."""
+    return _bounded_id(obj.get("event_id"), _EVENT_ID_MAX), _bounded_id(
+        obj.get("account_id"), _ACCOUNT_ID_MAX
+    )
+
+
+_EVENT_ID_MAX: Final = 128
+_ACCOUNT_ID_MAX: Final = 64
+
+
+def _bounded_id(value: object, longest: int) -> str | None:
+    if type(value) is str and 0 < len(value) <= longest and not _SURROGATE.search(value):
+        return value
+    return None
 
 
 def content_digest(digest: str | bytes) -> str:
@@ -186,8 +253,47 @@ def conflict_error(event_id: str) -> str:
     return f"conflict: event_id {event_id!r} was seen with other content"
 
 
+# CONTRACT.md, "Bad input": the default of max_future_skew_s.
+MAX_FUTURE_SKEW_S: Final = 300
+
+
+def future_timestamp_error(occurred_us: int, now_us: int, max_future_skew_us: int) -> str | None:
+    """The contract's future-timestamp rule: the dead-letter error (reason
+    ``future_timestamp``) of a valid record whose ``occurred_at`` is more than
+    ``max_future_skew_us`` ahead of the clock ``now_us``, saying by how much; None when it may
+    be applied. Live workers apply it with their wall clock; a replay only when given --now."""
+    ahead = occurred_us - now_us
+    if ahead <= max_future_skew_us:
+        return None
+    return (
+        f"future_timestamp: occurred_at {format_us(occurred_us)} is {_seconds(ahead)} s ahead "
+        f"of the clock ({format_us(now_us)}), more than the {_seconds(max_future_skew_us)} s "
+        "allowed"
+    )
+
+
+def _seconds(us: int) -> str:
+    """Microseconds as exact decimal seconds: 301000000 -> "301", 300000001 -> "300.000001"."""
+    whole, fraction = divmod(us, 1_000_000)
+    return f"{whole}.{fraction:06d}".rstrip("0").rstrip(".")
+
+
+# CONTRACT.md, "Bad input": a dead letter never exceeds 256 KB written out; a longer original
+# keeps its first 64 KB, its length and its SHA-256.
+DEAD_LETTER_MAX_BYTES: Final = 256 * 1024
+ORIGINAL_KEPT_BYTES: Final = 64 * 1024
+# The other fields are bounded too, so that the original always has room: an error of at most
+# 1,000 characters, a topic of at most 255 (Kafka's limit is 249), ids within the contract's
+# lengths. Written out, a character takes at most 6 bytes (a control character, \u0000).
+_ERROR_MAX: Final = 1000
+_TOPIC_MAX: Final = 255
+# An original this short always fits whole: 6 bytes of text and 4/3 of base64 a byte, plus at
+# most ~10 KB for the other fields, stay far below the bound; only longer ones are measured.
+_ALWAYS_FITS: Final = 16 * 1024
+
+
 def dead_letter_record(
-    raw: bytes | str,
+    raw: bytes | str | None,
     error: str,
     reason: str,
     topic: str | None = None,
@@ -196,16 +302,84 @@ def dead_letter_record(
     event_id: str | None = None,
     account_id: str | None = None,
 ) -> dict[str, Any]:
-    """The contract's dead-letter record; keeps the original bytes exactly (base64)."""
-    data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else bytes(raw)
-    return {
+    """The contract's dead-letter record (``schemas.records.DeadLetterRecord``): the original
+    bytes exactly (base64) and as text, where the record was, why it was set aside (``reason``:
+    one of ``schemas.records.DeadLetterReason``).
+
+    A tombstone (``raw`` None) has no bytes: ``original`` and ``original_b64`` are null. A
+    record that would be written out longer than ``DEAD_LETTER_MAX_BYTES`` keeps the first
+    ``ORIGINAL_KEPT_BYTES`` of the original (``original_b64``; ``original`` is their text, cut
+    further when escaping makes it too long) with ``original_truncated``, ``original_length``
+    (bytes) and ``original_sha256`` (of the whole original). ``event_id`` and ``account_id``
+    are kept only as strings within the contract's lengths (128 and 64 characters) that can be
+    written out, else null; ``error`` is cut to 1,000 characters and ``topic`` to 255.
+    """
+    record: dict[str, Any] = {
         "reason": reason,
-        "error": error,
-        "original": data.decode("utf-8", "backslashreplace"),
-        "original_b64": base64.b64encode(data).decode("ascii"),
-        "topic": topic,
+        "error": _writable(error, _ERROR_MAX),
+        "original": None,
+        "original_b64": None,
+        "topic": None if topic is None else _writable(topic, _TOPIC_MAX),
         "partition": partition,
         "offset": offset,
-        "event_id": event_id,
-        "account_id": account_id,
+        "event_id": _bounded_id(event_id, _EVENT_ID_MAX),
+        "account_id": _bounded_id(account_id, _ACCOUNT_ID_MAX),
     }
+    if raw is None:
+        return record
+    data = _original_bytes(raw) if isinstance(raw, str) else bytes(raw)
+    record["original"] = data.decode("utf-8", "backslashreplace")
+    record["original_b64"] = base64.b64encode(data).decode("ascii")
+    if len(data) > _ALWAYS_FITS and len(orjson.dumps(record)) > DEAD_LETTER_MAX_BYTES:
+        _keep_the_start(record, data)
+    return record
+
+
+def _keep_the_start(record: dict[str, Any], data: bytes) -> None:
+    """Cut a too-long dead letter's original to its first bytes, and their text to what fits."""
+    kept = data[:ORIGINAL_KEPT_BYTES]
+    record["original"] = ""
+    record["original_b64"] = base64.b64encode(kept).decode("ascii")
+    record["original_truncated"] = True
+    record["original_length"] = len(data)
+    record["original_sha256"] = hashlib.sha256(data).hexdigest()
+    room = DEAD_LETTER_MAX_BYTES - len(orjson.dumps(record))  # for the text, written out
+    record["original"] = _prefix_within(kept.decode("utf-8", "backslashreplace"), room)
+
+
+def _prefix_within(text: str, room: int) -> str:
+    """The longest start of ``text`` that takes at most ``room`` bytes as JSON (its quotes are
+    counted already): at most 6 bytes a character, so a binary search over its length."""
+    if _json_size(text) <= room:
+        return text
+    fits, too_long = 0, len(text)  # fits: a length that fits; too_long: one that does not
+    while too_long - fits > 1:
+        middle = (fits + too_long) // 2
+        if _json_size(text[:middle]) <= room:
+            fits = middle
+        else:
+            too_long = middle
+    return text[:fits]
+
+
+def _json_size(text: str) -> int:
+    return len(orjson.dumps(text)) - 2  # without the quotes
+
+
+def _writable(text: str, longest: int) -> str:
+    """``text`` cut to ``longest`` characters, a lone surrogate escaped (UTF-8 cannot hold it)."""
+    if len(text) > longest:
+        text = text[: longest - 1] + "…"
+    if _SURROGATE.search(text):
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _original_bytes(raw: str) -> bytes:
+    """The bytes of a record given as text: undecodable bytes a caller kept as surrogate
+    escapes go back to what they were; any other lone surrogate is written in its three-byte
+    form (surrogatepass), as UTF-8 cannot hold it."""
+    try:
+        return raw.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return raw.encode("utf-8", "surrogatepass")

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["AccountLine", "AlertRecord", "DeadLetterRecord"]
+__all__ = ["AccountLine", "AlertRecord", "DeadLetterReason", "DeadLetterRecord"]
 
 AlertType = Literal["mismatch.opened", "mismatch.escalated", "mismatch.resolved"]
 Reason = Literal[
@@ -37,20 +37,35 @@ class AlertRecord(BaseModel):
     resolution: Literal["synced", "auto_healed", "superseded"] | None = None
 
 
+# CONTRACT.md, "Bad input": why a record was set aside. ``invalid``: it breaks the contract;
+# ``conflict``: its event_id was seen with other content; ``internal``: processing this one
+# record raised; ``future_timestamp``: stamped too far ahead of the clock (live; a replay only
+# with --now); ``rescore_failed``: the scorer kept failing on a rescore request.
+DeadLetterReason = Literal["invalid", "conflict", "internal", "future_timestamp", "rescore_failed"]
+
+
 class DeadLetterRecord(BaseModel):
-    """A rejected input record, with everything needed to fix and re-send it."""
+    """A rejected input record, with everything needed to fix and re-send it (at most 256 KB
+    written out: ``schemas.parse.dead_letter_record``)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    reason: Literal["invalid", "conflict", "rescore_failed"]
+    reason: DeadLetterReason
     error: str
-    original: str  # the original bytes as UTF-8 (undecodable bytes escaped)
-    original_b64: str  # the original bytes, exactly
+    # The original bytes as UTF-8 (undecodable bytes escaped), and exactly; both null for a
+    # Kafka tombstone (a record whose value is null). When the original was too long, these
+    # hold its first 64 KB only (``original`` may be cut shorter still: its escapes take more
+    # room), and the three fields below say what the whole was.
+    original: str | None
+    original_b64: str | None
     topic: str | None
     partition: int | None
     offset: int | None
-    event_id: str | None = None
-    account_id: str | None = None
+    event_id: str | None = None  # within the contract's 128 characters, else null
+    account_id: str | None = None  # within the contract's 64 characters, else null
+    original_truncated: bool = False
+    original_length: int | None = None  # bytes of the whole original
+    original_sha256: str | None = None  # hex SHA-256 of the whole original
 
 
 class AccountLine(BaseModel):

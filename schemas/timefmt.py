@@ -8,8 +8,17 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
+from typing import Final
 
-__all__ = ["EPOCH", "format_us", "parse_rfc3339", "to_us"]
+__all__ = [
+    "EPOCH",
+    "OCCURRED_MAX_US",
+    "OCCURRED_MIN_US",
+    "check_occurred",
+    "format_us",
+    "parse_rfc3339",
+    "to_us",
+]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
@@ -35,6 +44,31 @@ def parse_rfc3339(text: str) -> datetime:
     if text[-1] in "Zz":
         text = text[:-1] + "+00:00"
     return datetime.fromisoformat(text)
+
+
+# CONTRACT.md, "Envelope": the UTC time of ``occurred_at`` lies in 2000-01-01T00:00:00Z ..
+# 2099-12-31T23:59:59.999Z, both included (read literally: .999000 is the last valid instant).
+OCCURRED_MIN_US: Final = 946_684_800_000_000
+OCCURRED_MAX_US: Final = 4_102_444_799_999_000
+_BOUNDS_TEXT: Final = "2000-01-01T00:00:00Z .. 2099-12-31T23:59:59.999Z"
+
+
+def check_occurred(occurred_us: int, text: str | None = None) -> None:
+    """Raise ValueError unless ``occurred_us`` (parsed from ``text``, when it came as text) is
+    within the contract's bounds. Parsing keeps microseconds, so the last valid instant also
+    needs the text: ``2099-12-31T23:59:59.9990001Z`` parses to it and lies after it."""
+    if OCCURRED_MIN_US <= occurred_us < OCCURRED_MAX_US:
+        return
+    if occurred_us == OCCURRED_MAX_US and (text is None or not _below_microseconds(text)):
+        return
+    raise ValueError(f"UTC time must lie in {_BOUNDS_TEXT}")
+
+
+def _below_microseconds(text: str) -> bool:
+    """Whether the stamp's fraction has a non-zero digit past the sixth."""
+    fraction = text.partition(".")[2]
+    digits = fraction[: len(fraction) - len(fraction.lstrip("0123456789"))]
+    return digits[6:].strip("0") != ""
 
 
 def to_us(moment: datetime) -> int:

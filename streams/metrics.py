@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from schemas.events import EVENT_TYPES
+from schemas.records import DeadLetterReason
 
 __all__ = ["Metrics"]
 
@@ -103,7 +106,7 @@ class Metrics:
                 self.alerts.labels(type=kind, reason=reason)
         for kind in EVENT_TYPES:
             self.events.labels(type=kind)
-        for reason in ("invalid", "conflict", "internal", "future_timestamp", "rescore_failed"):
+        for reason in get_args(DeadLetterReason):
             self.dead_letters.labels(reason=reason)
         for within in ("1s", "10s", "sla", "late"):
             self.changes_displayed.labels(within=within)

@@ -12,16 +12,19 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import re
 from typing import Any
 
 import orjson
 
-from schemas.timefmt import format_us
+from schemas.parse import TOMBSTONE_ERROR, dead_letter_record
+from schemas.records import DeadLetterReason
+from schemas.timefmt import OCCURRED_MAX_US, OCCURRED_MIN_US, format_us
 from streams.live import Publisher, wall_us
 from streams.metrics import Metrics
 from streams.scorer import Decision, Features, Scorer
 
-__all__ = ["Rescorer", "decision_event"]
+__all__ = ["Rescorer", "decision_event", "read_request"]
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +63,15 @@ class Rescorer:
         self.timeout_s = timeout_s
         self.retries_max = retries_max
 
-    async def handle(self, raw: bytes) -> None:
-        try:
-            request = orjson.loads(raw)
-            features = Features.from_dict(request["features"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            await self._fail(raw, f"unreadable rescore request: {exc}", None)
+    async def handle(self, raw: bytes | None) -> None:
+        """Score one request and publish the decision. A request that cannot be read (a
+        tombstone, not JSON, a field missing or ill-typed) is dead-lettered ``invalid``, one
+        the scorer keeps failing ``rescore_failed``; neither stops the agent."""
+        read = read_request(raw)
+        if isinstance(read, str):
+            await self._fail(raw, read, None, "invalid")
             return
+        request, features = read
         for attempt in range(1, self.retries_max + 1):
             try:
                 decision = await asyncio.wait_for(self._score(features), self.timeout_s)
@@ -82,7 +87,9 @@ class Rescorer:
             )
             self.metrics.rescores.labels(outcome="ok").inc()
             return
-        await self._fail(raw, f"scorer failed {self.retries_max} times: {last!r}", request)
+        await self._fail(
+            raw, f"scorer failed {self.retries_max} times: {last!r}", request, "rescore_failed"
+        )
 
     async def _score(self, features: Features) -> Decision:
         result = self.scorer.score(features)
@@ -90,15 +97,46 @@ class Rescorer:
             result = await result
         return result
 
-    async def _fail(self, raw: bytes, error: str, request: dict[str, Any] | None) -> None:
-        from schemas.parse import dead_letter_record
-
+    async def _fail(
+        self,
+        raw: bytes | None,
+        error: str,
+        request: dict[str, Any] | None,
+        reason: DeadLetterReason,
+    ) -> None:
         account = request.get("account_id") if isinstance(request, dict) else None
         record = dead_letter_record(
-            raw, error, "rescore_failed", self.topics["rescore_requests"], None, None, None, account
+            raw, error, reason, self.topics["rescore_requests"], None, None, None, account
         )
         await self.publisher.publish(
             self.topics["dead_letters"], account or "", orjson.dumps(record)
         )
         self.metrics.rescores.labels(outcome="failed").inc()
-        self.metrics.dead_letters.labels(reason="rescore_failed").inc()
+        self.metrics.dead_letters.labels(reason=reason).inc()
+
+
+_ACCOUNT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")  # the contract's account_id
+
+
+def read_request(raw: bytes | None) -> tuple[dict[str, Any], Features] | str:
+    """A rescore request and its features, or why it cannot be scored (the dead letter's
+    error). What the decision is built from is checked here, so that publishing it cannot
+    fail: an ``account_id`` of the contract and a ``requested_us`` within its time bounds."""
+    if raw is None:
+        return TOMBSTONE_ERROR
+    try:
+        request = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return f"unreadable rescore request: not JSON: {exc}"
+    if type(request) is not dict:
+        return f"unreadable rescore request: not an object (got {type(request).__name__})"
+    account_id, requested_us = request.get("account_id"), request.get("requested_us")
+    if type(account_id) is not str or not _ACCOUNT_ID.match(account_id):
+        return "unreadable rescore request: 'account_id' is missing or not an account id"
+    if type(requested_us) is not int or not OCCURRED_MIN_US <= requested_us <= OCCURRED_MAX_US:
+        return "unreadable rescore request: 'requested_us' is missing or not a time in bounds"
+    try:
+        features = Features.from_dict(request["features"])
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        return f"unreadable rescore request: features: {exc!r}"[:500]
+    return request, features

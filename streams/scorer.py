@@ -39,7 +39,7 @@ class Features:
 @dataclass(frozen=True, slots=True)
 class Decision:
     credit_line: int
-    score: int
+    score: int | float  # the contract's score: any finite number (a scorecard's are integers)
     reasons: list[str]
     model_version: str
 

@@ -54,7 +54,9 @@ EXPORTED_METRICS: Mapping[str, MetricSpec] = MappingProxyType(
         "limitsync_dead_letters_total": MetricSpec(
             "counter",
             frozenset({"reason"}),
-            {"reason": frozenset({"invalid", "conflict", "rescore_failed"})},
+            {"reason": frozenset(
+                {"invalid", "conflict", "internal", "future_timestamp", "rescore_failed"}
+            )},
             help="records sent to the dead-letter topic",
         ),
         "limitsync_sync_latency_seconds": MetricSpec(

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from eventlog import drawdown
+from eventlog import line as jsonl
 
 from consumers.archive import FlushedOffsets, SegmentWriter
 from consumers.merge import LogRecord
@@ -38,7 +40,9 @@ from limitsync.simulate import simulate
 LAST_MS_OF_10 = int(datetime(2026, 11, 29, 11, tzinfo=UTC).timestamp()) * 1000 - 1  # 10:59:59.999
 
 
-def rec(partition: int, offset: int, ts: int, value: bytes = b"{}", topic: str = "t") -> LogRecord:
+def rec(
+    partition: int, offset: int, ts: int, value: bytes | None = b"{}", topic: str = "t"
+) -> LogRecord:
     return LogRecord(topic, partition, offset, ts, b"acct", value)
 
 
@@ -85,9 +89,19 @@ def test_a_record_without_key_round_trips() -> None:
     assert decode_line(encode_line(record)) == record
 
 
+def test_a_tombstone_round_trips_as_a_null_value() -> None:
+    record = LogRecord("t", 0, 3, 1, b"A-1", None)
+    assert decode_line(encode_line(record)) == record
+
+
 def test_a_line_that_is_not_an_archive_record_is_an_error() -> None:
     with pytest.raises(SegmentError):
         decode_line(b'{"event_id": "x"}')
+
+
+def test_a_line_without_a_value_field_is_an_error() -> None:
+    with pytest.raises(SegmentError, match="no value"):
+        decode_line(b'{"topic": "t", "partition": 0, "offset": 0, "timestamp_ms": 1, "key": null}')
 
 
 # -- writing -----------------------------------------------------------------------------------
@@ -279,6 +293,17 @@ def test_plain_files_matched_by_a_glob_are_read_in_name_order(tmp_path: Path) ->
     (tmp_path / "b.jsonl").write_bytes(b'"second"\n')
     (tmp_path / "a.jsonl").write_bytes(b'"first"\n')
     assert [r.value for r in open_input(str(tmp_path / "*.jsonl"))] == [b'"first"', b'"second"']
+
+
+def test_an_archived_tombstone_is_dead_lettered_invalid_by_the_replay(tmp_path: Path) -> None:
+    writer = SegmentWriter(tmp_path / "arch")
+    writer.write(rec(0, 0, 1_000, jsonl(drawdown("A", 0, 500))))
+    writer.write(rec(0, 1, 2_000, None))
+    writer.flush()
+    out = replay(tmp_path / "arch", tmp_path / "out")
+    [letter] = [orjson.loads(x) for x in (out / "dead_letters.jsonl").read_bytes().splitlines()]
+    assert (letter["offset"], letter["reason"], letter["error"]) == (
+        1, "invalid", "tombstone: the record value is null")
 
 
 def test_a_corrupt_segment_fails_the_replay_with_one_line(

@@ -14,6 +14,7 @@ import inspect
 from datetime import datetime
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,7 +24,8 @@ from test_parse import VALID
 from schemas.events import Event
 from schemas.fastpath import fast_event
 from schemas.native import MODEL_OF, from_model
-from schemas.timefmt import parse_rfc3339, to_us
+from schemas.parse import Parsed, parse_event
+from schemas.timefmt import OCCURRED_MAX_US, OCCURRED_MIN_US, format_us, parse_rfc3339, to_us
 
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 _VALUES = st.one_of(
@@ -46,6 +48,14 @@ _VALUES = st.one_of(
             "2026-11-29T18:00:00.12+08:00",
             "2026-11-29T10:00:59.999Z",
             "2026-11-29T10:00:60.000Z",
+            "1999-12-31T23:59:59.999Z",
+            "2000-01-01T00:00:00.000Z",
+            "2000-01-01T07:59:59.999+08:00",
+            "2099-12-31T23:59:59.999Z",
+            "2099-12-31T23:59:59.9990001Z",
+            "2100-01-01T07:59:59.999+08:00",
+            "2100-01-01T00:00:00.000Z",
+            "0001-01-01T00:00:00.000+08:00",
             "2026-11-29",
             "2026-11-29T10:00:00",
             "1700000000",
@@ -235,3 +245,44 @@ def test_a_mutated_record_is_accepted_by_the_fast_path_only_if_pydantic_agrees(
     for name in drop:
         obj.pop(name, None)
     _agrees(obj)
+
+
+_DAY_US = 86_400 * 1_000_000
+
+
+def _stamp(utc_us: int, offset_minutes: int, nanos: str) -> str:
+    """The RFC 3339 text of an instant written at an offset, with 6 fractional digits and
+    ``nanos`` after them (``utc_us`` plus the offset is the local time written)."""
+    local = format_us(utc_us + offset_minutes * 60 * 1_000_000)[:-1]  # without its "Z"
+    if len(local) == len("YYYY-MM-DDTHH:MM:SS.mmm"):
+        local += "000"
+    if offset_minutes == 0:
+        return f"{local}{nanos}Z"
+    sign = "+" if offset_minutes > 0 else "-"
+    hours, minutes = divmod(abs(offset_minutes), 60)
+    return f"{local}{nanos}{sign}{hours:02d}:{minutes:02d}"
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    utc_us=st.one_of(
+        st.sampled_from(
+            [OCCURRED_MIN_US - 1, OCCURRED_MIN_US, OCCURRED_MAX_US - 1, OCCURRED_MAX_US,
+             OCCURRED_MAX_US + 1]
+        ),
+        st.integers(OCCURRED_MIN_US - 2 * _DAY_US, OCCURRED_MIN_US + 2 * _DAY_US),
+        st.integers(OCCURRED_MAX_US - 2 * _DAY_US, OCCURRED_MAX_US + 2 * _DAY_US),
+    ),
+    offset_minutes=st.one_of(st.just(0), st.integers(-(24 * 60 - 1), 24 * 60 - 1)),
+    nanos=st.sampled_from(["", "000", "001", "999"]),
+)
+def test_both_paths_hold_the_bounds_of_occurred_at_alike(
+    utc_us: int, offset_minutes: int, nanos: str
+) -> None:
+    """The contract's UTC bounds, whatever the offset: 2000-01-01T00:00:00Z and
+    2099-12-31T23:59:59.999Z are the first and the last valid instants."""
+    record = {**VALID["limit.displayed"], "occurred_at": _stamp(utc_us, offset_minutes, nanos)}
+    last_and_beyond = utc_us == OCCURRED_MAX_US and nanos.strip("0") != ""
+    inside = OCCURRED_MIN_US <= utc_us <= OCCURRED_MAX_US and not last_and_beyond
+    _agrees(record)
+    assert isinstance(parse_event(orjson.dumps(record)), Parsed) is inside

@@ -33,7 +33,14 @@ from schemas.native import (  # what Parsed.event is, whichever path parsed the 
     RepaymentPosted,
     RepaymentReversed,
 )
-from schemas.parse import Parsed, Rejected, _parse_slowly, content_digest, parse_event
+from schemas.parse import (
+    Parsed,
+    Rejected,
+    _parse_slowly,
+    content_digest,
+    future_timestamp_error,
+    parse_event,
+)
 from schemas.timefmt import to_us
 
 VALID: dict[str, dict[str, Any]] = {
@@ -78,6 +85,9 @@ AMOUNTS = [
     ("credit_line.changed", "credit_line"),
     ("limit.displayed", "displayed_available"),
 ]
+
+
+FUZZ_SURROGATES = settings(max_examples=200, deadline=None)
 
 
 def parse_obj(obj: object) -> Parsed | Rejected:
@@ -142,17 +152,40 @@ def test_rfc3339_timestamps_with_offset_parse_to_the_same_instant(stamp: str) ->
 @pytest.mark.parametrize(
     ("stamp", "us"),
     [
-        ("1970-01-01T00:00:00.000001Z", 1),
-        ("1969-12-31T23:59:59.999999Z", -1),
-        ("2111-08-30T21:21:24.230141Z", 4_470_412_884_230_141),  # past 2**32 s: floats slip
-        ("9999-12-31T23:59:59.999999+00:00", 253_402_300_799_999_999),
-        ("0001-01-01T00:00:00Z", -62_135_596_800_000_000),
+        ("2000-01-01T00:00:00Z", 946_684_800_000_000),
+        ("2000-01-01T00:00:00.000001Z", 946_684_800_000_001),
+        ("2026-11-29T10:00:00.123457+08:00", 1_795_917_600_123_457),
+        ("2099-12-31T23:59:59.998999Z", 4_102_444_799_998_999),
+        ("2099-12-31T23:59:59.999Z", 4_102_444_799_999_000),
     ],
 )
 def test_occurred_at_is_read_to_the_exact_microsecond(stamp: str, us: int) -> None:
     result = parse_obj(with_("drawdown.booked", occurred_at=stamp))
     assert isinstance(result, Parsed)
     assert (result.occurred_us, to_us(result.event.occurred_at)) == (us, us)
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    ["2000-01-01T00:00:00Z", "2000-01-01T08:00:00.000+08:00", "1999-12-31T19:00:00-05:00",
+     "2099-12-31T23:59:59.999Z", "2099-12-31T23:59:59.999000000Z",
+     "2100-01-01T07:59:59.999+08:00", "2099-12-31T18:59:59.999-05:00"],
+)
+def test_occurred_at_on_either_bound_is_valid(stamp: str) -> None:
+    assert isinstance(parse_obj(with_("drawdown.booked", occurred_at=stamp)), Parsed)
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    ["1999-12-31T23:59:59.999Z", "1999-12-31T23:59:59.999999999Z",
+     "2000-01-01T07:59:59.999+08:00", "2099-12-31T23:59:59.999001Z",
+     "2099-12-31T23:59:59.9990001Z", "2100-01-01T00:00:00Z", "2099-12-31T19:00:00-05:00",
+     "2100-01-01T08:00:00.000+08:00", "1970-01-01T00:00:00Z", "2111-08-30T21:21:24.230141Z",
+     "0001-01-01T00:00:00.000+08:00", "9999-12-31T23:59:59.999999+00:00"],
+)
+def test_occurred_at_outside_the_bounds_is_rejected(stamp: str) -> None:
+    error = rejected(with_("drawdown.booked", occurred_at=stamp)).error
+    assert "occurred_at" in error and "2000-01-01T00:00:00Z" in error
 
 
 @pytest.mark.parametrize("kind", sorted(VALID))
@@ -187,6 +220,19 @@ def test_unknown_extra_fields_are_kept() -> None:
     assert event.extra == {"source": "core-v2", "trace": {"span": 7}}
 
 
+@pytest.mark.parametrize("score", [642, 642.7, 0, -12.25, 2**53 + 1, 6.4e2])
+def test_score_is_any_finite_number_integer_or_decimal(score: float) -> None:
+    event = parse_ok(with_("credit_line.changed", score=score))
+    assert (type(event.score), event.score) == (type(score), score)
+
+
+@pytest.mark.parametrize("token", [b"NaN", b"Infinity", b"-Infinity", b"1e400", b'"642.7"'])
+def test_score_that_is_not_a_finite_json_number_is_rejected(token: bytes) -> None:
+    raw = orjson.dumps(VALID["credit_line.changed"]).replace(b'"score":612', b'"score":' + token)
+    assert b'"score":' + token in raw
+    assert isinstance(parse_event(raw), Rejected)
+
+
 def test_amount_zero_is_valid() -> None:
     assert parse_ok(with_("drawdown.booked", principal=0)).principal == 0
 
@@ -199,6 +245,11 @@ def test_not_json_is_rejected(raw: bytes) -> None:
     result = parse_event(raw)
     assert isinstance(result, Rejected)
     assert "not JSON" in result.error
+
+
+def test_a_tombstone_is_rejected_with_a_clear_error() -> None:
+    # a Kafka record whose value is null: no bytes at all, unlike the JSON text "null"
+    assert parse_event(None) == Rejected("tombstone: the record value is null")
 
 
 @pytest.mark.parametrize("raw", [b"[]", b"1", b'"text"', b"null", b"true"])
@@ -230,7 +281,8 @@ def test_null_required_field_is_rejected(kind: str, field: str) -> None:
     [("drawdown.booked", "loan_id", 7), ("drawdown.booked", "principal", "100"),
      ("repayment.initiated", "channel", "cash"), ("repayment.initiated", "amount", [1]),
      ("credit_line.changed", "cause", "whim"), ("credit_line.changed", "version", "2"),
-     ("credit_line.changed", "reasons", "too many loans"), ("credit_line.changed", "score", 1.5),
+     ("credit_line.changed", "reasons", "too many loans"), ("credit_line.changed", "score", "642"),
+     ("credit_line.changed", "score", [642]),
      ("account.status_changed", "status", "suspended"), ("limit.displayed", "cache_version", "4"),
      ("drawdown.booked", "event_id", 12), ("drawdown.booked", "account_id", 12)],
 )
@@ -314,6 +366,84 @@ def test_rejection_keeps_the_ids_it_could_read() -> None:
 def test_error_text_is_bounded() -> None:
     result = rejected(with_("drawdown.booked", type="x" * 10_000))
     assert len(result.error) <= 500
+
+
+# -- lone surrogates: a string must be valid Unicode, anywhere in the record -----------------
+
+SURROGATES = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+# Where in a record the string goes: a field of the contract, an extra value, an extra key,
+# inside an extra list or object, or a key of a nested object.
+PLACES = ["loan_id", "event_id", "account_id", "occurred_at", "type", "extra", "extra key",
+          "in a list", "nested key"]
+
+
+def holding(text: str, place: str) -> dict[str, Any]:
+    """A valid drawdown with ``text`` at ``place``."""
+    record = dict(VALID["drawdown.booked"])
+    if place == "extra":
+        record["note"] = text
+    elif place == "extra key":
+        record[text] = 1
+    elif place == "in a list":
+        record["tags"] = ["a", text]
+    elif place == "nested key":
+        record["meta"] = {"k": {text: [1]}}
+    else:
+        record[place] = text
+    return record
+
+
+@FUZZ_SURROGATES
+@given(st.text(max_size=6), SURROGATES, st.text(max_size=6), st.sampled_from(PLACES))
+def test_a_lone_surrogate_anywhere_makes_the_record_invalid(
+    before: str, surrogate: str, after: str, place: str
+) -> None:
+    record = holding(before + surrogate + after, place)
+    for raw in (json.dumps(record).encode(), json.dumps(record, ensure_ascii=False)):
+        result = parse_event(raw)  # escaped in bytes, or the code point itself in a str
+        assert isinstance(result, Rejected) and "lone surrogate" in result.error
+
+
+def test_the_error_says_where_the_lone_surrogate_is() -> None:
+    result = rejected(holding("x\ud800", "in a list"))
+    assert "'tags[1]'" in result.error
+
+
+def test_an_escaped_surrogate_pair_is_one_valid_character() -> None:
+    raw = orjson.dumps(VALID["drawdown.booked"])[:-1] + b',"note":"\\ud83d\\ude00"}'
+    assert parse_ok(json.loads(raw)).extra == {"note": "\U0001F600"}
+    assert isinstance(parse_event(raw), Parsed)
+
+
+def test_a_record_rejected_for_a_lone_surrogate_keeps_its_readable_ids() -> None:
+    result = rejected(holding("\udc00", "extra"))
+    assert (result.event_id, result.account_id) == ("e-dd", "A-1")
+
+
+def test_a_lone_surrogate_in_an_id_is_not_copied_into_the_rejection() -> None:
+    assert rejected(holding("e-\ud800", "event_id")).event_id is None
+
+
+# -- the future-timestamp rule (live, and a replay given --now) ------------------------------
+
+NOW_US = 1_795_946_400_000_000  # 2026-11-29T10:00:00Z
+SKEW_US = 300 * 1_000_000
+
+
+def test_a_record_stamped_the_whole_skew_ahead_may_be_applied() -> None:
+    assert future_timestamp_error(NOW_US + SKEW_US, NOW_US, SKEW_US) is None
+
+
+def test_a_record_stamped_beyond_the_skew_is_a_future_timestamp_saying_by_how_much() -> None:
+    error = future_timestamp_error(NOW_US + SKEW_US + 1, NOW_US, SKEW_US)
+    assert error == (
+        "future_timestamp: occurred_at 2026-11-29T10:05:00.000001Z is 300.000001 s ahead of the "
+        "clock (2026-11-29T10:00:00.000Z), more than the 300 s allowed"
+    )
+
+
+def test_a_record_stamped_in_the_past_may_be_applied() -> None:
+    assert future_timestamp_error(NOW_US - 86_400 * 1_000_000, NOW_US, SKEW_US) is None
 
 
 # -- the digest: idempotency by content -----------------------------------------------------

@@ -168,6 +168,70 @@ def test_unparsable_until_is_a_usage_error(log: Path, tmp_path: Path) -> None:
     assert exc.value.code == 2
 
 
+def test_unparsable_now_is_a_usage_error(log: Path, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["replay", "--input", str(log), "--out", str(tmp_path / "o"), "--now", "soon"])
+    assert exc.value.code == 2
+
+
+def test_a_negative_future_skew_is_a_usage_error(log: Path, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["replay", "--input", str(log), "--out", str(tmp_path / "o"),
+              "--max-future-skew-s", "-1"])
+    assert exc.value.code == 2
+
+
+# -- the future-timestamp rule: only with --now ---------------------------------------------------
+
+# B's drawdown stamped 301 s after "now" (100 s after T0), and one exactly 300 s after it.
+NOW = ts(100 * S)
+TOO_EARLY = line(drawdown("B", 401 * S, 1_000, event_id="ahead"))
+JUST_IN_TIME = line(drawdown("B", 400 * S, 1_000, event_id="in-time"))
+
+
+@pytest.fixture
+def ahead(tmp_path: Path) -> Path:
+    return write_log(tmp_path / "ahead.jsonl", [*GOOD, TOO_EARLY, JUST_IN_TIME])
+
+
+def test_with_now_a_record_stamped_beyond_the_skew_is_dead_lettered(
+    ahead: Path, tmp_path: Path
+) -> None:
+    dead = read_jsonl(run(ahead, tmp_path / "out", "--now", NOW) / "dead_letters.jsonl")
+    assert [(d["reason"], d["event_id"], d["offset"]) for d in dead] == [
+        ("future_timestamp", "ahead", 9)]
+
+
+def test_a_future_timestamp_error_says_by_how_much(ahead: Path, tmp_path: Path) -> None:
+    [dead] = read_jsonl(run(ahead, tmp_path / "out", "--now", NOW) / "dead_letters.jsonl")
+    assert "is 301 s ahead of the clock" in dead["error"]
+
+
+def test_a_record_dead_lettered_for_its_future_timestamp_is_not_applied(
+    ahead: Path, tmp_path: Path
+) -> None:
+    accounts = read_jsonl(run(ahead, tmp_path / "out", "--now", NOW) / "accounts.jsonl")
+    [b] = [a for a in accounts if a["account_id"] == "B"]
+    assert b["outstanding"] == 1_000 + 1_000  # its drawdown at 0 and the one just in time
+
+
+def test_the_skew_is_an_option(ahead: Path, tmp_path: Path) -> None:
+    out = run(ahead, tmp_path / "out", "--now", NOW, "--max-future-skew-s", "299")
+    dead = read_jsonl(out / "dead_letters.jsonl")
+    assert [d["event_id"] for d in dead] == ["ahead", "in-time"]
+
+
+def test_the_report_counts_future_timestamp_dead_letters(ahead: Path, tmp_path: Path) -> None:
+    report = (run(ahead, tmp_path / "out", "--now", NOW) / "report.html").read_text()
+    assert '<li data-reason="future_timestamp">future_timestamp: <span class="n">1</span>' in report
+
+
+def test_without_now_the_future_timestamp_rule_does_not_apply(
+    ahead: Path, tmp_path: Path
+) -> None:
+    assert read_jsonl(run(ahead, tmp_path / "out") / "dead_letters.jsonl") == []
+
+
 # -- bad input ---------------------------------------------------------------------------------
 
 
@@ -224,3 +288,9 @@ def test_schema_command_writes_the_machine_readable_contract(
     alert_schema = json.loads((tmp_path / "schema" / "alert.schema.json").read_text())
     for alert in read_jsonl(run(log, tmp_path / "out") / "alerts.jsonl"):
         jsonschema.validate(alert, alert_schema)
+
+
+def test_the_exported_schema_takes_a_decimal_score(tmp_path: Path) -> None:
+    assert main(["schema", "--out", str(tmp_path / "schema")]) == 0
+    event_schema = json.loads((tmp_path / "schema" / "event.schema.json").read_text())
+    jsonschema.validate(credit_line("A", 0, 10_000, 1, score=642.7), event_schema)

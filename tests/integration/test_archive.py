@@ -19,7 +19,7 @@ from consumers.archive import MARKER_NAME, ArchiveOptions, run_archive
 from consumers.segments import hour_of
 from limitsync.cli import main
 from limitsync.local_services import create_topics
-from limitsync.producing import produce_lines
+from limitsync.producing import make_producer, produce_lines
 from limitsync.settings import Settings
 from limitsync.simulate import simulate
 
@@ -44,6 +44,16 @@ def settings(kafka_bootstrap: str, broker_profile: str, unique_id: str) -> Setti
     create_topics(kafka_bootstrap, [s.topics["account_events"], s.topics["displayed"]],
                   partitions=3)
     return s
+
+
+def send_tombstone(settings: Settings, key: bytes) -> None:
+    """A record with a key and a null value on account-events (what compaction deletes by)."""
+    producer = make_producer(settings)
+    try:
+        producer.send(settings.topics["account_events"], value=None, key=key)
+        producer.flush()
+    finally:
+        producer.close()
 
 
 def archived_rows(root: Path) -> list[dict[str, object]]:
@@ -141,3 +151,17 @@ def test_the_cli_archives_and_reports(
     report = tmp_path / "report.html"
     assert main(["report", "--input", str(root), "--out", str(report)]) == 0
     assert "limitsync replay report" in report.read_text()
+
+
+def test_a_tombstone_is_archived_and_its_replay_dead_letters_it_invalid(
+    settings: Settings, lines: list[bytes], tmp_path: Path
+) -> None:
+    produce_lines(settings, [lines[0]])
+    send_tombstone(settings, b"acct-000025")
+    root = tmp_path / "arch"
+    archive(settings, root, idle_exit_s=3.0)
+    assert main(["replay", "--input", str(root), "--out", str(tmp_path / "out")]) == 0
+    letters = [orjson.loads(x) for x in (tmp_path / "out" / "dead_letters.jsonl").read_bytes()
+               .splitlines()]
+    assert [(d["reason"], d["error"]) for d in letters] == [
+        ("invalid", "tombstone: the record value is null")]

@@ -27,7 +27,7 @@ from consumers.kafka_replay import (
 )
 from limitsync.cli import main
 from limitsync.local_services import create_topics
-from limitsync.producing import RecordRouter, produce_lines
+from limitsync.producing import RecordRouter, make_producer, produce_lines
 from limitsync.replay import InputRecord, ReplayOptions, run_replay, write_outputs
 from limitsync.settings import Settings
 from limitsync.simulate import simulate
@@ -59,6 +59,16 @@ def produced(settings: Settings, lines: list[bytes]) -> list[int]:
     produce_lines(settings, lines)
     router = RecordRouter(settings)
     return [router.route(line)[2] for line in lines]
+
+
+def send_tombstone(settings: Settings, key: bytes) -> None:
+    """A record with a key and a null value on account-events (what compaction deletes by)."""
+    producer = make_producer(settings)
+    try:
+        producer.send(settings.topics["account_events"], value=None, key=key)
+        producer.flush()
+    finally:
+        producer.close()
 
 
 def window_of(timestamps: list[int]) -> tuple[int, int]:
@@ -214,3 +224,17 @@ def test_start_after_end_is_refused(tmp_path: Path, capsys: pytest.CaptureFixtur
             "--end", "2026-11-29T09:00:00Z", "--out", str(tmp_path / "out")]
     assert main(argv) == 2
     assert "--start is after --end" in capsys.readouterr().err
+
+
+def test_a_tombstone_on_an_input_topic_is_dead_lettered_invalid(settings: Settings) -> None:
+    valid = orjson.dumps({
+        "event_id": "e-1", "type": "drawdown.booked", "account_id": "A-1",
+        "occurred_at": "2026-11-29T10:00:00.000Z", "schema_version": 1,
+        "loan_id": "L1", "principal": 500,
+    })
+    produce_lines(settings, [valid])
+    send_tombstone(settings, b"A-1")
+    result, _ = replay_from_kafka(settings, None, None, ReplayOptions(), FAST)
+    [letter] = result.dead_letters
+    assert (letter["reason"], letter["error"], letter["topic"], result.counts["applied"]) == (
+        "invalid", "tombstone: the record value is null", settings.topics["account_events"], 1)
