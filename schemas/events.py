@@ -142,10 +142,10 @@ class CreditLineChanged(_Envelope):
     credit_line: Money
     version: Version
     cause: Literal["initial", "rescore", "policy", "manual"]
-    model_version: StrictStr | None = None
+    model_version: Annotated[StrictStr, Field(max_length=128)] | None = None
     score: Score | None = None
     reasons: list[Annotated[StrictStr, Field(max_length=200)]] | None = Field(
-        default=None, max_length=32
+        default=None, max_length=16
     )
 
 
@@ -156,7 +156,7 @@ class AccountStatusChanged(_Envelope):
     type: Literal["account.status_changed"]
     status: Literal["active", "frozen", "closed"]
     version: Version
-    reason: StrictStr | None = None
+    reason: Annotated[StrictStr, Field(max_length=200)] | None = None
 
 
 @final

@@ -49,7 +49,8 @@ _ENVELOPE: Final = ("event_id", "type", "account_id", "occurred_at", "schema_ver
 _MONEY_MAX: Final = ev.MINOR_UNITS_MAX
 _VERSION_MAX: Final = 2**63 - 1
 _REASON_LEN_MAX: Final = 200
-_REASONS_MAX: Final = 32
+_REASONS_MAX: Final = 16
+_MODEL_VERSION_LEN_MAX: Final = 128
 _CHANNELS: Final = frozenset({"balance", "bank_card", "auto_debit", "transfer"})
 _CAUSES: Final = frozenset({"initial", "rescore", "policy", "manual"})
 _STATUSES: Final = frozenset({"active", "frozen", "closed"})
@@ -486,7 +487,9 @@ def _checked(
         reason = obj.get("reason")
         if not (type(status) is str and _version(version)):
             return None
-        if status not in _STATUSES or (reason is not None and type(reason) is not str):
+        if status not in _STATUSES or not (
+            reason is None or (type(reason) is str and len(reason) <= _REASON_LEN_MAX)
+        ):
             return None
         return AccountStatusChanged(
             event_id,
@@ -521,7 +524,9 @@ def _credit_line(
         return None
     if cause not in _CAUSES:
         return None
-    if model_version is not None and type(model_version) is not str:
+    if model_version is not None and not (
+        type(model_version) is str and len(model_version) <= _MODEL_VERSION_LEN_MAX
+    ):
         return None
     if not (
         score is None or type(score) is int or (type(score) is float and math.isfinite(score))

@@ -27,7 +27,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from limitsync.settings import Settings
 from schemas.native import LimitDisplayed
-from schemas.parse import Parsed, conflict_error, dead_letter_record, parse_event
+from schemas.parse import (
+    Parsed,
+    conflict_error,
+    dead_letter_record,
+    future_timestamp_error,
+    parse_event,
+)
 from schemas.timefmt import format_us
 from streams.cache import RedisLimitCache
 from streams.cache_writer import CacheWriter, WriteOutcome
@@ -198,12 +204,12 @@ class LiveShell:
         """Apply a batch record by record, carry out its effects, save what changed: all
         of it gathered for the next ``flush``."""
         batch = _Batch([], [], {})
-        limit_us = wall_us() + self._future_skew_us
+        now = wall_us()
         for rec in records:
             if rec.own:
                 continue  # applied when it was observed
             try:
-                self._apply(rec, batch, limit_us)
+                self._apply(rec, batch, now)
             except Exception as exc:  # one record's fault, whatever it is: set it aside
                 log.exception(
                     "record %s[%d]@%d could not be processed", rec.topic, rec.partition, rec.offset
@@ -227,22 +233,15 @@ class LiveShell:
             return _done()
         return self._flush()
 
-    def _apply(self, rec: RawRecord, batch: _Batch, limit_us: int) -> None:
-        if rec.value is None:
-            batch.dead.append((rec, "tombstone: the record value is null", "invalid", None, None))
-            return
+    def _apply(self, rec: RawRecord, batch: _Batch, now: int) -> None:
         parsed = parse_event(rec.value)
         if not isinstance(parsed, Parsed):
             batch.dead.append((rec, parsed.error, "invalid", parsed.event_id, parsed.account_id))
             return
         event = parsed.event
-        if parsed.occurred_us > limit_us:
-            ahead_s = (parsed.occurred_us - limit_us) / _S + self._future_skew_us / _S
-            error = (
-                f"occurred_at {format_us(parsed.occurred_us)} is {ahead_s:,.0f} s ahead of this "
-                f"worker's clock (max_future_skew_s = {self._future_skew_us // _S})"
-            )
-            batch.dead.append((rec, error, "future_timestamp", event.event_id, event.account_id))
+        ahead = future_timestamp_error(parsed.occurred_us, now, self._future_skew_us)
+        if ahead is not None:
+            batch.dead.append((rec, ahead, "future_timestamp", event.event_id, event.account_id))
             return
         outcome, effects = self.engine.ingest(event, parsed.digest, parsed.occurred_us)
         if outcome is Outcome.APPLIED:
@@ -331,7 +330,7 @@ class LiveShell:
         self, rec: RawRecord, error: str, reason: str, event_id: str | None, account_id: str | None
     ) -> None:
         record = dead_letter_record(
-            rec.value if rec.value is not None else b"",
+            rec.value,
             error,
             reason,
             rec.topic,

@@ -233,6 +233,33 @@ def test_score_that_is_not_a_finite_json_number_is_rejected(token: bytes) -> Non
     assert isinstance(parse_event(raw), Rejected)
 
 
+@pytest.mark.parametrize(
+    ("kind", "field", "longest"),
+    [
+        ("credit_line.changed", "model_version", "m" * 128),
+        ("credit_line.changed", "reasons", ["r" * 200] * 16),
+        ("account.status_changed", "reason", "r" * 200),
+    ],
+)
+def test_bounded_optional_fields_accept_their_bound(kind: str, field: str, longest: Any) -> None:
+    assert getattr(parse_ok(with_(kind, **{field: longest})), field) == longest
+
+
+@pytest.mark.parametrize(
+    ("kind", "field", "too_long"),
+    [
+        ("credit_line.changed", "model_version", "m" * 129),
+        ("credit_line.changed", "reasons", ["r"] * 17),
+        ("credit_line.changed", "reasons", ["r" * 201]),
+        ("account.status_changed", "reason", "r" * 201),
+    ],
+)
+def test_bounded_optional_fields_past_their_bound_are_rejected(
+    kind: str, field: str, too_long: Any
+) -> None:
+    assert isinstance(parse_event(orjson.dumps(with_(kind, **{field: too_long}))), Rejected)
+
+
 def test_amount_zero_is_valid() -> None:
     assert parse_ok(with_("drawdown.booked", principal=0)).principal == 0
 
