@@ -36,6 +36,7 @@ __all__ = [
     "dead_letter_record",
     "future_timestamp_error",
     "parse_event",
+    "parse_event_digested",
 ]
 
 _EVENT_ADAPTER: TypeAdapter[events.Event] = TypeAdapter(events.Event)
@@ -78,9 +79,19 @@ def parse_event(raw: bytes | str | None) -> Parsed | Rejected:
     those bytes: the digest is computed only if the id comes again or the account's state is
     saved (``content_digest``). Most ids never come again, and hashing was a sixth of replay.
     """
+    return _parse(raw, type(raw) is bytes)
+
+
+def parse_event_digested(raw: bytes | str | None) -> Parsed | Rejected:
+    """``parse_event`` with the content digest always computed now: for a live worker, which
+    stores the digest of every id it applies with the batch (computing it later would read
+    the record's JSON a second time)."""
+    return _parse(raw, False)
+
+
+def _parse(raw: bytes | str | None, deferrable: bool) -> Parsed | Rejected:
     if raw is None:
         return Rejected(TOMBSTONE_ERROR)
-    deferrable = type(raw) is bytes
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as fast_error:

@@ -32,7 +32,7 @@ from schemas.parse import (
     conflict_error,
     dead_letter_record,
     future_timestamp_error,
-    parse_event,
+    parse_event_digested,
 )
 from schemas.timefmt import format_us
 from streams.cache import RedisLimitCache
@@ -234,7 +234,7 @@ class LiveShell:
         return self._flush()
 
     def _apply(self, rec: RawRecord, batch: _Batch, now: int) -> None:
-        parsed = parse_event(rec.value)
+        parsed = parse_event_digested(rec.value)
         if not isinstance(parsed, Parsed):
             batch.dead.append((rec, parsed.error, "invalid", parsed.event_id, parsed.account_id))
             return

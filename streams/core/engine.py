@@ -111,7 +111,10 @@ class Engine:
     def __init__(self, config: CoreConfig, clock: Clock, journal: Journal | None = None) -> None:
         self.config = config
         self.clock = clock
-        self.journal = journal  # a live shell's record of per-id changes; replay keeps none
+        # A live shell's record of per-id changes (replay keeps none); written as a plain dict:
+        # a method call per change from compiled code into an uncompiled class cost as much as
+        # the rest of a ledger event.
+        self._journal: dict[JournalKey, Any] | None = None if journal is None else journal.changes
         self.accounts: dict[str, AccountState] = {}
         # A plain dict: collections.Counter defines __delitem__ in Python, which routes every
         # store through a slot wrapper (~600 instructions an increment, twice a record).
@@ -179,8 +182,9 @@ class Engine:
             fifo.append(entry)
         else:
             heapq.heappush(self._expiry, entry)
-        if self.journal is not None:
-            self.journal.put(ID, acct.account_id, event_id, (digest, keep))
+        journal = self._journal
+        if journal is not None:
+            journal[(ID, acct.account_id, event_id)] = (digest, keep)
         self._count(_COUNTER_KEYS[event.type])
         return Outcome.APPLIED, self._process(acct, event, occurred, now, keep)
 
@@ -281,32 +285,34 @@ class Engine:
         waiting_before = key in acct.orphan_reversals
         entries = apply_ledger(acct, event, occurred, keep)
         posting = acct.posted.get(key)
-        journal = self.journal
+        journal = self._journal
         if reversal:
             if posting is not None and posting[2] and not reversed_before:
                 if journal is not None:
-                    journal.put(REVERSAL, acct.account_id, key, event.event_id)
+                    journal[(REVERSAL, acct.account_id, key)] = event.event_id
             elif posting is None and not waiting_before:
                 waiting = acct.orphan_reversals[key]
                 self._count("reversals_unmatched")
                 effects.append(ReversalUnmatched(acct.account_id, event.event_id, key))
                 heapq.heappush(self._reversal_expiry, (keep, acct.account_id, ORPHAN, key))
                 if journal is not None:
-                    journal.put(ORPHAN, acct.account_id, key, waiting)
+                    journal[(ORPHAN, acct.account_id, key)] = waiting
         elif before is None and posting is not None:
             heapq.heappush(self._reversal_expiry, (keep, acct.account_id, POSTING, key))
             if journal is not None:
                 stored = [posting[0], posting[1], posting[3], posting[2]]
-                journal.put(POSTING, acct.account_id, key, stored)
+                journal[(POSTING, acct.account_id, key)] = stored
         return entries
 
     def _add_history(self, acct: AccountState, entries: list[ChangeEntry]) -> None:
         acct.history.extend(entries)  # a deque of HISTORY_MAX: the oldest go
-        journal = self.journal
+        journal = self._journal
         for entry in entries:
-            if journal is not None:
-                slot = str(acct.history_seq % HISTORY_MAX)
-                journal.put(HISTORY, acct.account_id, slot, [acct.history_seq, *entry.to_row()])
+            if journal is not None:  # the row is made when the journal is drained
+                journal[(HISTORY, acct.account_id, str(acct.history_seq % HISTORY_MAX))] = (
+                    acct.history_seq,
+                    entry,
+                )
             acct.history_seq += 1
 
     def _observe(self, acct: AccountState, event: LimitDisplayed, occurred: int) -> bool:
@@ -561,8 +567,8 @@ class Engine:
         if seen is None or seen[1] != keep:
             return
         del acct.seen[event_id]
-        if self.journal is not None:
-            self.journal.put(ID, account_id, event_id, None)
+        if self._journal is not None:
+            self._journal[(ID, account_id, event_id)] = None
         self._count("expired_ids")
 
     def _forget_repayment(self, entry: tuple[int, str, str, str]) -> None:
@@ -579,8 +585,8 @@ class Engine:
             if payment_id and acct.posted_payments.get(payment_id) == keep:
                 del acct.posted_payments[payment_id]
             self._count("expired_postings")
-            if self.journal is not None:
-                self.journal.put(REVERSAL, account_id, key, None)
+            if self._journal is not None:
+                self._journal[(REVERSAL, account_id, key)] = None
         else:
             waiting = acct.orphan_reversals.get(key)
             if waiting is None or waiting[1] != keep:
@@ -588,8 +594,8 @@ class Engine:
             del acct.orphan_reversals[key]
             if key not in acct.posted:
                 self._count("expired_unmatched_reversals")
-        if self.journal is not None:
-            self.journal.put(kind, account_id, key, None)
+        if self._journal is not None:
+            self._journal[(kind, account_id, key)] = None
 
     # -- state in and out ----------------------------------------------------------------
 
@@ -618,11 +624,16 @@ class Engine:
     def drain_journal(self) -> dict[JournalKey, Any]:
         """The per-id changes since the last drain (needs a journal), with the content
         digests the parser deferred computed now, here and in the remembered ids."""
-        if self.journal is None:
+        journal = self._journal
+        if journal is None:
             raise CoreError("this engine keeps no journal")
-        changes = self.journal.drain()
+        changes = journal.copy()
+        journal.clear()
         for (kind, account_id, event_id), value in changes.items():
-            if kind == ID and value is not None and type(value[0]) is not str:
+            if kind == HISTORY:
+                seq, entry = value
+                changes[(kind, account_id, event_id)] = [seq, *entry.to_row()]
+            elif kind == ID and value is not None and type(value[0]) is not str:
                 settled = (content_digest(value[0]), value[1])
                 changes[(kind, account_id, event_id)] = settled
                 acct = self.accounts.get(account_id)

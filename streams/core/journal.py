@@ -28,16 +28,10 @@ JournalKey = tuple[str, str, str]  # (kind, account_id, id or slot)
 
 
 class Journal:
-    """Changes since the last drain, coalesced per key (the newest value wins)."""
+    """Changes since the last drain, coalesced per key (the newest value wins). The engine
+    writes ``changes`` directly and drains it (``Engine.drain_journal``)."""
 
     __slots__ = ("changes",)
 
     def __init__(self) -> None:
         self.changes: dict[JournalKey, Any] = {}
-
-    def put(self, kind: str, account_id: str, key: str, value: Any) -> None:
-        self.changes[(kind, account_id, key)] = value
-
-    def drain(self) -> dict[JournalKey, Any]:
-        changes, self.changes = self.changes, {}
-        return changes
