@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from schemas.native import LimitDisplayed
 from schemas.parse import (
     MAX_FUTURE_SKEW_S,
     Parsed,
@@ -39,6 +40,7 @@ __all__ = [
 ]
 
 TIMELINE_MAX = 200  # points kept per account for the report's timelines
+TimelineEntry = tuple[int, str, str, str, int, int | None, int | None]
 
 
 @dataclass(slots=True, init=False)
@@ -97,8 +99,14 @@ class ReplayResult:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
-    latencies_us: list[int | None] = field(default_factory=list)
-    timelines: dict[str, deque[tuple[int, str, str, int, int | None]]] = field(default_factory=dict)
+    # Per source (app, cache): per ledger change, how long until that source displayed it
+    # (None: never).
+    latencies_us: dict[str, list[int | None]] = field(
+        default_factory=lambda: {"app": [], "cache": []}
+    )
+    # Per account, its last records: (occurred_us, event_id, type, source of an observation or
+    # "", expected, app displayed, cache displayed) after each.
+    timelines: dict[str, deque[TimelineEntry]] = field(default_factory=dict)
     elapsed_s: float = 0.0
 
     def account_lines(self) -> list[dict[str, Any]]:
@@ -113,7 +121,8 @@ def account_line(acct: AccountState) -> dict[str, Any]:
         "outstanding": acct.outstanding,
         "status": acct.status,
         "expected_available": acct.expected_available,
-        "displayed_available": acct.displayed if acct.observed else None,
+        "displayed_available": acct.app.displayed,  # null when the app was never observed
+        "cache_available": acct.cache.displayed,  # null when the cache was never observed
     }
 
 
@@ -190,7 +199,8 @@ def _run_replay(
     clock = EventTimeClock()
     engine = Engine(options.core_config(), clock)
     result = ReplayResult(engine)
-    alerts, latencies, counts = result.alerts, result.latencies_us, result.counts
+    alerts, counts = result.alerts, result.counts
+    latencies = result.latencies_us
     timelines = result.timelines
     started = time.perf_counter()
     accounts = engine.accounts
@@ -258,20 +268,25 @@ def _run_replay(
             if type(eff) is AlertRaised:
                 alerts.append(eff.record)
             elif type(eff) is ChangeDisplayed:
-                latencies.append(eff.latency_us)
+                latencies[eff.source].append(eff.latency_us)
         if keep_timelines:
             account_id = event.account_id
             acct = accounts[account_id]
             line = timelines.get(account_id)
             if line is None:
                 line = timelines[account_id] = deque(maxlen=TIMELINE_MAX)
+            source = ""
+            if type(event) is LimitDisplayed:
+                source = "cache" if event.source == "cache" else "app"
             line.append(
                 (
                     engine.last_occurred_us,
                     event.event_id,
                     event.type,
+                    source,
                     acct.expected_available,
-                    acct.displayed,
+                    acct.app.displayed,
+                    acct.cache.displayed,
                 )
             )
         if progress is not None and n % 20000 == 0:
@@ -284,7 +299,8 @@ def _run_replay(
             if type(eff) is AlertRaised:
                 alerts.append(eff.record)
     for acct in engine.accounts.values():
-        latencies.extend(None for _ in acct.pending_changes)
+        for display in (acct.app, acct.cache):
+            latencies[display.source].extend(None for _ in display.pending_changes)
     counts["records"] = n
     result.elapsed_s = time.perf_counter() - started
     return result

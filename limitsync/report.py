@@ -40,6 +40,15 @@ REASONS = (
 EXPLAINED_REASONS = frozenset(REASONS) - {"CACHE_DIVERGED"}
 ALERT_TYPES = ("mismatch.opened", "mismatch.escalated", "mismatch.resolved")
 SEVERITIES = ("critical", "major")
+# The observation sources (CONTRACT.md, "Drift, SLA and alerts"), and what the report calls the
+# drifts of each; clearing watches (REPAYMENT_NOT_POSTED) have no source.
+SOURCES = ("app", "cache")
+_GROUPS = (
+    ("app", "What users saw (source app)"),
+    ("cache", "What the cache held (source cache)"),
+    ("payments", "Payments not posted (no source)"),
+    ("other", "Drifts whose record names no source"),
+)
 DEAD_LETTER_REASONS = ("invalid", "conflict")
 _TIME_BUCKET_WIDTHS_S = (
     1, 5, 10, 15, 30, 60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 604800,
@@ -58,8 +67,10 @@ class TimelinePoint:
     event_id: str
     type: str  # event type
     expected: int  # expected available after the record (fen)
-    displayed: int | None  # displayed available after the record (None = never observed / null)
+    displayed: int | None  # the app's displayed available after the record (None = none / null)
     note: str  # short human text, e.g. "repayment posted 500.00 principal"
+    cached: int | None = None  # the cache's displayed available after the record
+    source: str = ""  # of an observation: "app" or "cache"
 
 
 @dataclass
@@ -72,7 +83,8 @@ class ReportData:
     alerts: list[dict[str, Any]]  # contract alert records in raised order
     accounts: list[dict[str, Any]]  # accounts.jsonl records
     timelines: dict[str, list[TimelinePoint]]  # only alerted accounts
-    sync_latencies_s: list[float]  # per ledger change: seconds until displayed (inf = never)
+    # per source ("app", "cache"), per ledger change: seconds until displayed (inf = never)
+    sync_latencies_s: dict[str, list[float]]
     dead_letters_by_reason: dict[str, int]
     events_total: int
     explanations: dict[str, dict[str, Any]] = field(default_factory=dict)  # account -> explain()
@@ -195,6 +207,7 @@ def _fmt_clock(moment: datetime, tz: tzinfo, with_date: bool) -> str:
 class _Drift:
     alert_id: str
     account_id: str
+    group: str  # "app", "cache", "payments" (REPAYMENT_NOT_POSTED) or "other" (no source)
     reason: str
     severity: str
     opened_at: str  # as in the data
@@ -249,11 +262,19 @@ def _collect_drifts(alerts: Sequence[dict[str, Any]], data_end: datetime | None)
             )
         else:
             end = data_end
+        reason = str(first.get("reason") or "(none)")
+        source = first.get("source")
+        group = (
+            str(source) if source in SOURCES
+            else "payments" if reason == "REPAYMENT_NOT_POSTED"
+            else "other"
+        )  # fmt: skip
         drifts.append(
             _Drift(
                 alert_id=alert_id,
                 account_id=str(first.get("account_id", "")),
-                reason=str(first.get("reason") or "(none)"),
+                group=group,
+                reason=reason,
                 severity=str(first.get("severity") or "(none)"),
                 opened_at=str(opened_text),
                 start=_parse_time(opened_text),
@@ -499,8 +520,10 @@ def _alert_time(record: dict[str, Any]) -> datetime | None:
 
 
 def _alert_tip(record: dict[str, Any]) -> str:
+    source = f"{record['source']} " if record.get("source") else ""
     return (
-        f"{record.get('type', '?')} {record.get('reason', '')} ({record.get('severity', '')}) "
+        f"{record.get('type', '?')} {source}{record.get('reason', '')} "
+        f"({record.get('severity', '')}) "
         f"alert {record.get('alert_id', '')} at {_alert_time_text(record)}: "
         f"expected {_plain_money(record.get('expected_available'))}, "
         f"displayed {_plain_money(record.get('displayed_available'))}"
@@ -523,6 +546,7 @@ def _timeline_frame(
     times = [moment for moment, _ in points] + list(extra_times)
     t0, t1 = min(times), max(times)
     values = [p.expected for _, p in points] + [p.displayed or 0 for _, p in points]
+    values += [p.cached or 0 for _, p in points]
     peak = max([_as_int(v) or 0 for v in values] + [1])
     peak += peak // 10  # headroom above the highest line
     step = _nice_step(peak, ticks=5)
@@ -608,16 +632,24 @@ def _svg_timeline(
     parts += _timeline_axes(frame, tz)
     expected = [(moment, _as_int(p.expected) or 0) for moment, p in timed]
     displayed = [(moment, _as_int(p.displayed)) for moment, p in timed]
+    cached = [(moment, _as_int(p.cached)) for moment, p in timed]
     parts.append(f'<path class="line-expected" d="{_step_path(frame, expected, end)}"/>')
+    parts.append(f'<path class="line-cached" d="{_step_path(frame, cached, end)}"/>')
     parts.append(f'<path class="line-displayed" d="{_step_path(frame, displayed, end)}"/>')
-    observed = [
-        (m, p) for m, p in timed if p.type == "limit.displayed" and _as_int(p.displayed) is not None
-    ]
-    for moment, point in observed[:CHART_DOTS_MAX]:
+    observed = []
+    for moment, point in timed:
+        if point.type != "limit.displayed":
+            continue
+        value = _as_int(point.cached if point.source == "cache" else point.displayed)
+        if value is not None:
+            observed.append((moment, point, value))
+    for moment, point, value in observed[:CHART_DOTS_MAX]:
+        source = "cache" if point.source == "cache" else "app"
+        css = "dot-cached" if source == "cache" else "dot-displayed"
         parts.append(
-            f'<circle class="dot-displayed" cx="{_f(frame.x(moment))}" '
-            f'cy="{_f(frame.y(_as_int(point.displayed) or 0))}" r="2.5">'
-            f"<title>{_esc(point.at)} displayed {_plain_money(point.displayed)}</title></circle>"
+            f'<circle class="{css}" cx="{_f(frame.x(moment))}" '
+            f'cy="{_f(frame.y(value))}" r="2.5">'
+            f"<title>{_esc(point.at)} {source} showed {_plain_money(value)}</title></circle>"
         )
     parts.append("</svg>")
     return "".join(parts)
@@ -661,7 +693,9 @@ svg text.value{font-weight:600}
 .c-band{background:#fbe3df}
 .line-expected{fill:none;stroke:#1f5fa8;stroke-width:2}
 .line-displayed{fill:none;stroke:#e66100;stroke-width:2;stroke-dasharray:6 3}
-.dot-displayed{fill:#e66100}.drift-band{fill:#fbe3df}
+.line-cached{fill:none;stroke:#2e8540;stroke-width:2;stroke-dasharray:2 3}
+.c-cached{background:#2e8540}
+.dot-displayed{fill:#e66100}.dot-cached{fill:#2e8540}.drift-band{fill:#fbe3df}
 .marker line{stroke-width:1.2;stroke-dasharray:2 2}
 .m-opened line{stroke:#c0392b}.m-opened path{fill:#c0392b}
 .m-escalated line{stroke:#7b1e12}.m-escalated path{fill:#7b1e12}
@@ -745,7 +779,8 @@ def _section_header(view: _View) -> str:
         ),
         _card(
             "drifts (alert ids)", "mismatches-total", str(len(_group_by_alert_id(data.alerts))),
-            f'<ul><li>still open: <span id="drifts-open">{open_drifts}</span></li></ul>',
+            f'<ul><li>still open: <span id="drifts-open">{open_drifts}</span></li>'
+            f"{_group_items(view.all_drifts)}</ul>",
         ),
         _card(
             "dead letters", "dead-letters-total", str(dead_total),
@@ -771,6 +806,43 @@ def _section_header(view: _View) -> str:
         f'drift SLA <span id="sla-seconds">{int(data.sla_seconds)}</span> s · '
         f"times in {_esc(_tz_label(view.tz))} · money in yuan (¥)</p>"
         f'<div class="cards">{"".join(cards)}</div>{focus}</header>'
+    )
+
+
+def _group_items(drifts: Sequence[_Drift]) -> str:
+    """Drifts per observation source (and unposted payments), as list items."""
+    counts = Counter(d.group for d in drifts)
+    return "".join(
+        f'<li>{_esc(group)}: <span id="drifts-total-{group}">{counts[group]}</span></li>'
+        for group, _ in _GROUPS
+        if counts[group] or group in SOURCES
+    )
+
+
+def _source_table(drifts: Sequence[_Drift]) -> str:
+    """Per source: drifts, critical ones, escalated ones and those still open."""
+    rows = []
+    for group, title in _GROUPS:
+        mine = [d for d in drifts if d.group == group]
+        if not mine and group not in SOURCES:
+            continue
+        cells = (
+            ("drifts", len(mine)),
+            ("critical", sum(1 for d in mine if d.severity == "critical")),
+            ("escalated", sum(1 for d in mine if d.escalated)),
+            ("open", sum(1 for d in mine if d.resolution is None)),
+        )
+        rows.append(
+            f'<tr data-source="{group}"><td>{_esc(title)}</td>'
+            + "".join(
+                f'<td class="num" id="source-{group}-{key}">{n}</td>' for key, n in cells
+            )
+            + "</tr>"
+        )
+    return (
+        '<table id="by-source"><thead><tr><th>source</th><th class="num">drifts</th>'
+        '<th class="num">critical</th><th class="num">escalated</th><th class="num">still open</th>'
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
 
 
@@ -805,9 +877,11 @@ def _section_reasons(view: _View) -> str:
     chart_rows = [(r, [table[(r, s)] for s in severities]) for r in reasons]
     chart = _svg_hbars("Drifts by reason and severity", chart_rows, classes) if drifts else ""
     return (
-        '<section id="by-reason"><h2>Alerts by reason and severity</h2>'
+        '<section id="by-reason"><h2>Alerts by source, reason and severity</h2>'
         '<p class="note">Each drift (alert id) counted once, with the reason and severity fixed '
-        "when its breach fired. Critical: the display showed more than the account may borrow.</p>"
+        "when its breach fired. Critical: the display showed more than the account may borrow. "
+        "The app and the cache are observed apart, each with its own drifts.</p>"
+        f"{_source_table(drifts)}"
         f'<table><thead><tr><th>reason</th>{head}<th class="num">total</th></tr></thead>'
         f"<tbody>{''.join(rows)}</tbody><tfoot><tr><th>all reasons</th>{foot}"
         f'<td class="num" id="severity-total">{len(drifts)}</td></tr></tfoot></table>'
@@ -864,7 +938,26 @@ def _anchor_ids(accounts: Sequence[str]) -> dict[str, str]:
 
 
 def _section_longest(view: _View, anchors: dict[str, str]) -> str:
-    ranked = _longest_first(view.drifts)
+    """The longest drifts of each source (and the unposted payments), a table each."""
+    parts = []
+    for group, title in _GROUPS:
+        drifts = [d for d in view.drifts if d.group == group]
+        if drifts or group in SOURCES:
+            parts.append(_longest_table(group, title, drifts, anchors))
+    return (
+        '<section id="longest-drifts"><h2>Longest drifts</h2><p class="note">From opened to '
+        "resolved per alert id; a drift still open is measured to the last detected/resolved "
+        "time in the data. "
+        "Drift ¥ = displayed − expected when the breach fired. Each observation source has its "
+        "own drifts: the app's (what users saw) and the cache's (what the cache held).</p>"
+        f"{''.join(parts)}</section>"
+    )
+
+
+def _longest_table(
+    group: str, title: str, drifts: Sequence[_Drift], anchors: dict[str, str]
+) -> str:
+    ranked = _longest_first(drifts)
     shown = ranked[:DRIFT_ROWS_MAX]
     rows = []
     for rank, drift in enumerate(shown, start=1):
@@ -887,7 +980,7 @@ def _section_longest(view: _View, anchors: dict[str, str]) -> str:
     capped = ""
     if len(ranked) > len(shown):
         capped = (
-            f'<p class="note" id="drifts-capped">Showing the {len(shown)} longest of '
+            f'<p class="note" id="drifts-capped-{group}">Showing the {len(shown)} longest of '
             f"{len(ranked)} drifts.</p>"
         )
     body = (
@@ -899,16 +992,28 @@ def _section_longest(view: _View, anchors: dict[str, str]) -> str:
         else '<p class="muted">No drifts.</p>'
     )
     return (
-        '<section id="longest-drifts"><h2>Longest drifts</h2><p class="note">From opened to '
-        "resolved per alert id; a drift still open is measured to the last detected/resolved "
-        "time in the data. "
-        f"Drift ¥ = displayed − expected when the breach fired.</p>{capped}{body}</section>"
+        f'<div class="group" id="longest-{group}" data-drifts="{len(ranked)}">'
+        f"<h3>{_esc(title)}</h3>{capped}{body}</div>"
     )
 
 
 def _section_latency(view: _View) -> str:
     data = view.data
-    summary = _latency_summary(data.sync_latencies_s, data.sla_seconds)
+    parts = [
+        _latency_part(source, data.sync_latencies_s.get(source, []), data.sla_seconds)
+        for source in SOURCES
+    ]
+    return (
+        '<section id="consistency"><h2>Consistency: time until the display showed a change</h2>'
+        '<p class="note">Per ledger change and per observation source, how long until that '
+        "source showed it, as measured from outside (Polaris-style): the app (what users saw) "
+        "and the cache (what the cache held). Bucket bounds are inclusive at the top; over the "
+        f"SLA means strictly greater.</p>{''.join(parts)}</section>"
+    )
+
+
+def _latency_part(source: str, latencies: Sequence[float], sla_seconds: int) -> str:
+    summary = _latency_summary(latencies, sla_seconds)
     total = summary.total
     late = {"over_sla", "never"}
     columns = [
@@ -921,7 +1026,7 @@ def _section_latency(view: _View) -> str:
     ]
     rows = "".join(
         f'<tr data-bucket="{key}"><td>{_esc(label)}</td>'
-        f'<td class="num" id="latency-{key}">{count}</td>'
+        f'<td class="num" id="latency-{source}-{key}">{count}</td>'
         f'<td class="num">{_share_text(count, total)}</td></tr>'
         for key, label, count in summary.buckets
     )
@@ -936,26 +1041,25 @@ def _section_latency(view: _View) -> str:
             f' data-count="{count}" data-total="{total}"'
         )
         slo.append(
-            f'<li><span class="big-inline" id="slo-{key}"{attrs}>{nines_text}</span> '
+            f'<li><span class="big-inline" id="slo-{source}-{key}"{attrs}>{nines_text}</span> '
             f"nines of changes displayed within {_esc(label)} "
-            f'(<span id="share-{key}">{_share_text(count, total)}</span>, '
+            f'(<span id="share-{source}-{key}">{_share_text(count, total)}</span>, '
             f"{count} of {total})</li>"
         )
     chart = (
-        _svg_columns("Time until the display showed a change", columns, ["c-latency", "c-late"])
+        _svg_columns(
+            f"Time until the {source} showed a change", columns, ["c-latency", "c-late"]
+        )
         if total
         else '<p class="muted">No ledger changes measured.</p>'
     )
     return (
-        '<section id="consistency"><h2>Consistency: time until the display showed a change</h2>'
-        f'<p class="note">Per ledger change (<span id="changes-total">{total}</span> measured), '
-        "how long until the displayed limit showed it, as measured from outside "
-        "(Polaris-style). Bucket bounds are inclusive at the top; over the SLA means "
-        "strictly greater.</p>"
+        f'<div class="group" id="consistency-{source}"><h3>Source <code>{source}</code>: '
+        f'<span id="changes-total-{source}">{total}</span> changes measured</h3>'
         f'<ul class="slo">{"".join(slo)}</ul>{chart}'
         '<table><thead><tr><th>time to display</th><th class="num">changes</th>'
         '<th class="num">share</th>'
-        f"</tr></thead><tbody>{rows}</tbody></table></section>"
+        f"</tr></thead><tbody>{rows}</tbody></table></div>"
     )
 
 
@@ -990,30 +1094,38 @@ def _timeline_table(points: Sequence[TimelinePoint]) -> str:
     rows = []
     for item in shown:
         if isinstance(item, int):
-            rows.append(f'<tr class="omitted"><td colspan="7">… {item} records omitted …</td></tr>')
+            rows.append(f'<tr class="omitted"><td colspan="9">… {item} records omitted …</td></tr>')
             continue
-        expected, displayed = _as_int(item.expected), _as_int(item.displayed)
-        differs = expected is not None and displayed is not None and displayed != expected
-        drift = (
-            _money_html(displayed - expected)
-            if differs and expected is not None and displayed is not None
-            else ""
-        )
-        css = ' class="drift"' if differs else ""
+        expected = _as_int(item.expected)
+        app_drift = _drift_of(expected, _as_int(item.displayed))
+        cache_drift = _drift_of(expected, _as_int(item.cached))
+        css = ' class="drift"' if app_drift is not None or cache_drift is not None else ""
+        kind = f"{item.type} ({item.source})" if item.source else item.type
         rows.append(
             f'<tr{css}><td class="nowrap">{_esc(item.at)}</td>'
             f"<td><code>{_esc(item.event_id)}</code></td>"
-            f'<td class="nowrap">{_esc(item.type)}</td>'
+            f'<td class="nowrap">{_esc(kind)}</td>'
             f'<td class="num">{_money_html(item.expected)}</td>'
-            f'<td class="num">{_money_html(item.displayed)}</td><td class="num">{drift}</td>'
+            f'<td class="num">{_money_html(item.displayed)}</td>'
+            f'<td class="num">{"" if app_drift is None else _money_html(app_drift)}</td>'
+            f'<td class="num">{_money_html(item.cached)}</td>'
+            f'<td class="num">{"" if cache_drift is None else _money_html(cache_drift)}</td>'
             f"<td>{_esc(item.note)}</td></tr>"
         )
     return (
         '<table class="events"><thead><tr><th>occurred at</th><th>event id</th><th>type</th>'
-        '<th class="num">expected ¥</th><th class="num">displayed ¥</th>'
-        '<th class="num">drift ¥</th>'
+        '<th class="num">expected ¥</th><th class="num">app ¥</th>'
+        '<th class="num">app drift ¥</th><th class="num">cache ¥</th>'
+        '<th class="num">cache drift ¥</th>'
         f"<th>note</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
+
+
+def _drift_of(expected: int | None, shown: int | None) -> int | None:
+    """shown - expected where both are known and differ; else None."""
+    if expected is None or shown is None or shown == expected:
+        return None
+    return shown - expected
 
 
 def _is_money_key(key: str) -> bool:
@@ -1071,7 +1183,9 @@ def _keeps_on_one_line(key: str) -> bool:
 def _account_summary(account: dict[str, Any] | None) -> str:
     if account is None:
         return '<p class="muted">No end-of-input state for this account.</p>'
-    money = ("credit_line", "outstanding", "expected_available", "displayed_available")
+    money = (
+        "credit_line", "outstanding", "expected_available", "displayed_available", "cache_available"
+    )
     head = "".join(f'<th class="num">{key.replace("_", " ")} ¥</th>' for key in money)
     cells = "".join(
         f'<td class="num" data-field="{key}">{_money_html(account.get(key))}</td>' for key in money
@@ -1091,7 +1205,7 @@ def _timeline_section(
     points = data.timelines.get(account_id, [])
     records = [r for r in view.alerts if str(r.get("account_id", "")) == account_id]
     drifts = [d for d in view.drifts if d.account_id == account_id]
-    label = f"Expected and displayed available limit of account {account_id}"
+    label = f"Expected available limit of account {account_id}, and what the app and cache showed"
     chart = _svg_timeline(points, records, drifts, view.tz, label) if points else ""
     table = (
         _timeline_table(points)
@@ -1115,8 +1229,9 @@ def _section_timelines(view: _View, ordered: Sequence[str], anchors: dict[str, s
     data = view.data
     accounts = {str(a.get("account_id", "")): a for a in data.accounts}
     legend = _legend(
-        [("expected", "c-expected"), ("displayed (dashed; gap = no value shown)", "c-displayed"),
-         ("drift open", "c-band"), ("opened", "c-opened"), ("escalated", "c-escalated"),
+        [("expected", "c-expected"), ("app (dashed; gap = no value shown)", "c-displayed"),
+         ("cache (dotted)", "c-cached"), ("drift open", "c-band"), ("opened", "c-opened"),
+         ("escalated", "c-escalated"),
          ("resolved", "c-m-resolved")]
     )  # fmt: skip
     intro = '<section id="timelines"><h2>Timelines of alerted accounts</h2>'

@@ -16,8 +16,13 @@ _NOTES = {
     "repayment.reversed": "repayment reversed",
     "credit_line.changed": "credit line changed",
     "account.status_changed": "status changed",
-    "limit.displayed": "display observed",
 }
+
+
+def _notes(kind: str, source: str) -> str:
+    if kind == "limit.displayed":
+        return "cache observed" if source == "cache" else "app display observed"
+    return _NOTES.get(kind, kind)
 
 
 def build_report_data(
@@ -38,9 +43,13 @@ def build_report_data(
                 kind,
                 expected,
                 shown,
-                details.get(event_id, _NOTES.get(kind, kind)),
+                details.get(event_id, _notes(kind, source)),
+                cached,
+                source,
             )
-            for at, event_id, kind, expected, shown in result.timelines.get(account_id, ())
+            for at, event_id, kind, source, expected, shown, cached in result.timelines.get(
+                account_id, ()
+            )
         ]
         explanations[account_id] = explain(acct)
     alerts = result.alerts
@@ -56,9 +65,10 @@ def build_report_data(
         alerts=alerts,
         accounts=result.account_lines(),
         timelines=timelines,
-        sync_latencies_s=[
-            float("inf") if us is None else us / 1_000_000 for us in result.latencies_us
-        ],
+        sync_latencies_s={
+            source: [float("inf") if us is None else us / 1_000_000 for us in latencies]
+            for source, latencies in result.latencies_us.items()
+        },
         dead_letters_by_reason=dead_letters,
         events_total=result.counts["records"],
         explanations=explanations,

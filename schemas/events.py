@@ -27,6 +27,7 @@ __all__ = [
     "MINOR_UNITS_MAX",
     "AccountStatusChanged",
     "CreditLineChanged",
+    "DisplaySource",
     "DrawdownBooked",
     "Event",
     "LimitDisplayed",
@@ -159,13 +160,18 @@ class AccountStatusChanged(_Envelope):
     reason: Annotated[StrictStr, Field(max_length=200)] | None = None
 
 
+DisplaySource = Literal["app", "cache"]
+
+
 @final
 class LimitDisplayed(_Envelope):
-    """An observation of what the user was shown (or the cache held); no ledger effect."""
+    """An observation of what the user was shown (``source`` app, the default when absent)
+    or what the limit cache held (``source`` cache); no ledger effect."""
 
     type: Literal["limit.displayed"]
     displayed_available: Money | None = None
     cache_version: Version | None = None
+    source: DisplaySource | None = None
 
 
 Event = Annotated[

@@ -277,10 +277,11 @@ class AccountStatusChanged(_Envelope):
 
 @final
 class LimitDisplayed(_Envelope):
-    """An observation of what the user was shown (or the cache held); no ledger effect."""
+    """An observation of what the user was shown (``source`` app, or None: absent) or what
+    the limit cache held (``source`` cache); no ledger effect."""
 
     FIELDS: ClassVar[tuple[str, ...]] = (
-        *_ENVELOPE, "displayed_available", "cache_version"
+        *_ENVELOPE, "displayed_available", "cache_version", "source"
     )
 
     def __init__(
@@ -291,11 +292,13 @@ class LimitDisplayed(_Envelope):
         occurred_us: int,
         displayed_available: int | None = None,
         cache_version: int | None = None,
+        source: str | None = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__("limit.displayed", event_id, account_id, occurred_raw, occurred_us, extra)
         self.displayed_available = displayed_available
         self.cache_version = cache_version
+        self.source = source
 
 
 # The most frequent types first: mypyc reads a field of a union by trying its items in order.
@@ -414,9 +417,12 @@ def _checked(
     if kind == "limit.displayed":
         shown = obj.get("displayed_available")
         cache_version = obj.get("cache_version")
+        source = obj.get("source")
         if (shown is not None and not _money(shown)) or (
             cache_version is not None and not _version(cache_version)
         ):
+            return None
+        if source is not None and source != "app" and source != "cache":
             return None
         return LimitDisplayed(
             event_id,
@@ -425,6 +431,7 @@ def _checked(
             occurred_us,
             shown,
             cache_version,
+            source,
             None,
         )
     if kind == "drawdown.booked":

@@ -21,6 +21,9 @@ class AlertRecord(BaseModel):
 
     type: AlertType
     alert_id: str
+    # which displayed value drifted: "app" (what users see) or "cache" (what the cache holds);
+    # absent on REPAYMENT_NOT_POSTED alerts
+    source: Literal["app", "cache"] | None = None
     account_id: str
     reason: Reason
     severity: Literal["critical", "major"]
@@ -32,6 +35,10 @@ class AlertRecord(BaseModel):
     sla_seconds: int
     age_seconds: int
     evidence_event_ids: list[str]
+    # On an app alert of an account whose cache was observed: the cache's latest observed
+    # value, and when that is the expected one, a note saying the display layer is behind.
+    cache_available: int | None = None
+    note: str | None = None
     payment_id: str | None = None
     resolved_at: str | None = None
     resolution: Literal["synced", "auto_healed", "superseded"] | None = None
@@ -78,4 +85,5 @@ class AccountLine(BaseModel):
     outstanding: int
     status: Literal["active", "frozen", "closed"]
     expected_available: int
-    displayed_available: int | None
+    displayed_available: int | None  # the latest app observation; null if none
+    cache_available: int | None  # the latest cache observation; null if none

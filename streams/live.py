@@ -58,6 +58,7 @@ from streams.state_store import StateStore
 
 __all__ = ["OWN_HEADER", "LiveShell", "Publisher", "RawRecord", "wall_us"]
 
+SOURCES = ("app", "cache")  # the observation sources, each with its own drifts
 log = logging.getLogger(__name__)
 _S = 1_000_000
 OWN_WRITE_IN_FLIGHT_US = 5 * _S  # an own-write observation older than this is not in flight
@@ -260,7 +261,8 @@ class LiveShell:
         await self.carry_out(self.engine.advance(wall_us()))
         self.persist()
         self._flush_in_background()
-        self.metrics.open_drifts.set(self.engine.open_drifts())
+        for source in SOURCES:
+            self.metrics.open_drifts.labels(source=source).set(self.engine.open_drifts_of(source))
 
     def persist(self) -> None:
         """Save every account changed since the last save, with its new items."""
@@ -284,7 +286,9 @@ class LiveShell:
             if type(eff) is CacheWrite:
                 self.writer.submit(eff)
             elif type(eff) is ChangeDisplayed:
-                self.metrics.observe_display_latency(eff.latency_us, self.engine.config.sla_us)
+                self.metrics.observe_display_latency(
+                    eff.latency_us, self.engine.config.sla_us, eff.source
+                )
             elif type(eff) is AlertRaised:
                 await self._alert(eff.record)
             elif type(eff) is RescoreRequested:
@@ -300,13 +304,16 @@ class LiveShell:
 
     async def _alert(self, record: dict[str, Any]) -> None:
         kind, reason = record["type"], record["reason"]
+        source = record.get("source", "")  # none on REPAYMENT_NOT_POSTED
         await self.publisher.publish(
             self.topics["alerts"], record["account_id"], orjson.dumps(record)
         )
-        self.metrics.alerts.labels(type=kind, reason=reason).inc()
+        self.metrics.alerts.labels(type=kind, reason=reason, source=source).inc()
         if kind == "mismatch.opened":
-            self.metrics.breaches.labels(reason=reason).inc()
-            if reason in self.settings.auto_heal:
+            self.metrics.breaches.labels(reason=reason, source=source).inc()
+            # Rewriting the cache heals the cache's drifts; an app drift is the display
+            # layer's (its alert says what the cache holds).
+            if reason in self.settings.auto_heal and source == "cache":
                 self.metrics.auto_heals.labels(reason=reason).inc()
                 await self.carry_out(self.engine.heal(record["account_id"]))
 
@@ -348,7 +355,7 @@ class LiveShell:
 
     async def _on_written(self, outcomes: Sequence[WriteOutcome]) -> None:
         """Observe our own writes as a client would see them: they feed the core directly
-        as displays (and are published for the record, marked as ours)."""
+        as ``cache`` observations (and are published for the record, marked as ours)."""
         now = wall_us()
         observed: list[tuple[str, int | None, int | None, str]] = []
         for write, result in outcomes:
@@ -361,25 +368,29 @@ class LiveShell:
             self._written_at[write.account_id] = now
             if not write.heal:
                 self.metrics.sync_latency.observe(max(0, now - write.change_us) / _S)
-            source = "auto_heal" if write.heal else "cache_write"
-            observed.append((write.account_id, write.available, write.version, source))
+            observer = "auto_heal" if write.heal else "cache_write"
+            observed.append((write.account_id, write.available, write.version, observer))
         await self._observe_own(observed, now)
 
     async def _observe_own(
         self, observed: Sequence[tuple[str, int | None, int | None, str]], now: int
     ) -> None:
+        """What the cache held, seen by limitsync itself: ``source: cache`` observations.
+        ``observer`` (an extra field, for people reading the topic) says which of our
+        observers saw it: ``cache_write``, ``auto_heal`` or ``sampler``; the core never
+        reads it."""
         if not self.ready:
             return
         effects: list[Effect] = []
         bodies = []
-        for account_id, available, version, source in observed:
+        for account_id, available, version, observer in observed:
             if account_id not in self.engine.accounts:
                 continue  # no longer ours
-            event_id = f"obs:{source}:{account_id}:{version}:{now}"
-            extra = {"source": source}
+            event_id = f"obs:{observer}:{account_id}:{version}:{now}"
             occurred_at = format_us(now)
             event = LimitDisplayed(
-                event_id, account_id, occurred_at, now, available, version, extra
+                event_id, account_id, occurred_at, now, available, version, "cache",
+                {"observer": observer},
             )
             effects.extend(self.engine.observe_own(event, now))
             bodies.append((account_id, {
@@ -390,7 +401,8 @@ class LiveShell:
                 "schema_version": 1,
                 "displayed_available": available,
                 "cache_version": version,
-                "source": source,
+                "source": "cache",
+                "observer": observer,
             }))
         self.metrics.own_observations.inc(len(bodies))
         for account_id, body in bodies:
@@ -404,11 +416,17 @@ class LiveShell:
     # -- black-box sampler (Polaris-style) ------------------------------------------------
 
     async def sample(self) -> int:
-        """Read the cache as a client for accounts with a change in flight, plus a sweep."""
+        """Read the cache as a client for accounts with a change in flight to the cache or a
+        drift of either source, plus a sweep; what differs from the cache's last observation is
+        observed (``source: cache``)."""
         if not self.ready:
             return 0
         accounts = self.engine.accounts
-        hot = [a for a in accounts.values() if a.drift is not None or a.pending_changes]
+        hot = [
+            a
+            for a in accounts.values()
+            if a.cache.drift is not None or a.app.drift is not None or a.cache.pending_changes
+        ]
         limit = self.settings.sampler_batch_max
         chosen = {a.account_id for a in hot[:limit]}
         names = sorted(accounts)
@@ -430,7 +448,7 @@ class LiveShell:
         observed: list[tuple[str, int | None, int | None, str]] = []
         for aid, cached in zip(ids, seen, strict=True):
             acct = accounts.get(aid)
-            if acct is None or (acct.observed and acct.displayed == cached.available):
+            if acct is None or (acct.cache.observed and acct.cache.displayed == cached.available):
                 continue
             if self._written_at.get(aid, 0) >= now - OWN_WRITE_IN_FLIGHT_US and (
                 cached.version == acct.version and cached.available == acct.expected_available

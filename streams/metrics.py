@@ -18,6 +18,9 @@ _REASONS = (
     "CACHE_MISSING",
     "CACHE_DIVERGED",
 )
+# The observation sources (CONTRACT.md, "Drift, SLA and alerts"): drifts, breaches, alerts and
+# changes displayed are counted per source; a REPAYMENT_NOT_POSTED alert has none ("").
+SOURCES = ("app", "cache")
 _LATENCY_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
 
 
@@ -42,21 +45,27 @@ class Metrics:
             registry=r,
         )
         self.open_drifts = Gauge(
-            "limitsync_open_drifts", "Accounts whose display drifts", registry=r
+            "limitsync_open_drifts",
+            "Open drifts, per observation source (app, cache)",
+            ["source"],
+            registry=r,
         )
         self.breaches = Counter(
             "limitsync_breaches",
-            "Drifts and clearing watches past their SLA",
-            ["reason"],
+            "Drifts (per source) and clearing watches (source empty) past their SLA",
+            ["reason", "source"],
             registry=r,
         )
         self.alerts = Counter(
-            "limitsync_alerts", "Alert records published", ["type", "reason"], registry=r
+            "limitsync_alerts",
+            "Alert records published",
+            ["type", "reason", "source"],
+            registry=r,
         )
         self.changes_displayed = Counter(
             "limitsync_changes_displayed",
-            "Ledger changes by how soon the display showed them",
-            ["within"],
+            "Ledger changes by how soon each observation source showed them",
+            ["within", "source"],
             registry=r,
         )
         self.rescores = Counter("limitsync_rescores", "Rescore attempts", ["outcome"], registry=r)
@@ -100,22 +109,25 @@ class Metrics:
     def _zero_known_series(self) -> None:
         """Create every known label set at 0, so alert rules see the first increase."""
         for reason in _REASONS:
-            self.breaches.labels(reason=reason)
             self.auto_heals.labels(reason=reason)
-            for kind in ("mismatch.opened", "mismatch.escalated", "mismatch.resolved"):
-                self.alerts.labels(type=kind, reason=reason)
+            for source in SOURCES if reason != "REPAYMENT_NOT_POSTED" else ("",):
+                self.breaches.labels(reason=reason, source=source)
+                for kind in ("mismatch.opened", "mismatch.escalated", "mismatch.resolved"):
+                    self.alerts.labels(type=kind, reason=reason, source=source)
         for kind in EVENT_TYPES:
             self.events.labels(type=kind)
         for reason in get_args(DeadLetterReason):
             self.dead_letters.labels(reason=reason)
-        for within in ("1s", "10s", "sla", "late"):
-            self.changes_displayed.labels(within=within)
+        for source in SOURCES:
+            self.open_drifts.labels(source=source)
+            for within in ("1s", "10s", "sla", "late"):
+                self.changes_displayed.labels(within=within, source=source)
         for outcome in ("ok", "failed", "retried"):
             self.rescores.labels(outcome=outcome)
         for outcome in ("written", "stale", "refused", "error"):
             self.cache_writes.labels(outcome=outcome)
 
-    def observe_display_latency(self, latency_us: int | None, sla_us: int) -> None:
+    def observe_display_latency(self, latency_us: int | None, sla_us: int, source: str) -> None:
         if latency_us is None or latency_us > sla_us:
             bucket = "late"
         elif latency_us <= 1_000_000:
@@ -124,7 +136,7 @@ class Metrics:
             bucket = "10s"
         else:
             bucket = "sla"
-        self.changes_displayed.labels(within=bucket).inc()
+        self.changes_displayed.labels(within=bucket, source=source).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -169,7 +169,7 @@ def test_sla_is_configurable() -> None:
 def test_drift_closed_within_the_sla_raises_nothing() -> None:
     result = replay([*STALE, displayed("A", 10 * S + SLA, 7_000), tick(20 * SLA)])
     assert result.alerts == []
-    assert result.engine.accounts["A"].drift is None
+    assert result.engine.accounts["A"].app.drift is None
 
 
 # -- resolutions --------------------------------------------------------------------------------
@@ -250,7 +250,7 @@ def test_no_drift_is_tracked_for_an_account_never_observed() -> None:
     events = [credit_line("A", 0, 10_000, 1), drawdown("A", 10 * S, 3_000), tick(100 * SLA)]
     result = replay(events)
     assert result.alerts == []
-    assert result.engine.accounts["A"].drift is None
+    assert result.engine.accounts["A"].app.drift is None
 
 
 def test_drift_opens_at_the_first_observation_that_disagrees() -> None:
@@ -279,7 +279,7 @@ def test_until_exactly_at_the_sla_fires_nothing() -> None:
 def test_at_the_end_of_input_nothing_more_fires_without_until() -> None:
     result = replay([*STALE, tick(10 * S + SLA - 1)])
     assert result.alerts == []
-    assert result.engine.accounts["A"].drift is not None
+    assert result.engine.accounts["A"].app.drift is not None
 
 
 def test_until_earlier_than_the_clock_does_not_move_it_back() -> None:
@@ -317,12 +317,14 @@ def test_evidence_lists_the_ledger_events_the_display_missed() -> None:
     assert opened(replay(events))["evidence_event_ids"] == ["dd1", "dd2"]
 
 
-# -- auto-heal --------------------------------------------------------------------------------
+# -- auto-heal (live only: a replay never heals) ----------------------------------------------
 
 
 def breached_engine() -> Engine:
+    """A's cache (not the app) shows the value before the drawdown, past the SLA."""
     engine = Engine(CoreConfig(), EventTimeClock())
-    feed(engine, [*STALE, tick(10 * S + SLA + 1)])
+    feed(engine, [credit_line("A", 0, 10_000, 1), displayed("A", 0, 10_000, source="cache"),
+                  drawdown("A", 10 * S, 3_000), tick(10 * S + SLA + 1)])
     return engine
 
 
@@ -337,9 +339,17 @@ def test_heal_rewrites_the_cache_with_the_expected_value_and_a_higher_version() 
 def test_drift_closed_by_the_healed_cache_resolves_auto_healed() -> None:
     engine = breached_engine()
     engine.heal("A")
-    effects = ingest(engine, displayed("A", 80 * S, 7_000, source="auto_heal"))
+    effects = ingest(engine, displayed("A", 80 * S, 7_000, source="cache"))
     (resolved,) = [e.record for e in effects if isinstance(e, AlertRaised)]
-    assert (resolved["type"], resolved["resolution"]) == ("mismatch.resolved", "auto_healed")
+    assert (resolved["type"], resolved["source"], resolved["resolution"]) == (
+        "mismatch.resolved", "cache", "auto_healed")
+
+
+def test_a_cache_drift_that_was_not_healed_resolves_synced() -> None:
+    engine = breached_engine()
+    effects = ingest(engine, displayed("A", 80 * S, 7_000, source="cache"))
+    (resolved,) = [e.record for e in effects if isinstance(e, AlertRaised)]
+    assert resolved["resolution"] == "synced"
 
 
 def test_heal_of_an_unknown_account_does_nothing() -> None:

@@ -30,7 +30,7 @@ from eventlog import (
 )
 
 from limitsync.cli import main
-from streams.core import CoreConfig, Engine, EventTimeClock, RescoreRequested, explain
+from streams.core import CoreConfig, Engine, EventTimeClock, RescoreRequested, explain, render_text
 
 LINE = credit_line("A", 0, 10_000, 1, event_id="line-1")
 OWES = [LINE, drawdown("A", S, 4_000, event_id="dd-1")]
@@ -61,9 +61,32 @@ def test_breakdown_of_the_expected_limit() -> None:
         6_000, 6_000, False)
 
 
-def test_breakdown_shows_an_open_drift() -> None:
+def test_breakdown_shows_an_open_drift_of_its_source() -> None:
     r = report([*OWES, displayed("A", 2 * S, 10_000)])
-    assert (r["in_drift"], r["drift_opened_at"]) == (True, ts(2 * S))
+    assert r["in_drift"]
+    assert (r["sources"]["app"]["in_drift"], r["sources"]["app"]["drift_opened_at"]) == (
+        True, ts(2 * S))
+
+
+def test_breakdown_shows_what_the_app_and_the_cache_show_each() -> None:
+    r = report([*OWES, displayed("A", 2 * S, 5_000), displayed("A", 3 * S, 6_000, source="cache")])
+    assert (r["displayed_available"], r["cache_available"]) == (5_000, 6_000)
+    assert r["sources"] == {
+        "app": {"observed": True, "displayed_available": 5_000, "observed_at": ts(2 * S),
+                "in_drift": True, "drift_opened_at": ts(2 * S), "drift_reason": None},
+        "cache": {"observed": True, "displayed_available": 6_000, "observed_at": ts(3 * S),
+                  "in_drift": False, "drift_opened_at": None, "drift_reason": None},
+    }
+
+
+def test_text_says_the_display_layer_is_behind_when_only_the_app_drifts() -> None:
+    events = [*OWES, displayed("A", 2 * S, 5_000), displayed("A", 3 * S, 6_000, source="cache"),
+              displayed("OTHER", 70 * S, 0)]
+    text = render_text(explain(replay(events).engine.accounts["A"]))
+    assert "shown in the app    50.00 (observed " in text
+    assert f"disagrees since {ts(2 * S)}, CACHE_DIVERGED" in text
+    assert "held in the cache   60.00" in text
+    assert "the display layer is behind, not the cache" in text
 
 
 # -- one code per kind of change -----------------------------------------------------------

@@ -169,7 +169,7 @@ def test_a_long_drift_remembers_at_most_the_bound_of_held_values() -> None:
     engine = Engine(CoreConfig(), EventTimeClock())
     feed(engine, [credit_line("A", 0, 10**9, 1), displayed("A", 0, 10**9)])
     feed(engine, [drawdown("A", i * S, 1) for i in range(1, HELD_VALUES_MAX + 50)])
-    drift = engine.accounts["A"].drift
+    drift = engine.accounts["A"].app.drift
     assert drift is not None
     assert len(drift.held) == HELD_VALUES_MAX
     assert 10**9 in drift.held  # the value shown before the drift opened stays

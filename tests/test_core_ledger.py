@@ -114,7 +114,7 @@ def test_limit_displayed_changes_no_ledger_state() -> None:
     after = account([LINE, drawdown("A", S, 1_000), displayed("A", 2 * S, 123)])
     assert (after.credit_line, after.outstanding, after.status, after.version) == (
         before.credit_line, before.outstanding, before.status, before.version)
-    assert after.displayed == 123
+    assert after.app.displayed == 123
 
 
 # -- version rule for credit line and status ------------------------------------------------

@@ -66,7 +66,9 @@ def event_logs(draw: st.DrawFn) -> list[dict[str, Any]]:
             events.append(account_status(acct, at, status, version=i, event_id=eid))
         else:
             shown = draw(st.none() | st.integers(0, 20_000))
-            events.append(displayed(acct, at, shown, event_id=eid))
+            source = draw(st.sampled_from([None, "app", "cache"]))  # None: absent, the app
+            extra = {} if source is None else {"source": source}
+            events.append(displayed(acct, at, shown, event_id=eid, **extra))
     return events
 
 
@@ -82,15 +84,21 @@ def model(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         lines = [e for e in mine if e["type"] == "credit_line.changed"]
         statuses = [e for e in mine if e["type"] == "account.status_changed"]
         shows = [e for e in mine if e["type"] == "limit.displayed"]
+        app = [e for e in shows if e.get("source", "app") == "app"]
+        cache = [e for e in shows if e.get("source") == "cache"]
         line = max(lines, key=lambda e: e["version"])["credit_line"] if lines else 0
         status = max(statuses, key=lambda e: e["version"])["status"] if statuses else "active"
         outstanding = max(0, drawn - repaid)
         expected = 0 if status != "active" else max(0, line - outstanding)
-        shown = max(shows, key=lambda e: e["occurred_at"])["displayed_available"] if shows else None
         out.append({"account_id": acct, "credit_line": line, "outstanding": outstanding,
                     "status": status, "expected_available": expected,
-                    "displayed_available": shown})
+                    "displayed_available": latest(app), "cache_available": latest(cache)})
     return out
+
+
+def latest(shows: list[dict[str, Any]]) -> int | None:
+    """The newest observation's value (times are unique), None when there is none."""
+    return max(shows, key=lambda e: e["occurred_at"])["displayed_available"] if shows else None
 
 
 def respell(event: dict[str, Any]) -> bytes:
@@ -213,6 +221,7 @@ RICH = [
     repayment_initiated("A", 7 * S, "pay-3", 900),
     account_status("A", 8 * S, "frozen", 1, reason="review"),
     displayed("A", 9 * S, 4_000),
+    displayed("A", 9 * S, 3_000, source="cache", cache_version=4),
 ]
 
 
@@ -230,13 +239,16 @@ def test_account_state_round_trips_through_json_after_a_rich_scenario() -> None:
     engine = rich_engine(CoreConfig(rescore_enabled=True))
     engine.advance(us(100 * S))  # breach the drift, send the rescore request
     acct = engine.accounts["A"]
-    assert acct.drift is not None and acct.drift.breached and acct.clearing
+    assert acct.app.drift is not None and acct.app.drift.breached and acct.clearing
+    assert acct.cache.drift is not None and acct.cache.drift.breached
     assert acct.history and acct.orphan_reversals and acct.posted_payments
     copy = through_json(acct)
     assert copy == acct
     assert copy.to_dict() == acct.to_dict()
-    assert (copy.expected_available, copy.outstanding, copy.displayed) == (
-        acct.expected_available, acct.outstanding, acct.displayed)
+    def seen(a: AccountState) -> tuple[int | None, ...]:
+        return (a.expected_available, a.outstanding, a.app.displayed, a.cache.displayed)
+
+    assert seen(copy) == seen(acct)
 
 
 def test_a_state_saved_with_history_as_dicts_still_loads() -> None:
@@ -264,14 +276,18 @@ LOAD_CONFIG = CoreConfig(sla_us=60 * 1_000_000, clearing_sla_us=120 * 1_000_000,
 
 
 def pending_deadlines_engine() -> Engine:
-    """Open drifts and clearing watches in every stage, and rescores due, at clock 130 s."""
+    """Open drifts (of both sources) and clearing watches in every stage, and rescores due, at
+    clock 130 s."""
     engine = Engine(LOAD_CONFIG, EventTimeClock())
     feed(engine, [
         credit_line("B", 0, 1_000, 1), displayed("B", 0, 1_000), drawdown("B", 1 * S, 100),
+        credit_line("F", 0, 1_000, 1), displayed("F", 0, 1_000, source="cache"),
+        drawdown("F", 2 * S, 100),
         repayment_initiated("D", 2 * S, "pay-d", 100),
-        displayed("OTHER", 125 * S, 0),  # B breached (not escalated), D breached
+        displayed("OTHER", 125 * S, 0),  # B's app and F's cache breached (not escalated), D too
         credit_line("A", 100 * S, 1_000, 1), displayed("A", 100 * S, 1_000),
-        drawdown("A", 126 * S, 100),  # A drifting, not breached yet
+        displayed("A", 100 * S, 1_000, source="cache"),
+        drawdown("A", 126 * S, 100),  # A drifting in the app and the cache, not breached yet
         repayment_initiated("C", 127 * S, "pay-c", 100),  # C watching, not breached
         drawdown("E", 128 * S, 100),  # E: rescore due
     ])
@@ -286,14 +302,16 @@ def test_rebuilt_engine_fires_the_same_pending_deadlines() -> None:
         expected = original.advance(us(at * S))
         assert copy.advance(us(at * S)) == expected
         fired += len(expected)
-    assert fired >= 6  # A opened+escalated, B escalated, C opened+escalated, D escalated, rescores
+    # A's two drifts opened+escalated, B and F escalated, C opened+escalated, D escalated, rescores
+    assert fired >= 10
 
 
 def test_rebuilt_engine_goes_on_like_the_original() -> None:
     original = pending_deadlines_engine()
     copy = rebuilt(original)
     later = [displayed("A", 140 * S, 900), repayment_posted("C", 300 * S, 100, payment_id="pay-c"),
-             displayed("B", 400 * S, 900), drawdown("E", 500 * S, 1)]
+             displayed("B", 400 * S, 900), displayed("F", 410 * S, 900, source="cache"),
+             displayed("A", 420 * S, 900, source="cache"), drawdown("E", 500 * S, 1)]
     assert feed(copy, later) == feed(original, later)
     assert {k: a.to_dict() for k, a in copy.accounts.items()} == {
         k: a.to_dict() for k, a in original.accounts.items()}

@@ -111,7 +111,7 @@ def test_every_valid_example_takes_the_fast_path_and_equals_pydantic() -> None:
     for obj in VALID.values():
         assert fast_event(copy.deepcopy(obj)) is not None
         _agrees(obj)
-        _agrees({**obj, "source": "core-v2", "trace": {"span": [1, None]}, "note": None})
+        _agrees({**obj, "producer": "core-v2", "trace": {"span": [1, None]}, "note": None})
 
 
 @pytest.mark.parametrize("native", sorted(MODEL_OF, key=lambda c: c.__name__))
@@ -130,12 +130,12 @@ def test_each_native_class_has_exactly_its_models_fields(native: type) -> None:
 
 @pytest.mark.parametrize("kind", sorted(VALID))
 def test_from_model_keeps_every_field_of_the_model(kind: str) -> None:
-    model = _ADAPTER.validate_python({**VALID[kind], "source": "x"})
+    model = _ADAPTER.validate_python({**VALID[kind], "producer": "x"})
     event = from_model(model)
     assert from_model(event) is event  # a native event is taken as it is
     for name in type(model).model_fields:
         assert _typed(getattr(event, name)) == _typed(getattr(model, name)), name
-    assert event.extra == model.model_extra == {"source": "x"}
+    assert event.extra == model.model_extra == {"producer": "x"}
     assert event.occurred_us == to_us(model.occurred_at)
 
 

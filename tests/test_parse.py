@@ -208,11 +208,22 @@ def parse_ok(obj: object) -> Any:
     [("repayment.posted", "payment_id"), ("credit_line.changed", "model_version"),
      ("credit_line.changed", "score"), ("credit_line.changed", "reasons"),
      ("account.status_changed", "reason"), ("limit.displayed", "displayed_available"),
-     ("limit.displayed", "cache_version")],
+     ("limit.displayed", "cache_version"), ("limit.displayed", "source")],
 )
 def test_null_optional_field_counts_as_absent(kind: str, field: str) -> None:
     assert getattr(parse_ok(with_(kind, **{field: None})), field) is None
     assert getattr(parse_ok(without(kind, field)), field) is None
+
+
+@pytest.mark.parametrize("source", ["app", "cache"])
+def test_an_observation_names_its_source(source: str) -> None:
+    event = parse_ok(with_("limit.displayed", source=source))
+    assert (event.source, event.extra) == (source, None)
+
+
+@pytest.mark.parametrize("source", ["cache_write", "sampler", "auto_heal", "APP", "", 1])
+def test_an_observation_source_outside_app_and_cache_is_rejected(source: object) -> None:
+    assert "source" in rejected(with_("limit.displayed", source=source)).error
 
 
 def test_unknown_extra_fields_are_kept() -> None:

@@ -39,12 +39,13 @@ NEGATIVE = line(drawdown("A", 30 * S, -5, event_id="neg"))
 CLASH = line(drawdown("A", 10 * S, 1, event_id="dd-a"))  # same id as A's drawdown
 
 # A: display stale after a drawdown at 10 s (breach at 70.001 s, resolved at 80 s).
-# B: a repayment initiated at 0 that core banking never posts (clearing SLA 7200 s).
+# B: a repayment initiated at 0 that core banking never posts (clearing SLA 7200 s); its cache
+# is observed (and right), its app never.
 GOOD = [
     credit_line("A", 0, 10_000, 1), displayed("A", 0, 10_000),
     drawdown("A", 10 * S, 3_000, event_id="dd-a"),
     credit_line("B", 0, 5_000, 1), drawdown("B", 0, 1_000),
-    repayment_initiated("B", 0, "pay-b", 1_000),
+    repayment_initiated("B", 0, "pay-b", 1_000), displayed("B", S, 4_000, source="cache"),
     displayed("C", 70 * S + 1, 0),
     displayed("A", 80 * S, 7_000),
     repayment_posted("C", 90 * S, 0),
@@ -101,11 +102,11 @@ def test_accounts_has_one_line_per_account(log: Path, tmp_path: Path) -> None:
     accounts = read_jsonl(run(log, tmp_path / "out") / "accounts.jsonl")
     assert accounts == [
         {"account_id": "A", "credit_line": 10_000, "outstanding": 3_000, "status": "active",
-         "expected_available": 7_000, "displayed_available": 7_000},
+         "expected_available": 7_000, "displayed_available": 7_000, "cache_available": None},
         {"account_id": "B", "credit_line": 5_000, "outstanding": 1_000, "status": "active",
-         "expected_available": 4_000, "displayed_available": None},
+         "expected_available": 4_000, "displayed_available": None, "cache_available": 4_000},
         {"account_id": "C", "credit_line": 0, "outstanding": 0, "status": "active",
-         "expected_available": 0, "displayed_available": 0},
+         "expected_available": 0, "displayed_available": 0, "cache_available": None},
     ]
 
 
@@ -199,7 +200,7 @@ def test_with_now_a_record_stamped_beyond_the_skew_is_dead_lettered(
 ) -> None:
     dead = read_jsonl(run(ahead, tmp_path / "out", "--now", NOW) / "dead_letters.jsonl")
     assert [(d["reason"], d["event_id"], d["offset"]) for d in dead] == [
-        ("future_timestamp", "ahead", 9)]
+        ("future_timestamp", "ahead", len(GOOD))]
 
 
 def test_a_future_timestamp_error_says_by_how_much(ahead: Path, tmp_path: Path) -> None:

@@ -86,6 +86,7 @@ def alert(
     record: dict[str, Any] = {
         "type": kind,
         "alert_id": alert_id,
+        "source": "app",
         "account_id": account,
         "reason": reason,
         "severity": severity,
@@ -210,7 +211,10 @@ def sample() -> ReportData:
         alerts=alerts,
         accounts=accounts,
         timelines={account: points(account) for account in ("acct-1", "acct-2", EVIL)},
-        sync_latencies_s=[0.2] * 996 + [1.0, 10.0, 60.0, 60.5] + [math.inf, math.nan],
+        sync_latencies_s={
+            "app": [0.2] * 996 + [1.0, 10.0, 60.0, 60.5] + [math.inf, math.nan],
+            "cache": [0.1] * 9 + [math.inf],
+        },
         dead_letters_by_reason={"invalid": 3, "conflict": 1},
         events_total=12_345,
         explanations={
@@ -230,7 +234,7 @@ def empty() -> ReportData:
         alerts=[],
         accounts=[],
         timelines={},
-        sync_latencies_s=[],
+        sync_latencies_s={},
         dead_letters_by_reason={},
         events_total=0,
         explanations={},
@@ -328,38 +332,38 @@ def test_latency_buckets_and_slo() -> None:
     page = parse(render_report(sample()))
     # 996 x 0.2 s and 1.0 s are <= 1 s; 10 s is 1-10 s; 60 s is within the SLA (over = strictly
     # greater); 60.5 s is over; inf and nan never reached the display.
-    assert text(page, "latency-le_1s") == "997"
-    assert text(page, "latency-le_10s") == "1"
-    assert text(page, "latency-le_sla") == "1"
-    assert text(page, "latency-over_sla") == "1"
-    assert text(page, "latency-never") == "2"
-    assert text(page, "changes-total") == "1002"
-    assert attr(page, "slo-1s", "data-count") == "997"
-    assert attr(page, "slo-10s", "data-count") == "998"
-    assert attr(page, "slo-sla", "data-count") == "999"
-    assert attr(page, "slo-sla", "data-total") == "1002"
+    assert text(page, "latency-app-le_1s") == "997"
+    assert text(page, "latency-app-le_10s") == "1"
+    assert text(page, "latency-app-le_sla") == "1"
+    assert text(page, "latency-app-over_sla") == "1"
+    assert text(page, "latency-app-never") == "2"
+    assert text(page, "changes-total-app") == "1002"
+    assert attr(page, "slo-app-1s", "data-count") == "997"
+    assert attr(page, "slo-app-10s", "data-count") == "998"
+    assert attr(page, "slo-app-sla", "data-count") == "999"
+    assert attr(page, "slo-app-sla", "data-total") == "1002"
     share = 999 / 1002
-    assert float(attr(page, "slo-sla", "data-share")) == share
-    assert float(attr(page, "slo-sla", "data-nines")) == pytest.approx(nines(share), abs=1e-6)
-    assert text(page, "slo-sla") == "2.5"  # 2.52 nines, floored to one decimal
-    assert text(page, "share-sla") == "99.70%"
+    assert float(attr(page, "slo-app-sla", "data-share")) == share
+    assert float(attr(page, "slo-app-sla", "data-nines")) == pytest.approx(nines(share), abs=1e-6)
+    assert text(page, "slo-app-sla") == "2.5"  # 2.52 nines, floored to one decimal
+    assert text(page, "share-app-sla") == "99.70%"
 
 
 def test_slo_three_nines_and_all_displayed() -> None:
     data = empty()
-    data.sync_latencies_s = [0.5] * 999 + [30.0]
+    data.sync_latencies_s = {"app": [0.5] * 999 + [30.0]}
     page = parse(render_report(data))
-    assert text(page, "slo-1s") == "3.0"
-    assert text(page, "share-1s") == "99.90%"
-    assert text(page, "slo-sla") == "∞"
-    assert attr(page, "slo-sla", "data-nines") == "inf"
-    assert text(page, "share-sla") == "100.00%"
+    assert text(page, "slo-app-1s") == "3.0"
+    assert text(page, "share-app-1s") == "99.90%"
+    assert text(page, "slo-app-sla") == "∞"
+    assert attr(page, "slo-app-sla", "data-nines") == "inf"
+    assert text(page, "share-app-sla") == "100.00%"
 
 
 def test_share_near_one_is_not_rounded_to_100_percent() -> None:
     data = empty()
-    data.sync_latencies_s = [0.5] * 99_999 + [math.inf]
-    assert text(parse(render_report(data)), "share-1s") == "99.999%"
+    data.sync_latencies_s = {"app": [0.5] * 99_999 + [math.inf]}
+    assert text(parse(render_report(data)), "share-app-1s") == "99.999%"
 
 
 def test_longest_drifts_measured_from_pairs_and_to_the_end_of_data() -> None:
@@ -373,6 +377,62 @@ def test_longest_drifts_measured_from_pairs_and_to_the_end_of_data() -> None:
         ("a4", 360.0),  # resolved: 10:00:00 -> 10:06:00
         ("a1", 30.0),  # resolved: 10:01:00 -> 10:01:30
     ]
+
+
+def by_source() -> ReportData:
+    """An app drift (resolved), a cache drift (escalated, open) and an unposted payment."""
+    data = empty()
+    opened = "2026-11-29T10:00:00+08:00"
+    data.alerts = [
+        alert("mismatch.opened", "app-1", "acct-1", "SYNC_DELAY", "major", opened,
+              T.format("01:01")),
+        alert("mismatch.resolved", "app-1", "acct-1", "SYNC_DELAY", "major", opened,
+              T.format("01:01"), resolved_at=T.format("02:00"), resolution="synced"),
+        alert("mismatch.opened", "cache-1", "acct-2", "CACHE_DIVERGED", "critical", opened,
+              T.format("01:01"), source="cache"),
+        alert("mismatch.escalated", "cache-1", "acct-2", "CACHE_DIVERGED", "critical", opened,
+              T.format("01:01"), source="cache", age_seconds=600),
+        alert("mismatch.opened", "pay-1", "acct-3", "REPAYMENT_NOT_POSTED", "major", opened,
+              T.format("30:00"), payment_id="p1"),
+    ]
+    del data.alerts[-1]["source"]  # a clearing watch's alert has none
+    return data
+
+
+def test_drifts_are_counted_per_source() -> None:
+    page = parse(render_report(by_source()))
+    counts = {
+        (source, key): text(page, f"source-{source}-{key}")
+        for source in ("app", "cache", "payments")
+        for key in ("drifts", "critical", "escalated", "open")
+    }
+    assert counts == {
+        ("app", "drifts"): "1", ("app", "critical"): "0", ("app", "escalated"): "0",
+        ("app", "open"): "0",
+        ("cache", "drifts"): "1", ("cache", "critical"): "1", ("cache", "escalated"): "1",
+        ("cache", "open"): "1",
+        ("payments", "drifts"): "1", ("payments", "critical"): "0",
+        ("payments", "escalated"): "0", ("payments", "open"): "1",
+    }
+
+
+def test_longest_drifts_are_listed_per_source() -> None:
+    page = parse(render_report(by_source()))
+    tables: dict[str, list[str]] = {}
+    current = ""
+    for tag, attributes in page.all:
+        if tag == "div" and attributes.get("id", "").startswith("longest-"):
+            current = attributes["id"].removeprefix("longest-")
+        elif tag == "tr" and "data-alert-id" in attributes:
+            tables.setdefault(current, []).append(attributes["data-alert-id"])
+    assert tables == {"app": ["app-1"], "cache": ["cache-1"], "payments": ["pay-1"]}
+
+
+def test_each_source_has_its_own_consistency_slo() -> None:
+    data = empty()
+    data.sync_latencies_s = {"app": [0.5] * 999 + [30.0], "cache": [0.5] * 9 + [math.inf]}
+    page = parse(render_report(data))
+    assert [text(page, f"slo-{source}-1s") for source in ("app", "cache")] == ["3.0", "1.0"]
 
 
 def test_escalation_is_placed_when_raised_not_at_the_breach() -> None:
@@ -394,8 +454,8 @@ def test_escalation_is_placed_when_raised_not_at_the_breach() -> None:
     ]
     data.timelines = {"acct-1": points("acct-1")}
     page = render_report(data)
-    assert "mismatch.escalated SYNC_DELAY (major) alert a1 at 2026-11-29T10:10:00+08:00" in page
-    assert "mismatch.opened SYNC_DELAY (major) alert a1 at 2026-11-29T10:01:01+08:00" in page
+    assert "mismatch.escalated app SYNC_DELAY (major) alert a1 at 2026-11-29T10:10:00+08:00" in page
+    assert "mismatch.opened app SYNC_DELAY (major) alert a1 at 2026-11-29T10:01:01+08:00" in page
 
 
 def test_money_on_the_page_is_yuan_with_two_decimals() -> None:
@@ -446,8 +506,8 @@ def test_empty_data_renders() -> None:
     assert text(page, "events-total") == "0"
     assert text(page, "dead-letters-total") == "0"
     assert text(page, "unexplained-share") == "n/a"
-    assert text(page, "slo-sla") == "n/a"
-    assert attr(page, "slo-sla", "data-share") == ""
+    assert text(page, "slo-app-sla") == "n/a"
+    assert attr(page, "slo-app-sla", "data-share") == ""
     assert "No account alerted." in page_text
 
 
@@ -494,7 +554,7 @@ def test_timelines_are_capped_to_the_longest_drifts() -> None:
     assert attr(page, "timelines-capped", "data-total") == str(TIMELINES_MAX + 10)
     assert shown[0] == "acct-058"  # 59 minutes, the longest
     assert "acct-059" not in shown  # 1 minute, among the shortest
-    assert "drifts-capped" in page.by_id
+    assert "drifts-capped-app" in page.by_id
 
 
 def test_long_timeline_table_is_capped() -> None:

@@ -123,7 +123,7 @@ def _report_data() -> ReportData:
             ]
             for a in accounts
         },
-        sync_latencies_s=[0.3] * 999 + [math.inf],
+        sync_latencies_s={"app": [0.3] * 999 + [math.inf], "cache": [0.1] * 1000},
         dead_letters_by_reason={"invalid": 2},
         events_total=4_321,
         explanations={},
@@ -185,8 +185,8 @@ def test_dom_shows_the_numbers(tmp_path: Path, report_file: Path) -> None:
     assert text("alerts-total") == "3"
     assert text("alerts-opened") == "2"
     assert text("dead-letters-invalid") == "2"
-    assert text("slo-1s") == "3.0"
-    assert text("share-1s") == "99.90%"
+    assert text("slo-app-1s") == "3.0"
+    assert text("share-app-1s") == "99.90%"
     assert dom.by_id["unexplained-share"][0]["data-share"] == "0.5"
     assert text("unexplained-share") == "50.00%"
     assert "7,123.45" in result.stdout

@@ -12,7 +12,9 @@ import orjson
 from eventlog import (
     S,
     credit_line,
+    displayed,
     drawdown,
+    feed,
     ingest,
     repayment_posted,
     repayment_reversed,
@@ -31,6 +33,7 @@ from streams.core.state import (
     PENDING_CHANGES_MAX,
     TRIGGERS_MAX,
     ClearingWatch,
+    Display,
     DriftState,
 )
 from streams.state_store import ROW_BYTES_WARN, StateStore, account_of_key
@@ -223,11 +226,31 @@ def test_the_largest_row_the_bounds_allow_stays_under_the_warning_size() -> None
         pid = f"{i:03d}" + "p" * 125
         acct.clearing[pid] = ClearingWatch(pid, long_id, 10**15, 2**62, "f" * 20, True, True, 2**62)
     held = dict.fromkeys(range(10**15, 10**15 + HELD_VALUES_MAX))
-    acct.drift = DriftState("f" * 20, 2**62, held, [long_id] * EVIDENCE_MAX, 2**62, True, True,
-                            "CACHE_DIVERGED", "critical", 2**62, True)
-    acct.pending_changes = [(2**62, 10**15)] * PENDING_CHANGES_MAX
-    acct.since_agree = [long_id] * EVIDENCE_MAX
+    for display in (acct.app, acct.cache):  # both sources at their bounds
+        display.seq = 2**62
+        display.observed = True
+        display.displayed = 10**15
+        display.drift = DriftState("f" * 20, 2**62, dict(held), [long_id] * EVIDENCE_MAX, 2**62,
+                                   True, True, "CACHE_DIVERGED", "critical", 2**62, True)
+        display.pending_changes = [(2**62, 10**15)] * PENDING_CHANGES_MAX
+        display.since_agree = [long_id] * EVIDENCE_MAX
+        display.key = [2**62, 2**62, long_id]
     acct.rescore_triggers = [long_id] * TRIGGERS_MAX
-    acct.display_key = [2**62, 2**62, long_id]
     row = orjson.dumps({"s": acct.hot_dict(), "q": 2**62})
     assert len(row) < ROW_BYTES_WARN
+
+
+def test_a_row_saved_before_sources_loads_its_display_as_the_caches() -> None:
+    """A row of the release before per-source displays holds one display, nearly always
+    limitsync's own cache writes: it becomes the cache's, and the app starts unobserved."""
+    engine = Engine(CoreConfig(), EventTimeClock())
+    feed(engine, [credit_line("A", 0, 10_000, 1), displayed("A", 0, 9_000, source="cache"),
+                  displayed("OTHER", 61 * S, 0)])
+    saved = engine.accounts["A"].hot_dict()
+    cache = saved.pop("cache")
+    saved.pop("app")
+    old_row = {**saved, "observed": True, "displayed": 9_000, "display_key": cache["key"],
+               "drift": cache["drift"], "drift_seq": cache["seq"],
+               "pending_changes": cache["pending_changes"], "since_agree": cache["since_agree"]}
+    loaded = AccountState.from_dict(orjson.loads(orjson.dumps(old_row)))
+    assert (loaded.cache, loaded.app) == (engine.accounts["A"].cache, Display("app", seq=1))

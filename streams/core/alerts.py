@@ -6,11 +6,23 @@ import hashlib
 from typing import Any
 
 from schemas.timefmt import format_us
-from streams.core.state import AccountState, ClearingWatch, DriftState
+from streams.core.state import AccountState, ClearingWatch, Display, DriftState
 
-__all__ = ["alert_id", "classify", "clearing_record", "drift_record", "severity"]
+__all__ = [
+    "CACHE_RIGHT_NOTE",
+    "alert_id",
+    "classify",
+    "clearing_record",
+    "drift_record",
+    "severity",
+]
 
 _US = 1_000_000
+# On an app alert whose account's cache holds the expected value (README, "Where the contract
+# was ambiguous"): what a support engineer reads first.
+CACHE_RIGHT_NOTE = (
+    "the cache holds the expected value: the display layer is behind, not the cache"
+)
 
 
 def alert_id(*parts: object) -> str:
@@ -19,9 +31,9 @@ def alert_id(*parts: object) -> str:
     return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
 
 
-def classify(state: AccountState, drift: DriftState) -> str:
-    """The reason of a breach, fixed when it fires; the contract's order of tests."""
-    shown = state.displayed
+def classify(state: AccountState, shown: int | None, drift: DriftState) -> str:
+    """The reason of a breach of a source showing ``shown``, fixed when it fires; the
+    contract's order of tests."""
     if state.status != "active" and shown is not None and shown > 0:
         return "FREEZE_NOT_APPLIED"
     if shown is None:
@@ -39,7 +51,9 @@ def severity(expected: int, displayed: int | None) -> str:
 def _base(
     kind: str,
     aid: str,
+    source: str | None,
     state: AccountState,
+    shown: int | None,
     reason: str,
     sev: str,
     opened_us: int,
@@ -49,10 +63,10 @@ def _base(
     evidence: list[str],
 ) -> dict[str, Any]:
     expected = state.expected_available
-    shown = state.displayed
-    return {
-        "type": kind,
-        "alert_id": aid,
+    record: dict[str, Any] = {"type": kind, "alert_id": aid}
+    if source is not None:
+        record["source"] = source
+    record.update({
         "account_id": state.account_id,
         "reason": reason,
         "severity": sev,
@@ -64,23 +78,29 @@ def _base(
         "sla_seconds": sla_us // _US,
         "age_seconds": (now_us - opened_us) // _US,
         "evidence_event_ids": list(evidence),
-    }
+    })
+    return record
 
 
 def drift_record(
     kind: str,
     state: AccountState,
+    display: Display,
     drift: DriftState,
     detected_us: int,
     now_us: int,
     sla_us: int,
     resolution: str | None = None,
 ) -> dict[str, Any]:
-    """A ``mismatch.*`` record for a display drift."""
+    """A ``mismatch.*`` record for a drift of one source. An app record of an account whose
+    cache was observed says what the cache held (``cache_available``) and, when that is the
+    expected value, that the display layer is behind (``note``)."""
     record = _base(
         kind,
         drift.alert_id,
+        display.source,
         state,
+        display.displayed,
         drift.reason,
         drift.severity,
         drift.opened_us,
@@ -89,6 +109,11 @@ def drift_record(
         sla_us,
         drift.evidence,
     )
+    cache = state.cache
+    if display is state.app and cache.observed:
+        record["cache_available"] = cache.displayed
+        if cache.displayed == record["expected_available"]:
+            record["note"] = CACHE_RIGHT_NOTE
     if resolution is not None:
         record["resolved_at"] = format_us(now_us)
         record["resolution"] = resolution
@@ -108,7 +133,9 @@ def clearing_record(
     record = _base(
         kind,
         watch.alert_id,
+        None,
         state,
+        state.app.displayed,
         "REPAYMENT_NOT_POSTED",
         "major",
         watch.opened_us,

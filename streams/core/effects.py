@@ -88,18 +88,21 @@ class RescoreRequested:
 
 @dataclass(slots=True, init=False)
 class ChangeDisplayed:
-    """A ledger change reached the display after ``latency_us`` (None: it never did)."""
+    """A ledger change reached one source's display (``app`` or ``cache``) after
+    ``latency_us`` (None: it never did)."""
 
     account_id: str
     change_us: int
     latency_us: int | None
+    source: str
 
-    def __init__(self, account_id: str, change_us: int, latency_us: int | None) -> None:
+    def __init__(
+        self, account_id: str, change_us: int, latency_us: int | None, source: str
+    ) -> None:
         self.account_id = account_id
         self.change_us = change_us
         self.latency_us = latency_us
-
-
+        self.source = source
 
 
 @dataclass(slots=True, init=False)

@@ -51,6 +51,7 @@ from streams.core.state import (
     AccountState,
     ChangeEntry,
     ClearingWatch,
+    Display,
     DriftState,
 )
 
@@ -58,7 +59,10 @@ __all__ = ["CoreConfig", "Engine", "Outcome", "core_config_from_seconds"]
 
 _S = 1_000_000
 _COUNTER_KEYS = {kind: f"events.{kind}" for kind in EVENT_TYPES}
-_BREACH, _ESCALATE, _CLEARING, _CLEARING_ESCALATE, _RESCORE = range(5)
+# Deadline kinds: a drift's breach and escalation, of the app's drifts and of the cache's;
+# a clearing watch's; a coalesced rescore's.
+_BREACH, _ESCALATE, _CACHE_BREACH, _CACHE_ESCALATE = range(4)
+_CLEARING, _CLEARING_ESCALATE, _RESCORE = range(4, 7)
 # Event classes are final: the core tests ``type(event) is X``, an identity check.
 _RESCORE_TRIGGERS = (DrawdownBooked, RepaymentPosted)
 
@@ -134,7 +138,10 @@ class Engine:
         self._reversal_expiry: list[tuple[int, str, str, str]] = []
         self._seq = 0
         self.last_occurred_us = 0  # occurred_at of the last ingested record (for shells)
-        self._open_drifts = 0  # kept, not counted: the monitor reads it several times a second
+        # Kept, not counted: the monitor reads them several times a second. Both sources, and
+        # the cache's alone (the app's is the difference).
+        self._open_drifts = 0
+        self._open_cache_drifts = 0
 
     @property
     def counters(self) -> Counter[str]:
@@ -218,13 +225,15 @@ class Engine:
         return effects
 
     def heal(self, account_id: str) -> list[Effect]:
-        """Rewrite the cache from the ledger (auto-heal): a newer version wins the CAS."""
+        """Rewrite the cache from the ledger (auto-heal): a newer version wins the CAS. The
+        cache's drift, if open, then closes ``auto_healed`` at the next cache observation that
+        agrees. Healing is for the cache: an app drift is the display layer's, not the cache's."""
         acct = self.accounts.get(account_id)
         if acct is None:
             return []
         acct.version += 1
-        if acct.drift is not None:
-            acct.drift.healing = True
+        if acct.cache.drift is not None:
+            acct.cache.drift.healing = True
         self.dirty.add(account_id)
         self._count("auto_heals")
         return [self._cache_write(acct, self.clock.now(), heal=True)]
@@ -240,15 +249,17 @@ class Engine:
         keep: int,
         effects: list[Effect],
     ) -> None:
-        # Only observed accounts are evaluated; an observation does not move the expected value.
-        before = acct.expected_available if acct.observed else -1
-        observation = False
+        # Only observed sources are evaluated; an observation does not move the expected value,
+        # so it is evaluated for its own source alone: it never opens or closes the other's drift.
+        app, cache = acct.app, acct.cache
+        before = acct.expected_available if app.observed or cache.observed else -1
         ledger_changed = False
         if type(event) is LimitDisplayed:
-            observation = True
-            if not self._observe(acct, event, occurred):
-                return
-        elif type(event) is RepaymentInitiated:
+            display = cache if event.source == "cache" else app
+            if self._observe(display, event, occurred):
+                self._evaluate(acct, display, event, occurred, now, before, True, False, effects)
+            return
+        if type(event) is RepaymentInitiated:
             self._initiated(acct, event, occurred)
         else:
             if type(event) is RepaymentPosted:
@@ -265,8 +276,11 @@ class Engine:
                 self._track_change(acct, event.event_id, occurred, effects)
                 if self.config.rescore_enabled and type(event) in _RESCORE_TRIGGERS:
                     self._want_rescore(acct, event.event_id, now)
-        if acct.observed:
-            self._evaluate(acct, event, occurred, now, before, observation, ledger_changed, effects)
+        changed = ledger_changed
+        if app.observed:
+            self._evaluate(acct, app, event, occurred, now, before, False, changed, effects)
+        if cache.observed:
+            self._evaluate(acct, cache, event, occurred, now, before, False, changed, effects)
 
     def _apply_repayment(
         self,
@@ -315,15 +329,16 @@ class Engine:
                 )
             acct.history_seq += 1
 
-    def _observe(self, acct: AccountState, event: LimitDisplayed, occurred: int) -> bool:
-        """Take the newest observation by occurred_at (a late one is stale): order-free."""
+    def _observe(self, display: Display, event: LimitDisplayed, occurred: int) -> bool:
+        """Take the source's newest observation by occurred_at (a late one is stale):
+        order-free."""
         key = [occurred, -1 if event.cache_version is None else event.cache_version, event.event_id]
-        if acct.display_key is not None and key < acct.display_key:
+        if display.key is not None and key < display.key:
             self._count("stale_observations")
             return False
-        acct.observed = True
-        acct.displayed = event.displayed_available
-        acct.display_key = key
+        display.observed = True
+        display.displayed = event.displayed_available
+        display.key = key
         return True
 
     def _initiated(self, acct: AccountState, event: RepaymentInitiated, occurred: int) -> None:
@@ -359,14 +374,30 @@ class Engine:
     def _track_change(
         self, acct: AccountState, event_id: str, occurred: int, effects: list[Effect]
     ) -> None:
-        acct.since_agree.append(event_id)
-        del acct.since_agree[:-EVIDENCE_MAX]
-        if not acct.observed:
+        expected = acct.expected_available
+        self._track_source(acct, acct.app, event_id, occurred, expected, effects)
+        self._track_source(acct, acct.cache, event_id, occurred, expected, effects)
+
+    def _track_source(
+        self,
+        acct: AccountState,
+        display: Display,
+        event_id: str,
+        occurred: int,
+        expected: int,
+        effects: list[Effect],
+    ) -> None:
+        since_agree = display.since_agree
+        since_agree.append(event_id)
+        if len(since_agree) > EVIDENCE_MAX:  # grows one at a time: one to drop
+            del since_agree[0]
+        if not display.observed:
             return
-        acct.pending_changes.append((occurred, acct.expected_available))
-        if len(acct.pending_changes) > PENDING_CHANGES_MAX:
-            dropped = acct.pending_changes.pop(0)
-            effects.append(ChangeDisplayed(acct.account_id, dropped[0], None))
+        pending = display.pending_changes
+        pending.append((occurred, expected))
+        if len(pending) > PENDING_CHANGES_MAX:
+            dropped = pending.pop(0)
+            effects.append(ChangeDisplayed(acct.account_id, dropped[0], None, display.source))
 
     def _want_rescore(self, acct: AccountState, event_id: str, now: int) -> None:
         if acct.rescore_due_us is None:
@@ -380,6 +411,7 @@ class Engine:
     def _evaluate(
         self,
         acct: AccountState,
+        display: Display,
         event: Event,
         occurred: int,
         now: int,
@@ -388,19 +420,24 @@ class Engine:
         ledger_changed: bool,
         effects: list[Effect],
     ) -> None:
+        """The contract's rule after a record, for one source: open, extend or close its drift."""
         expected = acct.expected_available
         if before < 0:
             before = expected
-        drift = acct.drift
-        if acct.displayed != expected:
+        drift = display.drift
+        if display.displayed != expected:
             if drift is None:
-                acct.drift_seq += 1
-                seq = acct.drift_seq
+                display.seq += 1
+                seq = display.seq
                 # The alert id is derived when (if ever) the drift breaches: most never do.
                 held = {before: None, expected: None}
-                acct.drift = DriftState("", occurred, held, list(acct.since_agree), seq)
+                display.drift = DriftState("", occurred, held, list(display.since_agree), seq)
                 self._open_drifts += 1
-                self._push_deadline(occurred + self.config.sla_us, _BREACH, acct.account_id, seq)
+                kind = _BREACH
+                if display is acct.cache:
+                    self._open_cache_drifts += 1
+                    kind = _CACHE_BREACH
+                self._push_deadline(occurred + self.config.sla_us, kind, acct.account_id, seq)
             else:
                 held = drift.held
                 if expected not in held:
@@ -414,27 +451,36 @@ class Engine:
                 if ledger_changed and len(drift.evidence) < EVIDENCE_MAX:
                     drift.evidence.append(event.event_id)
             return
-        if observation:
-            for change_us, _ in acct.pending_changes:
-                latency = max(0, occurred - change_us)
-                effects.append(ChangeDisplayed(acct.account_id, change_us, latency))
-        acct.pending_changes.clear()
-        acct.since_agree.clear()
+        pending = display.pending_changes
+        if pending:
+            if observation:
+                for change_us, _ in pending:
+                    latency = max(0, occurred - change_us)
+                    effects.append(
+                        ChangeDisplayed(acct.account_id, change_us, latency, display.source)
+                    )
+            pending.clear()
+        display.since_agree.clear()
         if drift is None:
             return
-        acct.drift = None
+        display.drift = None
         self._open_drifts -= 1
+        if display is acct.cache:
+            self._open_cache_drifts -= 1
         if drift.breached:
-            healed = observation and drift.healing and _extra(event, "source") == "auto_heal"
+            # Only a cache drift is ever healing (``heal``); replay never heals.
+            healed = observation and drift.healing
             resolution = "auto_healed" if healed else ("synced" if observation else "superseded")
-            effects.append(self._drift_alert("mismatch.resolved", acct, drift, now, resolution))
+            effects.append(
+                self._drift_alert("mismatch.resolved", acct, display, drift, now, resolution)
+            )
 
     # -- deadlines -----------------------------------------------------------------------
 
     def _push_deadline(self, due: int, kind: int, account_id: str, token: str | int) -> None:
         self._seq += 1
         entry = (due, self._seq, kind, account_id, token)
-        if kind == _BREACH:
+        if kind in (_BREACH, _CACHE_BREACH):
             # One per drift, and most drifts close before it: a FIFO keeps these in due order
             # (a drift's SLA is the same for all) with no heap work; a late one goes on the heap.
             fifo = self._breach_fifo
@@ -469,20 +515,37 @@ class Engine:
         effects: list[Effect],
     ) -> None:
         factor = self.config.escalation_factor
-        drift = acct.drift
-        if kind == _BREACH and drift and drift.seq == token and not drift.breached:
-            drift.breached, drift.detected_us = True, now
-            drift.alert_id = alerts.alert_id("drift", acct.account_id, drift.seq, drift.opened_us)
-            drift.reason = alerts.classify(acct, drift)
-            drift.severity = alerts.severity(acct.expected_available, acct.displayed)
-            self._count(f"breaches.{drift.reason}")
-            effects.append(self._drift_alert("mismatch.opened", acct, drift, now))
-            self._push_deadline(
-                drift.opened_us + factor * self.config.sla_us, _ESCALATE, acct.account_id, token
-            )
-        elif kind == _ESCALATE and drift and drift.seq == token and not drift.escalated:
-            drift.escalated = True
-            effects.append(self._drift_alert("mismatch.escalated", acct, drift, now))
+        if kind <= _CACHE_ESCALATE:
+            # The drift numbered ``token`` of the kind's source; gone if it closed since.
+            cache = kind >= _CACHE_BREACH
+            display = acct.cache if cache else acct.app
+            drift = display.drift
+            if drift is None or drift.seq != token:
+                return
+            breach = kind in (_BREACH, _CACHE_BREACH)
+            if breach and not drift.breached:
+                drift.breached, drift.detected_us = True, now
+                # The app's ids are the ids of the one display before sources were told apart.
+                drift.alert_id = (
+                    alerts.alert_id("drift", acct.account_id, "cache", drift.seq, drift.opened_us)
+                    if cache
+                    else alerts.alert_id("drift", acct.account_id, drift.seq, drift.opened_us)
+                )
+                drift.reason = alerts.classify(acct, display.displayed, drift)
+                drift.severity = alerts.severity(acct.expected_available, display.displayed)
+                self._count(f"breaches.{drift.reason}")
+                effects.append(self._drift_alert("mismatch.opened", acct, display, drift, now))
+                self._push_deadline(
+                    drift.opened_us + factor * self.config.sla_us,
+                    _CACHE_ESCALATE if cache else _ESCALATE,
+                    acct.account_id,
+                    token,
+                )
+            elif not breach and not drift.escalated:
+                drift.escalated = True
+                effects.append(self._drift_alert("mismatch.escalated", acct, display, drift, now))
+            else:
+                return
         elif kind in (_CLEARING, _CLEARING_ESCALATE):
             self._fire_clearing(acct, kind, str(token), now, effects)
         elif kind == _RESCORE and acct.rescore_due_us == due:
@@ -515,6 +578,7 @@ class Engine:
         self,
         kind: str,
         acct: AccountState,
+        display: Display,
         drift: DriftState,
         now: int,
         resolution: str | None = None,
@@ -522,7 +586,7 @@ class Engine:
         self._count(f"alerts.{kind}")
         return AlertRaised(
             alerts.drift_record(
-                kind, acct, drift, drift.detected_us, now, self.config.sla_us, resolution
+                kind, acct, display, drift, drift.detected_us, now, self.config.sla_us, resolution
             )
         )
 
@@ -645,10 +709,9 @@ class Engine:
         """Adopt accounts (after a restart or a partition assignment) and rebuild deadlines."""
         for acct in states:
             previous = self.accounts.get(acct.account_id)
-            if previous is not None and previous.drift is not None:
-                self._open_drifts -= 1
-            if acct.drift is not None:
-                self._open_drifts += 1
+            if previous is not None:
+                self._count_open(previous, -1)
+            self._count_open(acct, 1)
             self.accounts[acct.account_id] = acct
             aid = acct.account_id
             for event_id, (_, keep) in acct.seen.items():
@@ -657,12 +720,16 @@ class Engine:
                 heapq.heappush(self._reversal_expiry, (posting[1], aid, POSTING, event_id))
             for event_id, waiting in acct.orphan_reversals.items():
                 heapq.heappush(self._reversal_expiry, (waiting[1], aid, ORPHAN, event_id))
-            drift = acct.drift
-            if drift is not None and not drift.breached:
-                self._push_deadline(drift.opened_us + self.config.sla_us, _BREACH, aid, drift.seq)
-            elif drift is not None and not drift.escalated:
-                due = drift.opened_us + self.config.escalation_factor * self.config.sla_us
-                self._push_deadline(due, _ESCALATE, aid, drift.seq)
+            for drift, breach, escalate in (
+                (acct.app.drift, _BREACH, _ESCALATE),
+                (acct.cache.drift, _CACHE_BREACH, _CACHE_ESCALATE),
+            ):
+                if drift is not None and not drift.breached:
+                    due = drift.opened_us + self.config.sla_us
+                    self._push_deadline(due, breach, aid, drift.seq)
+                elif drift is not None and not drift.escalated:
+                    due = drift.opened_us + self.config.escalation_factor * self.config.sla_us
+                    self._push_deadline(due, escalate, aid, drift.seq)
             for pid, watch in acct.clearing.items():
                 sla = self.config.clearing_sla_us
                 if not watch.breached:
@@ -677,19 +744,27 @@ class Engine:
         """Drop accounts this worker no longer owns; their heap entries die lazily."""
         for aid in account_ids:
             gone = self.accounts.pop(aid, None)
-            if gone is not None and gone.drift is not None:
-                self._open_drifts -= 1
+            if gone is not None:
+                self._count_open(gone, -1)
             self.dirty.discard(aid)
 
+    def _count_open(self, acct: AccountState, sign: int) -> None:
+        if acct.app.drift is not None:
+            self._open_drifts += sign
+        if acct.cache.drift is not None:
+            self._open_drifts += sign
+            self._open_cache_drifts += sign
+
     def open_drifts(self) -> int:
+        """Open drifts of both sources."""
         return self._open_drifts
+
+    def open_drifts_of(self, source: str) -> int:
+        """Open drifts of one source (``app`` or ``cache``)."""
+        cache = self._open_cache_drifts
+        return cache if source == "cache" else self._open_drifts - cache
 
     def next_due_us(self) -> int | None:
         heads = [q[0][0] for q in (self._deadlines, self._breach_fifo) if q]
         return min(heads) if heads else None
 
-
-def _extra(event: Event, name: str) -> object:
-    """An unknown field of the record; None when it has none of that name (or it is null)."""
-    extra = event.extra
-    return None if extra is None else extra.get(name)

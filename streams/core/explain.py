@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.timefmt import format_us
+from streams.core.alerts import CACHE_RIGHT_NOTE
 from streams.core.ledger import yuan
-from streams.core.state import AccountState, ChangeEntry
+from streams.core.state import AccountState, ChangeEntry, Display
 
 __all__ = ["describe", "explain", "render_text"]
 
@@ -78,34 +79,52 @@ def explain(state: AccountState, since_us: int | None = None) -> dict[str, Any]:
                 "detail": "the risk model is re-scoring the line after recent activity",
             }
         )
-    drift = state.drift
+    app, cache = state.app, state.cache
     return {
         "account_id": state.account_id,
         "expected_available": state.expected_available,
-        "displayed_available": state.displayed,
+        "displayed_available": app.displayed,  # as in accounts.jsonl: the app's latest
+        "cache_available": cache.displayed,  # and the cache's
         "credit_line": state.credit_line,
         "outstanding": state.outstanding,
         "status": state.status,
         "version": state.version,
-        "in_drift": drift is not None,
-        "drift_opened_at": format_us(drift.opened_us) if drift else None,
+        "in_drift": app.drift is not None or cache.drift is not None,
+        "sources": {"app": _source(app), "cache": _source(cache)},
         "changes": changes,
         "pending": pending,
     }
 
 
+def _source(display: Display) -> dict[str, Any]:
+    """What one observation source shows and whether it drifts."""
+    drift = display.drift
+    key = display.key
+    return {
+        "observed": display.observed,
+        "displayed_available": display.displayed,
+        "observed_at": format_us(key[0]) if key is not None else None,
+        "in_drift": drift is not None,
+        "drift_opened_at": format_us(drift.opened_us) if drift is not None else None,
+        # fixed when the breach fired; none before
+        "drift_reason": drift.reason if drift is not None and drift.breached else None,
+    }
+
+
 def render_text(report: dict[str, Any]) -> str:
     """A support agent's view of ``explain``: plain lines, amounts in yuan."""
-    shown = report["displayed_available"]
     lines = [
         f"Account {report['account_id']}",
         f"  expected available  {yuan(report['expected_available'])}"
         f"  (line {yuan(report['credit_line'])} - outstanding {yuan(report['outstanding'])}"
         f", status {report['status']})",
-        f"  displayed           {'never observed' if shown is None else yuan(shown)}",
     ]
-    if report["in_drift"]:
-        lines.append(f"  the display disagrees since {report['drift_opened_at']}")
+    sources = report["sources"]
+    for name, label in (("app", "shown in the app"), ("cache", "held in the cache")):
+        lines.append(f"  {label:<19} {_shown_text(sources[name])}")
+    app, cache = sources["app"], sources["cache"]
+    if app["in_drift"] and cache["observed"] and not cache["in_drift"]:
+        lines.append(f"  note: {CACHE_RIGHT_NOTE}")
     lines.append("Changes:" if report["changes"] else "No changes in the period.")
     for c in report["changes"]:
         delta = c["available_after"] - c["available_before"]
@@ -114,3 +133,15 @@ def render_text(report: dict[str, Any]) -> str:
     for p in report["pending"]:
         lines.append(f"  pending  {p['code']:<22} {p['detail']} (since {p['since']})")
     return "\n".join(lines)
+
+
+def _shown_text(source: dict[str, Any]) -> str:
+    if not source["observed"]:
+        return "never observed"
+    shown = source["displayed_available"]
+    text = "nothing" if shown is None else yuan(shown)
+    text += f" (observed {source['observed_at']})"
+    if source["in_drift"]:
+        reason = f", {source['drift_reason']}" if source["drift_reason"] else ""
+        text += f"; disagrees since {source['drift_opened_at']}{reason}"
+    return text

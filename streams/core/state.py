@@ -19,8 +19,14 @@ __all__ = [
     "AccountState",
     "ChangeEntry",
     "ClearingWatch",
+    "Display",
     "DriftState",
 ]
+
+# The one display of a row saved before displays were tracked per source.
+_SINGLE_DISPLAY = (
+    "observed", "displayed", "display_key", "drift", "drift_seq", "pending_changes", "since_agree"
+)
 
 # Every part of an account's state that is rewritten with each change has a bound, so the
 # live row stays small whatever the account does; what only grows (remembered ids, postings a
@@ -216,6 +222,75 @@ class ClearingWatch:
         return cls(**d)
 
 
+@dataclass(slots=True, init=False)
+class Display:
+    """One observation source of an account (CONTRACT.md, "Drift, SLA and alerts"): ``app``
+    (what a user was shown) or ``cache`` (what the limit cache held). Each has its own
+    displayed value and its own drift; an observation of one never touches the other."""
+
+    source: str  # "app" or "cache"
+    seq: int  # drifts of this source ever opened: numbers them (alert ids, deadlines)
+    observed: bool
+    displayed: int | None
+    key: list[Any] | None  # the newest observation's [occurred_us, cache_version, event_id]
+    drift: DriftState | None
+    # ledger changes not yet displayed by this source: (occurred_us, expected_after)
+    pending_changes: list[tuple[int, ...]]
+    since_agree: list[str]  # ledger event ids since this source last agreed
+
+    def __init__(
+        self,
+        source: str,
+        seq: int = 0,
+        observed: bool = False,
+        displayed: int | None = None,
+        key: list[Any] | None = None,
+        drift: DriftState | None = None,
+        pending_changes: list[tuple[int, ...]] | None = None,
+        since_agree: list[str] | None = None,
+    ) -> None:
+        self.source = source
+        self.seq = seq
+        self.observed = observed
+        self.displayed = displayed
+        self.key = key
+        self.drift = drift
+        self.pending_changes = [] if pending_changes is None else pending_changes
+        self.since_agree = [] if since_agree is None else since_agree
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "observed": self.observed,
+            "displayed": self.displayed,
+            "key": self.key,
+            "drift": self.drift.to_dict() if self.drift else None,
+            "pending_changes": self.pending_changes,
+            "since_agree": self.since_agree,
+        }
+
+    @classmethod
+    def from_dict(cls, source: str, d: dict[str, Any]) -> Display:
+        return cls(
+            source,
+            d["seq"],
+            d["observed"],
+            d["displayed"],
+            d["key"],
+            DriftState.from_dict(d["drift"]) if d["drift"] else None,
+            [tuple(c) for c in d["pending_changes"]],
+            list(d["since_agree"]),
+        )
+
+
+def _app() -> Display:
+    return Display("app")
+
+
+def _cache() -> Display:
+    return Display("cache")
+
+
 @dataclass(slots=True)
 class AccountState:
     """The ledger, the display and the watches of one account."""
@@ -248,14 +323,9 @@ class AccountState:
     # the posting; they go with the posting.
     posted_payments: dict[str, int] = field(default_factory=dict)
     clearing: dict[str, ClearingWatch] = field(default_factory=dict)
-    observed: bool = False
-    displayed: int | None = None
-    display_key: list[Any] | None = None  # [occurred_us, cache_version, event_id]
-    drift: DriftState | None = None
-    drift_seq: int = 0
-    # ledger changes not yet displayed: [occurred_us, expected_after]
-    pending_changes: list[tuple[int, ...]] = field(default_factory=list)
-    since_agree: list[str] = field(default_factory=list)  # ledger event ids since display agreed
+    # The two observation sources, each with its displayed value and its drift.
+    app: Display = field(default_factory=_app)
+    cache: Display = field(default_factory=_cache)
     rescore_due_us: int | None = None
     rescore_triggers: list[str] = field(default_factory=list)
     rescore_requested_us: int | None = None  # a request is out; RESCORE_PENDING until answered
@@ -300,13 +370,8 @@ class AccountState:
             "repayments": self.repayments,
             "failed_debits": self.failed_debits,
             "clearing": {k: w.to_dict() for k, w in self.clearing.items()},
-            "observed": self.observed,
-            "displayed": self.displayed,
-            "display_key": self.display_key,
-            "drift": self.drift.to_dict() if self.drift else None,
-            "drift_seq": self.drift_seq,
-            "pending_changes": self.pending_changes,
-            "since_agree": self.since_agree,
+            "app": self.app.to_dict(),
+            "cache": self.cache.to_dict(),
             "rescore_due_us": self.rescore_due_us,
             "rescore_triggers": self.rescore_triggers,
             "rescore_requested_us": self.rescore_requested_us,
@@ -327,12 +392,23 @@ class AccountState:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AccountState:
-        """From ``to_dict`` or ``hot_dict`` (the per-id parts then start empty)."""
+        """From ``to_dict`` or ``hot_dict`` (the per-id parts then start empty). A row saved
+        before displays were tracked per source holds one display: it becomes the ``cache``
+        source's (live, nearly all observations were limitsync's own cache writes and reads,
+        which keep that source current), and ``app`` starts unobserved; both number their
+        drifts on from the row's count, so no alert id comes again."""
         data = dict(d)
         data["clearing"] = {k: ClearingWatch.from_dict(w) for k, w in d["clearing"].items()}
-        data["drift"] = DriftState.from_dict(d["drift"]) if d["drift"] else None
+        if "app" in d:
+            data["app"] = Display.from_dict("app", d["app"])
+            data["cache"] = Display.from_dict("cache", d["cache"])
+        else:
+            single = {name: data.pop(name) for name in _SINGLE_DISPLAY}
+            single["key"] = single.pop("display_key")
+            single["seq"] = single.pop("drift_seq")
+            data["app"] = Display("app", single["seq"])
+            data["cache"] = Display.from_dict("cache", single)
         data["seen"] = {k: tuple(v) for k, v in d.get("seen", {}).items()}
-        data["pending_changes"] = [tuple(c) for c in d["pending_changes"]]
         data["history"] = deque(
             (ChangeEntry.from_row(h) for h in d.get("history", ())), maxlen=HISTORY_MAX
         )
