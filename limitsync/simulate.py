@@ -13,7 +13,10 @@ postings are later ``repayment.reversed``. Risk changes the credit line (``resco
 version, score and up to four reasons on cuts; ``policy`` waves; rare ``manual`` raises).
 Every record that changes an account's state is applied to the model when it is emitted and
 the cache syncs after a short delay: a ``limit.displayed`` (``source: cache``) with the value
-the model expects. App views (``source: app``) show what the cache holds.
+the model expects. App views (``source: app``) show what the cache holds, and once a user has
+opened the app it refreshes 0.1-2 s after each cache write (another ``source: app`` record), so
+the app's display follows the cache and each source is in drift only while a change is on its
+way (CONTRACT.md tracks drift per source).
 
 Injected faults (each at ``faults`` of its opportunities; the faulty record carries
 ``"sim_fault": KIND``, an extra field the contract keeps and ignores):
@@ -23,7 +26,10 @@ Injected faults (each at ``faults`` of its opportunities; the faulty record carr
   change (tag on the change whose sync was lost).
 - ``diverged``: the sync writes a value the account never had (tag on that display).
 - ``freeze_not_applied``: after a freeze the cache keeps showing the old value > 0.
-- ``cache_missing``: the cache entry vanishes: ``displayed_available: null``.
+- ``cache_missing``: the cache entry vanishes: a cache read and an app view show
+  ``displayed_available: null`` (tag on the app view).
+- ``app_stale``: the display layer is behind: the cache is written, but the app misses the
+  refresh and shows the old value for minutes (tag on the change it missed).
 - ``not_posted``: a ``repayment.initiated`` that is never posted (only where the clearing SLA
   of 2 h ends before the simulated window does).
 - ``duplicate``: the same record re-sent byte-identical 1 s to 5 min later (both copies tagged).
@@ -33,7 +39,11 @@ Injected faults (each at ``faults`` of its opportunities; the faulty record carr
   order-independence without causing a drift: an initiation arriving after its posting, a
   posting arriving after its reversal, an older credit-line version arriving after a newer one.
 
-The five display faults keep the account quiet (no state change) for a few minutes so that
+Each display fault shows in the sources the simulator records (``InjectedFault.sources``): the
+cache faults and ``cache_missing`` in the cache and in the app (it shows what the cache holds;
+they are injected only where a user has opened the app before), ``app_stale`` in the app alone.
+
+The six display faults keep the account quiet (no state change) for a few minutes so that
 their drift outlives the 60 s SLA and has the reason the contract assigns to it.
 
 Invalid records (``bad``, a share of all lines, each tagged ``"sim_bad": KIND`` when it is
@@ -84,6 +94,7 @@ FAULT_KINDS: frozenset[str] = frozenset(
         "freeze_not_applied",
         "not_posted",
         "cache_missing",
+        "app_stale",
         "duplicate",
         "conflict",
         "out_of_order",
@@ -102,7 +113,7 @@ BAD_KINDS: frozenset[str] = frozenset(
     }
 )
 DISPLAY_FAULTS: frozenset[str] = frozenset(
-    {"slow_sync", "lost_sync", "diverged", "freeze_not_applied", "cache_missing"}
+    {"slow_sync", "lost_sync", "diverged", "freeze_not_applied", "cache_missing", "app_stale"}
 )
 DEFAULT_START = datetime(2026, 11, 29, tzinfo=UTC)
 
@@ -124,7 +135,10 @@ _ACTIVE = "active"
 _FROZEN = "frozen"
 
 # Heap action codes.
-_A_ACT, _A_SYNC, _A_POST, _A_REVERSE, _A_UNFREEZE, _A_LINE, _A_EMIT, _A_RAW, _A_POLICY = range(9)
+(_A_ACT, _A_SYNC, _A_POST, _A_REVERSE, _A_UNFREEZE, _A_LINE, _A_EMIT, _A_RAW, _A_POLICY,
+ _A_REFRESH) = range(10)
+_APP = "app"
+_CACHE = "cache"
 
 _MIN_DRAWDOWN = 50_000  # 500 yuan
 _LINE_STEP = 100_000  # credit lines move in steps of 1,000 yuan
@@ -204,13 +218,15 @@ class SimulationError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class InjectedFault:
-    """One injected fault: the ground truth a golden test checks alerts against."""
+    """One injected fault: the ground truth a golden test checks alerts against. ``sources``:
+    the observation sources whose drift it shows in (none for the ledger and delivery faults)."""
 
     kind: str
     account_id: str
     event_id: str
     occurred_at: str
     payment_id: str | None = None
+    sources: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +238,8 @@ class ExpectedAccount:
     outstanding: int
     status: str
     expected_available: int
-    displayed_available: int | None
+    displayed_available: int | None  # the app's latest
+    cache_available: int | None = None  # the cache's latest
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -232,6 +249,7 @@ class ExpectedAccount:
             "status": self.status,
             "expected_available": self.expected_available,
             "displayed_available": self.displayed_available,
+            "cache_available": self.cache_available,
         }
 
 
@@ -245,9 +263,9 @@ class SimulationStats:
     bad: dict[str, int] = field(default_factory=dict)
     injected: list[InjectedFault] = field(default_factory=list, repr=False)
     accounts: dict[str, ExpectedAccount] = field(default_factory=dict, repr=False)
-    # Drifts (display != expected, measured as the contract's replay clock would) that lasted
-    # longer than the 60 s SLA: account id -> longest such drift in ms. Only display faults
-    # should put an account here.
+    # Drifts (a source's display != expected, measured as the contract's replay clock would)
+    # that lasted longer than the 60 s SLA: account id -> longest such drift of either source in
+    # ms. Only display faults should put an account here.
     drifts_over_sla_ms: dict[str, int] = field(default_factory=dict, repr=False)
     min_expected_available: int | None = None
     first_occurred_at: str | None = None
@@ -287,11 +305,17 @@ class SimulationStats:
 
 class _Account:
     __slots__ = (
+        "app_drift_since",
+        "app_observed",
+        "app_shown",
+        "app_stuck_until",
         "cache",
+        "cache_drift_since",
+        "cache_observed",
+        "cache_shown",
         "cache_version",
         "cache_written",
         "drawn",
-        "drift_since",
         "expected",
         "hold_until",
         "id",
@@ -302,14 +326,12 @@ class _Account:
         "line_alloc",
         "line_version",
         "loans",
-        "observed",
         "pace",
         "pin_until",
         "posted",
         "repaid",
         "reversed",
         "seen",
-        "shown",
         "status",
         "status_alloc",
         "status_version",
@@ -340,13 +362,22 @@ class _Account:
         self.pin_until = 0  # a prebuilt late record is pending: start no display fault
         self.last_sync = 0  # time of the latest scheduled cache sync
         self.last_target = -1
-        # The cache and what was last shown.
+        # The cache, and what each observation source last showed.
         self.cache: int | None = None
         self.cache_version = 0
         self.cache_written = False
-        self.observed = False
-        self.shown: int | None = None
-        self.drift_since = -1
+        self.app_observed = False
+        self.app_shown: int | None = None
+        self.app_drift_since = -1
+        self.cache_observed = False
+        self.cache_shown: int | None = None
+        self.cache_drift_since = -1
+        self.app_stuck_until = 0  # the app misses refreshes and shows app_shown until then
+
+    @property
+    def clean(self) -> bool:
+        """Neither source in drift."""
+        return self.app_drift_since < 0 and self.cache_drift_since < 0
 
 
 class _Timestamps:
@@ -418,6 +449,7 @@ class Simulation:
         self._rng = random.Random(seed)  # traffic
         self._frng = random.Random(f"limitsync-faults-{seed}")  # fault decisions
         self._brng = random.Random(f"limitsync-bad-{seed}")  # invalid records
+        self._arng = random.Random(f"limitsync-app-{seed}")  # app refreshes
         self._ts = _Timestamps()
         self._heap: list[tuple[int, int, int, int, Any]] = []
         self._seq = 0
@@ -449,6 +481,7 @@ class Simulation:
             self._on_emit,
             self._on_raw,
             self._on_policy,
+            self._on_refresh,
         )
         heap = self._heap
         pop = heapq.heappop
@@ -491,15 +524,17 @@ class Simulation:
     def _finish(self) -> None:
         st = self.stats
         for a in self._acc:
-            if a.drift_since >= 0:
-                self._note_drift(a, self._clock - a.drift_since)
+            for since in (a.app_drift_since, a.cache_drift_since):
+                if since >= 0:
+                    self._note_drift(a, self._clock - since)
             st.accounts[a.id] = ExpectedAccount(
                 account_id=a.id,
                 credit_line=a.line,
                 outstanding=max(0, a.drawn - a.repaid),
                 status=a.status,
                 expected_available=a.expected,
-                displayed_available=a.shown if a.observed else None,
+                displayed_available=a.app_shown if a.app_observed else None,
+                cache_available=a.cache_shown if a.cache_observed else None,
             )
 
     # -- records --------------------------------------------------------------------------
@@ -547,7 +582,7 @@ class Simulation:
         freeze: bool = False,
     ) -> None:
         """Apply a new record to the model, schedule its cache sync, and write it out."""
-        was_clean = a.drift_since < 0
+        was_clean = a.clean
         if self._apply(a, rec):
             tag = self._schedule_sync(a, t, was_clean, freeze, tag)
         copy: str | None = None
@@ -584,7 +619,14 @@ class Simulation:
         st = self.stats
         st.faults[kind] = st.faults.get(kind, 0) + 1
         payment = rec.get("payment_id") if kind == "not_posted" else None
-        st.injected.append(InjectedFault(kind, a.id, rec["event_id"], rec["occurred_at"], payment))
+        sources: tuple[str, ...] = ()
+        if kind == "app_stale":
+            sources = (_APP,)
+        elif kind in DISPLAY_FAULTS:
+            sources = (_APP, _CACHE)
+        st.injected.append(
+            InjectedFault(kind, a.id, rec["event_id"], rec["occurred_at"], payment, sources)
+        )
 
     # -- the model (CONTRACT.md, "The expected available limit") ----------------------------
 
@@ -592,8 +634,12 @@ class Simulation:
         """Apply one new record; True when the account's ledger state changed."""
         typ = rec["type"]
         if typ == _DISPLAY:
-            a.shown = rec["displayed_available"]
-            a.observed = True
+            if rec["source"] == _CACHE:
+                a.cache_shown = rec["displayed_available"]
+                a.cache_observed = True
+            else:
+                a.app_shown = rec["displayed_available"]
+                a.app_observed = True
             return False
         if typ == _DRAWDOWN:
             a.drawn += rec["principal"]
@@ -641,14 +687,18 @@ class Simulation:
             st.last_occurred_at = occurred_at
             if st.first_occurred_at is None:
                 st.first_occurred_at = occurred_at
-        if not a.observed:
-            return
-        if a.shown != a.expected:
-            if a.drift_since < 0:
-                a.drift_since = t
-        elif a.drift_since >= 0:
-            self._note_drift(a, self._clock - a.drift_since)
-            a.drift_since = -1
+        if a.app_observed:
+            a.app_drift_since = self._drift_since(a, a.app_shown, a.app_drift_since, t)
+        if a.cache_observed:
+            a.cache_drift_since = self._drift_since(a, a.cache_shown, a.cache_drift_since, t)
+
+    def _drift_since(self, a: _Account, shown: int | None, since: int, t: int) -> int:
+        """One source's drift start after a record at t (-1: not in drift)."""
+        if shown != a.expected:
+            return t if since < 0 else since
+        if since >= 0:
+            self._note_drift(a, self._clock - since)
+        return -1
 
     def _note_drift(self, a: _Account, age_ms: int) -> None:
         if age_ms > SLA_MS:
@@ -660,8 +710,9 @@ class Simulation:
     def _fault_room(self, a: _Account, t: int, window_ms: int) -> bool:
         """Can a display fault start now and show cleanly for window_ms?"""
         return (
-            a.observed
-            and a.drift_since < 0
+            a.cache_observed
+            and a.app_observed
+            and a.clean
             and t >= a.hold_until
             and t >= a.pin_until
             and a.last_sync <= t
@@ -702,6 +753,13 @@ class Simulation:
                     a.last_sync = at
                     self._push(at, _A_SYNC, a.idx, (self._divergent(a, value), True, "diverged"))
                     return None
+                if 3 * r <= u < 4 * r and "app_stale" in kinds:
+                    # The cache is written as usual; the app misses the refreshes.
+                    a.hold_until = t + frng.randint(180_000, 900_000)
+                    a.app_stuck_until = a.hold_until
+                    a.last_sync = at
+                    self._push(at, _A_SYNC, a.idx, (value, True, None))
+                    return "app_stale"
         a.last_sync = at
         self._push(at, _A_SYNC, a.idx, (value, True, None))
         return tag
@@ -721,9 +779,16 @@ class Simulation:
             a.cache = value
             a.cache_version += 1
             a.cache_written = True
+            if a.app_observed:  # the app shows the new value a moment later
+                self._push(t + self._arng.randint(100, 2_000), _A_REFRESH, idx, None)
         else:  # the write did not happen: the display shows what the cache still holds
             value = a.cache
-        self._emit(a, self._display(a, t, value, "cache"), t, tag)
+        self._emit(a, self._display(a, t, value, _CACHE), t, tag)
+
+    def _on_refresh(self, idx: int, t: int, _: None) -> None:
+        a = self._acc[idx]
+        if t >= a.app_stuck_until:
+            self._emit(a, self._display(a, t, a.cache, _APP), t)
 
     # -- account activity -------------------------------------------------------------------
 
@@ -763,9 +828,11 @@ class Simulation:
         ):
             a.cache = None
             a.hold_until = t + self._frng.randint(180_000, 900_000)
-            self._emit(a, self._display(a, t, None, "app"), t, "cache_missing")
+            self._emit(a, self._display(a, t, None, _CACHE), t)  # a cache read finds nothing
+            self._emit(a, self._display(a, t, None, _APP), t, "cache_missing")
             return
-        self._emit(a, self._display(a, t, a.cache, "app"), t)
+        shown = a.app_shown if t < a.app_stuck_until else a.cache
+        self._emit(a, self._display(a, t, shown, _APP), t)
 
     def _drawdown(self, a: _Account, t: int) -> bool:
         avail = a.expected

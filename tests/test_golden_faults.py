@@ -1,7 +1,8 @@
-"""Golden scenarios: each fault the simulator injects is found by replay, with its reason.
+"""Golden scenarios: each fault the simulator injects is found by replay, with its reason and in
+the sources it shows in.
 
 The simulator records where it injected what (its ground truth); replaying its log must raise
-the contract's reason on exactly those accounts, and nothing on a clean log.
+the contract's reason on exactly those accounts and sources, and nothing on a clean log.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ DISPLAY_FAULTS = {
     "diverged": "CACHE_DIVERGED",
     "cache_missing": "CACHE_MISSING",
     "freeze_not_applied": "FREEZE_NOT_APPLIED",
+    "app_stale": "SYNC_DELAY",
     "not_posted": "REPAYMENT_NOT_POSTED",
 }
 
@@ -34,12 +36,13 @@ def _run(
     return sim.stats, result
 
 
-def _opened(result: ReplayResult) -> dict[str, set[str]]:
-    found: dict[str, set[str]] = {}
-    for a in result.alerts:
-        if a["type"] == "mismatch.opened":
-            found.setdefault(a["reason"], set()).add(a["account_id"])
-    return found
+def _opened(result: ReplayResult) -> set[tuple[str | None, str, str]]:
+    """(source, reason, account) of every breach."""
+    return {
+        (a.get("source"), a["reason"], a["account_id"])
+        for a in result.alerts
+        if a["type"] == "mismatch.opened"
+    }
 
 
 def test_a_clean_log_raises_no_alert_and_ends_as_the_simulator_expects() -> None:
@@ -49,11 +52,25 @@ def test_a_clean_log_raises_no_alert_and_ends_as_the_simulator_expects() -> None
 
 
 @pytest.mark.parametrize("kind", sorted(DISPLAY_FAULTS))
-def test_each_injected_fault_is_found_with_its_reason_and_nowhere_else(kind: str) -> None:
+def test_each_injected_fault_is_found_with_its_reason_in_its_sources_and_nowhere_else(
+    kind: str,
+) -> None:
     stats, result = _run(frozenset({kind}), faults=0.25)
-    injected = stats.fault_accounts.get(kind, frozenset())
+    injected = [f for f in stats.injected if f.kind == kind]
     assert injected, f"the simulator injected no {kind}"
-    assert _opened(result) == {DISPLAY_FAULTS[kind]: set(injected)}
+    expected = {
+        (source, DISPLAY_FAULTS[kind], f.account_id)
+        for f in injected
+        for source in (f.sources or (None,))
+    }
+    assert _opened(result) == expected
+
+
+def test_a_stale_app_over_a_right_cache_says_so_in_its_alerts() -> None:
+    _, result = _run(frozenset({"app_stale"}), faults=0.25)
+    opened = [a for a in result.alerts if a["type"] == "mismatch.opened"]
+    assert opened and {(a["source"], a["cache_available"] == a["expected_available"], "note" in a)
+                       for a in opened} == {("app", True, True)}
 
 
 @pytest.mark.parametrize("kind", ["duplicate", "conflict", "out_of_order"])

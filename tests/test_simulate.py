@@ -341,7 +341,7 @@ def _check_fault(
         assert all(r["type"] == "limit.displayed" and r["displayed_available"] > 0 for r in tagged)
     elif kind == "slow_sync":
         assert all(r["type"] == "limit.displayed" for r in tagged)
-    elif kind == "lost_sync":
+    elif kind in ("lost_sync", "app_stale"):  # tagged on the change that was not displayed
         assert all(r["type"] != "limit.displayed" for r in tagged)
     elif kind == "diverged":
         assert all(_is_int(r["displayed_available"]) for r in tagged)
