@@ -16,7 +16,9 @@ import pytest
 from eventlog import credit_line, drawdown, line
 
 from limitsync.settings import Settings
+from schemas.parse import Parsed, parse_event
 from schemas.timefmt import format_us
+from streams.cache import CachedLimit
 from streams.core.engine import Engine
 from streams.live import LiveShell, RawRecord, wall_us
 from streams.metrics import Metrics
@@ -123,3 +125,77 @@ def test_a_batch_saves_each_changed_account_once() -> None:
     asyncio.run(s.handle(records(recent(credit_line("A", 0, 10_000, 1)), *drawdowns)))
     assert [k for k in table if k.startswith(b"a|")] == [b"a|A"]
     assert s.metrics.registry.get_sample_value("limitsync_state_rows_total") == 1
+
+
+# -- own observations and the sampler: what the cache holds is source cache --------------------
+
+
+class FakeCache:
+    """What a client reading the cache would find: account -> (available, version)."""
+
+    def __init__(self, held: dict[str, tuple[int | None, int | None]]) -> None:
+        self.held = held
+
+    async def read_many(self, account_ids: Sequence[str]) -> list[CachedLimit]:
+        return [CachedLimit(*self.held.get(a, (None, None))) for a in account_ids]
+
+
+def shell_with_a(cache: object = None) -> tuple[LiveShell, Kept]:
+    """A shell owning account A, line 100.00, its cache written (version 1) and observed."""
+    kept = Kept()
+    s = LiveShell(Settings(), kept, cache or object(), {}, Metrics())  # type: ignore[arg-type]
+    s.rebuild(range(8))
+    asyncio.run(s.handle(records(recent(credit_line("A", 0, 10_000, 1)))))
+    write = s.engine.cache_write_of("A")
+    assert write is not None
+    asyncio.run(s._on_written([(write, "written")]))
+    return s, kept
+
+
+def displayed_sent(kept: Kept) -> list[dict[str, Any]]:
+    return [v for t, _, v in kept.sent if t.endswith("displayed")]
+
+
+def test_the_shells_own_cache_write_is_published_as_a_valid_cache_observation() -> None:
+    _, kept = shell_with_a()
+    (published,) = displayed_sent(kept)
+    parsed = parse_event(orjson.dumps(published))
+    assert isinstance(parsed, Parsed)
+    assert (parsed.event.source, parsed.event.extra) == ("cache", {"observer": "cache_write"})
+
+
+def test_the_shells_own_cache_write_is_the_caches_observation_not_the_apps() -> None:
+    s, _ = shell_with_a()
+    acct = s.engine.accounts["A"]
+    assert (acct.cache.displayed, acct.app.observed) == (10_000, False)
+
+
+def test_the_sampler_reports_a_tampered_cache_as_a_cache_observation() -> None:
+    s, kept = shell_with_a(FakeCache({"A": (99_999, 1)}))
+    assert asyncio.run(s.sample()) == 1
+    acct = s.engine.accounts["A"]
+    assert (displayed_sent(kept)[-1]["observer"], acct.cache.displayed) == ("sampler", 99_999)
+    assert (acct.cache.drift is not None, acct.app.drift) == (True, None)
+
+
+def test_the_sampler_reports_nothing_when_the_cache_holds_what_it_last_saw() -> None:
+    s, _ = shell_with_a(FakeCache({"A": (10_000, 1)}))
+    assert asyncio.run(s.sample()) == 0
+
+
+def test_an_app_breach_does_not_rewrite_the_cache() -> None:
+    s, _ = shell_with_a()
+    version = s.engine.accounts["A"].version
+    breach = {"type": "mismatch.opened", "source": "app", "reason": "CACHE_DIVERGED",
+              "account_id": "A"}
+    asyncio.run(s._alert(breach))
+    assert s.engine.accounts["A"].version == version
+
+
+def test_a_cache_breach_rewrites_the_cache() -> None:
+    s, _ = shell_with_a()
+    version = s.engine.accounts["A"].version
+    breach = {"type": "mismatch.opened", "source": "cache", "reason": "CACHE_DIVERGED",
+              "account_id": "A"}
+    asyncio.run(s._alert(breach))
+    assert s.engine.accounts["A"].version == version + 1
