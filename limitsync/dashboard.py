@@ -7,7 +7,7 @@ import time
 from types import TracebackType
 from typing import Any
 
-from limitsync.worker_metrics import Snapshot, scrape
+from limitsync.worker_metrics import SOURCES, Snapshot, scrape
 
 __all__ = ["Dashboard"]
 
@@ -53,11 +53,17 @@ class Dashboard:
 
     def _line(self, snap: Snapshot) -> str:
         p50, p99 = snap.latency_quantile(0.5), snap.latency_quantile(0.99)
-        reasons = ", ".join(f"{r}={int(n)}" for r, n in sorted(snap.alerts_by_reason.items()))
         sync = "-" if p50 is None else f"p50 <={p50}s p99 <={p99}s"
+        per_source = " | ".join(
+            f"{source}: open {int(snap.open_drifts_by_source.get(source, 0))}, "
+            f"in SLA {_share(snap.displayed_within_sla(source))}, "
+            f"breaches {_breaches(snap, source) or 'none'}"
+            for source in SOURCES
+        )
+        unposted = int(snap.breaches_by_source.get(("", "REPAYMENT_NOT_POSTED"), 0))
         return (
-            f"events/s {self.rate:.0f} | lag {int(snap.lag)} | sync {sync} | "
-            f"open drifts {int(snap.open_drifts)} | breaches {reasons or 'none'}"
+            f"events/s {self.rate:.0f} | lag {int(snap.lag)} | sync {sync} | {per_source} | "
+            f"not posted {unposted}"
         )
 
     def _render(self, snap: Snapshot) -> Any:
@@ -71,8 +77,24 @@ class Dashboard:
         t.add_row("events processed / fed", f"{int(snap.events):,} / {fed:,}")
         t.add_row("consumer lag", f"{int(snap.lag):,}")
         t.add_row("sync latency p50 / p99", f"≤{p50}s / ≤{p99}s" if p50 is not None else "-")
-        t.add_row("open drifts", f"{int(snap.open_drifts)}")
+        for source in SOURCES:  # what users saw (app) and what the cache held (cache)
+            t.add_row(
+                f"{source}: open drifts / shown within SLA",
+                f"{int(snap.open_drifts_by_source.get(source, 0))} / "
+                f"{_share(snap.displayed_within_sla(source))}",
+            )
         t.add_row("dead letters", f"{int(snap.dead_letters)}")
-        for reason, n in sorted(snap.alerts_by_reason.items()):
-            t.add_row(f"breaches {reason}", f"{int(n)}")
+        for (source, reason), n in sorted(snap.breaches_by_source.items()):
+            t.add_row(f"breaches {source or 'payments'} {reason}", f"{int(n)}")
         return t
+
+
+def _share(share: float | None) -> str:
+    return "-" if share is None else f"{share:.2%}"
+
+
+def _breaches(snap: Snapshot, source: str) -> str:
+    return ", ".join(
+        f"{reason}={int(n)}" for (s, reason), n in sorted(snap.breaches_by_source.items())
+        if s == source
+    )

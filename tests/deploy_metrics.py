@@ -34,6 +34,10 @@ ALERT_REASONS = frozenset(
     }
 )
 
+# The observation sources: drifts, breaches, alerts and changes displayed are per source; a
+# REPAYMENT_NOT_POSTED breach or alert has none (the empty value, which Prometheus drops).
+SOURCES = frozenset({"app", "cache"})
+
 
 @dataclass(frozen=True)
 class MetricSpec:
@@ -62,27 +66,30 @@ EXPORTED_METRICS: Mapping[str, MetricSpec] = MappingProxyType(
         "limitsync_sync_latency_seconds": MetricSpec(
             "histogram", help="occurred_at of a ledger change to its cache write"
         ),
-        "limitsync_open_drifts": MetricSpec("gauge", help="accounts in drift now"),
+        "limitsync_open_drifts": MetricSpec(
+            "gauge", frozenset({"source"}), {"source": SOURCES}, help="drifts open now"
+        ),
         "limitsync_breaches_total": MetricSpec(
             "counter",
-            frozenset({"reason"}),
-            {"reason": ALERT_REASONS},
+            frozenset({"reason", "source"}),
+            {"reason": ALERT_REASONS, "source": SOURCES | {""}},
             help="mismatch.opened records",
         ),
         "limitsync_alerts_total": MetricSpec(
             "counter",
-            frozenset({"type", "reason"}),
+            frozenset({"type", "reason", "source"}),
             {
                 "type": frozenset({"mismatch.opened", "mismatch.escalated", "mismatch.resolved"}),
                 "reason": ALERT_REASONS,
+                "source": SOURCES | {""},
             },
             help="alert records published",
         ),
         "limitsync_changes_displayed_total": MetricSpec(
             "counter",
-            frozenset({"within"}),
-            {"within": frozenset({"1s", "10s", "sla", "late"})},
-            help="ledger changes, once each, in the first bucket they were displayed in",
+            frozenset({"within", "source"}),
+            {"within": frozenset({"1s", "10s", "sla", "late"}), "source": SOURCES},
+            help="ledger changes, once per source, in the first bucket that source displayed them",
         ),
         "limitsync_rescores_total": MetricSpec(
             "counter",

@@ -812,6 +812,22 @@ def test_dashboard_uses_exported_metrics_and_shows_them_all(rules: dict[str, Any
     assert variables["datasource"]["current"]["value"] == provisioned["datasources"][0]["uid"]
 
 
+def test_dashboard_and_rules_keep_the_observation_sources_apart(rules: dict[str, Any]) -> None:
+    """What users see and what the cache holds are two displays: no panel or rule adds up a
+    per-source metric across sources (issue 12)."""
+    per_source = {m for m, spec in EXPORTED_METRICS.items() if "source" in spec.labels}
+    dashboard = json.loads(DASHBOARD_FILE.read_text(encoding="utf-8"))
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    exprs += [r["expr"] for r in _all_rules(rules)]
+    mixed = []
+    for expr in exprs:
+        parsed = parse_promql(expr)
+        uses = {s.metric for s in parsed.selectors} & per_source
+        if uses and "source" not in parsed.grouping_labels:
+            mixed.append(expr)
+    assert mixed == []
+
+
 def _check_prometheus_config(path: Path) -> None:
     config = _load(path)
     assert config["rule_files"]
