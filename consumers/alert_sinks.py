@@ -181,6 +181,10 @@ def format_alert_line(alert: Mapping[str, Any]) -> str:
         f"expected={_money(alert.get('expected_available'))}",
         f"displayed={_money(alert.get('displayed_available'))}",
     ]
+    if alert.get("source"):  # which display drifted: app (what users see) or cache
+        parts.insert(3, f"source={alert['source']}")
+    if "cache_available" in alert:  # an app alert says what the cache held
+        parts.append(f"cache={_money(alert['cache_available'])}")
     drift = alert.get("drift")
     if isinstance(drift, int) and not isinstance(drift, bool):
         parts.append(f"drift={'+' if drift > 0 else ''}{format_yuan(drift)}")

@@ -77,6 +77,14 @@ def test_the_human_line_says_what_who_how_much() -> None:
         assert part in text
 
 
+def test_the_human_line_names_the_source_and_what_the_cache_held() -> None:
+    text = format_alert_line({**alert(3), "source": "app", "cache_available": 7_000})
+    assert text.startswith(
+        "2026-11-29T10:01:10.001Z CRITICAL mismatch.opened source=app account=A3 "
+    )
+    assert "cache=70.00" in text
+
+
 def test_stdout_sink_prints_only_what_its_filter_wants() -> None:
     out = io.StringIO()
     sink = StdoutSink(AlertFilter(min_severity="critical"), stream=out)
