@@ -417,16 +417,13 @@ class LiveShell:
 
     async def sample(self) -> int:
         """Read the cache as a client for accounts with a change in flight to the cache or a
-        drift of either source, plus a sweep; what differs from the cache's last observation is
-        observed (``source: cache``)."""
+        cache drift, plus a sweep; what differs from the cache's last observation is observed
+        (``source: cache``). App drifts do not make an account hot: an app that lags for long
+        would crowd out the sweep that finds a tampered cache anywhere."""
         if not self.ready:
             return 0
         accounts = self.engine.accounts
-        hot = [
-            a
-            for a in accounts.values()
-            if a.cache.drift is not None or a.app.drift is not None or a.cache.pending_changes
-        ]
+        hot = [a for a in accounts.values() if a.cache.drift is not None or a.cache.pending_changes]
         limit = self.settings.sampler_batch_max
         chosen = {a.account_id for a in hot[:limit]}
         names = sorted(accounts)
