@@ -2,7 +2,7 @@
 
     python -m bench.kafka_replay_bench [--events 100000] [--partitions 8] [--seed 1]
 
-Starts a local tansu broker, simulates about ``--events`` records, produces them to the input
+Starts a local Apache Kafka broker, simulates about ``--events`` records, produces them to the input
 topics as ``limitsync produce`` does, archives them with the archiver, then replays the same
 events three ways in the same run and prints events/s for each. The three replays must give
 byte-identical alerts and accounts; the bench says so, or fails.
@@ -31,7 +31,7 @@ from pathlib import Path
 from consumers.archive import ArchiveOptions, run_archive
 from consumers.kafka_replay import KafkaReadOptions, KafkaReadStats, read_window
 from limitsync.inputs import open_input
-from limitsync.local_services import LocalBroker, create_topics
+from limitsync.local_services import LocalKafka, create_topics
 from limitsync.producing import RecordRouter, produce_lines
 from limitsync.replay import InputRecord, ReplayOptions, ReplayResult, run_replay, write_outputs
 from limitsync.settings import Settings
@@ -88,11 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_dir)
         log = tmp / "events.jsonl"
         log.write_bytes(b"".join(line + b"\n" for line in lines))
-        with LocalBroker(tmp / "broker") as broker:
+        with LocalKafka(tmp / "broker").start() as broker:
             settings = Settings(
                 bootstrap_servers=broker.bootstrap_servers,
                 topic_prefix="bench.",
-                broker_profile="tansu",
+                broker_profile="kafka",
                 partitions=args.partitions,
                 app_id="bench",
             )
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(
                 f"{len(lines)} events, {log.stat().st_size / 1e6:.1f} MB, "
-                f"{args.partitions} partitions per topic, tansu at {broker.bootstrap_servers}"
+                f"{args.partitions} partitions per topic, kafka at {broker.bootstrap_servers}"
             )
             timings = _run(settings, lines, log, tmp, read_options, args.idle_timeout_s)
     _print(timings)

@@ -1,6 +1,6 @@
 """``limitsync up``: the embedded local stack, for development and demos.
 
-Starts (or reuses, when ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` are set) a Kafka-protocol
+Starts (or reuses, when ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` are set) an Apache Kafka
 broker and Redis on free loopback ports, creates the topics, runs N worker processes, and
 optionally feeds simulator traffic. Everything it started, it stops on Ctrl-C.
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from limitsync.local_services import LocalBroker, LocalRedis, create_topics, free_port
+from limitsync.local_services import LocalKafka, LocalRedis, create_topics, free_port
 from limitsync.settings import Settings, load_settings
 from limitsync.worker_metrics import Snapshot, scrape
 
@@ -45,8 +45,8 @@ def start_services(stack: ExitStack, run_dir: Path) -> tuple[str, str, str]:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     profile = os.environ.get("LIMITSYNC_BROKER_PROFILE", "kafka")
     if not bootstrap:
-        broker = stack.enter_context(LocalBroker(run_dir / "logs").start())
-        bootstrap, profile = broker.bootstrap_servers, "tansu"
+        broker = stack.enter_context(LocalKafka(run_dir / "logs").start())
+        bootstrap = broker.bootstrap_servers
     redis_url = os.environ.get("REDIS_URL")
     if not redis_url:
         redis = stack.enter_context(LocalRedis(run_dir / "logs").start())

@@ -1,10 +1,9 @@
-"""Shared fixtures: one Kafka-protocol broker and one Redis for the whole session.
+"""Shared fixtures: one Apache Kafka broker and one Redis for the whole session.
 
 Where they come from, first match wins: ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` (a stack
 someone already runs, e.g. ``limitsync up`` or CI services); testcontainers when a Docker
-engine answers; else tansu and redis-server as local child processes, which need nothing
-but the wheels. ``broker_profile`` tells tests which broker quirks to expect (DESIGN.md):
-"tansu" for the local broker, "kafka" otherwise, unless ``LIMITSYNC_BROKER_PROFILE`` says.
+engine answers; else a single-node Kafka (the jars ``make install`` copies) and
+redis-server as local child processes.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 
 from limitsync import compiled
-from limitsync.local_services import LocalBroker, LocalRedis, RedisTLS
+from limitsync.local_services import LocalKafka, LocalRedis, RedisTLS
 
 _DOCKER_INFO_TIMEOUT_S = 5.0
 _CONTAINER_START_TIMEOUT_S = 120
@@ -123,8 +122,8 @@ def _broker(local_services_dir: Path, docker_available: bool) -> Iterator[_Broke
             if bootstrap is not None:
                 yield _Broker(bootstrap, profile_override or "kafka")
                 return
-        broker = stack.enter_context(LocalBroker(local_services_dir))
-        yield _Broker(broker.bootstrap_servers, profile_override or "tansu")
+        broker = stack.enter_context(LocalKafka(local_services_dir).start())
+        yield _Broker(broker.bootstrap_servers, profile_override or "kafka")
 
 
 @pytest.fixture(scope="session")
@@ -156,8 +155,9 @@ def redis_url(local_services_dir: Path, docker_available: bool) -> Iterator[str]
 def unique_id() -> str:
     """A fresh name part for group ids and topic prefixes.
 
-    tansu stalls joins when a dead consumer's group id is reused, and topics outlive a test
-    on a shared broker, so every test names its own.
+    Topics, consumer groups and their committed offsets outlive a test on a shared broker
+    (and a killed member stays in its group until its session times out), so every test
+    names its own.
     """
     return f"t{uuid.uuid4().hex[:16]}"
 
