@@ -92,7 +92,6 @@ def main(argv: list[str] | None = None) -> int:
             settings = Settings(
                 bootstrap_servers=broker.bootstrap_servers,
                 topic_prefix="bench.",
-                broker_profile="kafka",
                 partitions=args.partitions,
                 app_id="bench",
             )

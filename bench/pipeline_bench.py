@@ -531,7 +531,7 @@ def new_system(services: Services, tag: str, **overrides: str) -> LiveSystem:
     log_dir.mkdir(parents=True)
     settings = {"sampler_interval_s": SAMPLER_INTERVAL_S, **overrides}
     return make_live_system(
-        services.bootstrap, services.redis_url, "kafka", uid, log_dir, **settings
+        services.bootstrap, services.redis_url, uid, log_dir, **settings
     )
 
 

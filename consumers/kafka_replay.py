@@ -154,8 +154,9 @@ class KafkaReadOptions:
     # kafka-python checks CRC32C in pure Python (about half the read time) unless the
     # ``crc32c`` package is installed; turning the check off trades corruption detection.
     check_crcs: bool = True
-    # None: trust end_offsets unless the broker profile is tansu.
-    trust_end_offsets: bool | None = None
+    # A partition ends at its end offset taken when the read starts; False reads each one
+    # until it goes quiet (idle_timeout_s) instead, taking in what arrives meanwhile.
+    trust_end_offsets: bool = True
 
     def __post_init__(self) -> None:
         if self.buffer_records_max < 2 or self.poll_records_max < 1:
@@ -380,9 +381,6 @@ def read_window(
             settings.topics["displayed"],
         ]
     )
-    trust = options.trust_end_offsets
-    if trust is None:
-        trust = settings.broker_profile != "tansu"
     consumer = make_consumer(
         settings,
         client_id=stats.group_id,
@@ -399,7 +397,7 @@ def read_window(
             options,
             stats,
         )
-        reader.locate(offsets_for_times, trust)
+        reader.locate(offsets_for_times, options.trust_end_offsets)
         yield from reader
     finally:
         consumer.close(autocommit=False)

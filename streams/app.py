@@ -91,17 +91,6 @@ def _app_settings(settings: Settings) -> dict[str, Any]:
     credentials = faust_broker_credentials(settings)
     if credentials is not None:
         conf["broker_credentials"] = credentials
-    if settings.broker_profile == "tansu":
-        # DESIGN.md: tansu holds a first JoinGroup for half the session timeout, and its
-        # ListOffsets answers a batch short, so every changelog record is its own batch.
-        from streams import tansu_profile
-
-        tansu_profile.register()
-        conf.update(
-            broker_session_timeout=6.0,
-            producer_max_batch_size=1,
-            broker_consumer=[f"{tansu_profile.SCHEME}://{h}" for h in hosts],
-        )
     return conf
 
 

@@ -15,7 +15,6 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +33,6 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     problem = compiled.problem(compiled.status())
     if problem is not None:
         raise pytest.UsageError(problem)
-
-
-@dataclass(frozen=True)
-class _Broker:
-    bootstrap_servers: str
-    profile: str
 
 
 def _docker_answers() -> bool:
@@ -110,30 +103,18 @@ def _from_container(start: Callable[[ExitStack], str], stack: ExitStack, what: s
 
 
 @pytest.fixture(scope="session")
-def _broker(local_services_dir: Path, docker_available: bool) -> Iterator[_Broker]:
-    profile_override = os.environ.get("LIMITSYNC_BROKER_PROFILE")
+def kafka_bootstrap(local_services_dir: Path, docker_available: bool) -> Iterator[str]:
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if external:
-        yield _Broker(external, profile_override or "kafka")
+        yield external
         return
     with ExitStack() as stack:
         if docker_available:
             bootstrap = _from_container(_kafka_container, stack, "Kafka")
             if bootstrap is not None:
-                yield _Broker(bootstrap, profile_override or "kafka")
+                yield bootstrap
                 return
-        broker = stack.enter_context(LocalKafka(local_services_dir).start())
-        yield _Broker(broker.bootstrap_servers, profile_override or "kafka")
-
-
-@pytest.fixture(scope="session")
-def kafka_bootstrap(_broker: _Broker) -> str:
-    return _broker.bootstrap_servers
-
-
-@pytest.fixture(scope="session")
-def broker_profile(_broker: _Broker) -> str:
-    return _broker.profile
+        yield stack.enter_context(LocalKafka(local_services_dir).start()).bootstrap_servers
 
 
 @pytest.fixture(scope="session")
