@@ -884,7 +884,7 @@ async def _bare_consume(bootstrap: str, topic: str, events: int) -> dict[str, An
 
 
 def count_records(system: LiveSystem, topics: list[str]) -> dict[str, dict[str, int]]:
-    """Records and value bytes per topic (read to idle: tansu's end offsets are wrong)."""
+    """Records and value bytes per topic, read until a second passes with nothing new."""
     return {t: asyncio.run(_count(system.settings.bootstrap_servers, t)) for t in topics}
 
 
