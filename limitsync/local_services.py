@@ -64,7 +64,7 @@ _START_ATTEMPTS_MAX = 3
 KAFKA_LIBS_ENV = "LIMITSYNC_KAFKA_LIBS"
 _CHECKOUT_KAFKA_LIBS = Path(__file__).resolve().parent.parent / ".kafka" / "libs"
 KAFKA_HEAP_MIN_MB = 256
-KAFKA_HEAP_MAX_MB = 768
+KAFKA_HEAP_MAX_MB = 512
 
 
 class LocalServiceError(RuntimeError):
