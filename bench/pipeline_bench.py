@@ -4,7 +4,7 @@
                                    [--rate 2000] [--latency-s 10] [--sustainable-s 20]
                                    [--profile] [--keep-logs]
 
-Starts a local tansu broker and redis-server and runs real ``limitsync worker`` processes
+Starts a local Apache Kafka broker and redis-server and runs real ``limitsync worker`` processes
 through the integration tests' harness. In one run it measures:
 
 1. Throughput, one worker and two workers: N ledger events (drawdowns, repayments, credit
@@ -28,7 +28,7 @@ through the integration tests' harness. In one run it measures:
 Settings: the harness's (rescoring off), the production sampler interval (1 s, where the
 harness uses 0.5 s), and in the throughput runs an SLA of an hour, because a backlog older
 than the 60 s SLA would open breaches and auto-heal rewrites (extra versions), which is not
-what this measures. CPU of every process (workers, tansu, redis, this bench) and of anything
+what this measures. CPU of every process (workers, kafka, redis, this bench) and of anything
 else busy on the machine ("others") is shown per measured window, in cores. ``--profile``
 records worker 0 of each throughput run with py-spy (``pip install py-spy``) and splits its
 time by task and by code area.
@@ -66,7 +66,7 @@ from urllib.parse import urlsplit
 import orjson
 import redis
 
-from limitsync.local_services import LocalBroker, LocalRedis, tansu_binary
+from limitsync.local_services import LocalKafka, LocalRedis, kafka_libs
 from limitsync.producing import make_producer
 from schemas.timefmt import format_us
 from tests.integration.live_harness import LiveSystem, WorkerProcess, make_live_system
@@ -531,7 +531,7 @@ def new_system(services: Services, tag: str, **overrides: str) -> LiveSystem:
     log_dir.mkdir(parents=True)
     settings = {"sampler_interval_s": SAMPLER_INTERVAL_S, **overrides}
     return make_live_system(
-        services.bootstrap, services.redis_url, "tansu", uid, log_dir, **settings
+        services.bootstrap, services.redis_url, uid, log_dir, **settings
     )
 
 
@@ -884,7 +884,7 @@ async def _bare_consume(bootstrap: str, topic: str, events: int) -> dict[str, An
 
 
 def count_records(system: LiveSystem, topics: list[str]) -> dict[str, dict[str, int]]:
-    """Records and value bytes per topic (read to idle: tansu's end offsets are wrong)."""
+    """Records and value bytes per topic, read until a second passes with nothing new."""
     return {t: asyncio.run(_count(system.settings.bootstrap_servers, t)) for t in topics}
 
 
@@ -955,7 +955,7 @@ def machine_info() -> dict[str, Any]:
         "nproc": os.cpu_count(),
         "cpu": cpu,
         "python": platform.python_version(),
-        "tansu": _tansu_version(),
+        "kafka": _kafka_version(),
         "redis_server": _redis_version(),
         "git": _git_state(),
         "loadavg": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
@@ -986,18 +986,13 @@ def _pkg(name: str) -> str:
         return "not installed"
 
 
-def _tansu_version() -> str:
+def _kafka_version() -> str:
+    """The broker's version, from its jar's name (kafka_2.13-VERSION.jar)."""
     try:
-        out = subprocess.run(
-            [str(tansu_binary()), "--version"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired, RuntimeError) as exc:
+        jars = sorted(kafka_libs().glob("kafka_2.13-*.jar"))
+    except RuntimeError as exc:
         return f"unknown ({exc})"
-    return (out.stdout or out.stderr).strip() or "unknown"
+    return jars[0].stem.removeprefix("kafka_2.13-") if jars else "unknown"
 
 
 def _redis_version() -> str:
@@ -1014,7 +1009,7 @@ def _redis_version() -> str:
 def print_report(info: dict[str, Any], result: dict[str, Any]) -> None:
     print(f"\npipeline bench  {info['date']}  {info['nproc']} cores  {info['cpu']}")
     print(
-        f"  python {info['python']}  {info['tansu']}  redis-server {info['redis_server']}  "
+        f"  python {info['python']}  kafka {info['kafka']}  redis-server {info['redis_server']}  "
         f"faust-streaming {info['faust-streaming']}  aiokafka {info['aiokafka']}  "
         f"kafka-python {info['kafka-python']}  redis-py {info['redis']}"
     )
@@ -1040,12 +1035,12 @@ def _print_throughput(result: dict[str, Any]) -> None:
             "accounts, produced first; clock from first to last cache write"
         )
     head = f"  {'':<38}{'events/s':>10}{'10-90 %':>10}{'seconds':>9}   cores used: "
-    print(head + "workers  tansu  redis  bench  others")
+    print(head + "workers  kafka  redis  bench  others")
     for tp in tps:
         cpu, sec = tp["cpu_s"], tp["cpu_window_s"]
         cores = "  ".join(
             f"{_cores(cpu, n, sec):>{w}}"
-            for n, w in (("worker", 7), ("tansu", 5), ("redis", 5), ("bench", 5), ("others", 6))
+            for n, w in (("worker", 7), ("kafka", 5), ("redis", 5), ("bench", 5), ("others", 6))
         )
         state = "" if tp["complete"] else f"  INCOMPLETE: {tp['accounts_behind']} accounts behind"
         print(
@@ -1147,10 +1142,10 @@ def _print_profile(workers: int, prof: dict[str, Any]) -> None:
 
 
 def _services(stack: contextlib.ExitStack, tmp: Path) -> Services:
-    broker = stack.enter_context(LocalBroker(tmp / "broker"))
+    broker = stack.enter_context(LocalKafka(tmp / "broker").start())
     cache = stack.enter_context(LocalRedis(tmp / "redis"))
     return Services(
-        broker.bootstrap_servers, cache.url, {"tansu": broker.pid, "redis": cache.pid}, tmp
+        broker.bootstrap_servers, cache.url, {"kafka": broker.pid, "redis": cache.pid}, tmp
     )
 
 

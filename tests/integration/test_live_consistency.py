@@ -33,9 +33,9 @@ def _cache_matches(system: LiveSystem, expected: dict[str, dict[str, Any]]) -> b
 
 @pytest.fixture
 def system(
-    kafka_bootstrap: str, redis_url: str, broker_profile: str, unique_id: str, tmp_path: Path
+    kafka_bootstrap: str, redis_url: str, unique_id: str, tmp_path: Path
 ) -> Any:
-    s = make_live_system(kafka_bootstrap, redis_url, broker_profile, unique_id, tmp_path)
+    s = make_live_system(kafka_bootstrap, redis_url, unique_id, tmp_path)
     yield s
     s.stop_all()
 
