@@ -56,7 +56,7 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -66,6 +66,7 @@ from urllib.parse import urlsplit
 import orjson
 import redis
 
+from bench.floors import judge, print_floors, record
 from limitsync.local_services import LocalKafka, LocalRedis, kafka_libs
 from limitsync.producing import make_producer
 from schemas.timefmt import format_us
@@ -585,7 +586,12 @@ def throughput_run(
         meter.stop()
         prof = profiler.stop() if profiler else None
         watcher.stop()
-    first, last = watcher.first_s, watcher.last_s
+    # From the first records a worker took (a worker may apply a whole fetched batch before
+    # its first cache write) to the last cache write.
+    healths = [w.health() or {} for w in workers]
+    starts = [h["first_batch_us"] / 1e6 for h in healths if h.get("first_batch_us")]
+    first = min([*starts, *([watcher.first_s] if watcher.first_s else [])], default=None)
+    last = watcher.last_s
     cpu = meter.between(first, last)
     result = _throughput_result(workers_n, events, expected, left, first, last, curve)
     samples = [parse_metrics(w.metrics()) for w in workers]
@@ -673,6 +679,64 @@ def _steady_rate(curve: list[tuple[float, float]], events: int) -> float | None:
     if lo is None or hi is None or hi[0] <= lo[0]:
         return None
     return round((hi[1] - lo[1]) / (hi[0] - lo[0]))
+
+
+def e2e_run(services: Services, accounts: int, hours: float, seed: int) -> dict[str, Any]:
+    """A recent simulated log (displayed observations, faults and all) produced with
+    ``limitsync produce`` into one running worker; the clock runs from the start of the produce
+    to the moment every account's cache equals the replay of the same log."""
+    from limitsync.replay import InputRecord, ReplayOptions, run_replay
+    from limitsync.simulate import simulate
+
+    start = datetime.now(UTC) - timedelta(hours=hours)
+    lines = list(simulate(accounts=accounts, hours=hours, seed=seed, faults=0.02, bad=0.001,
+                          start=start))
+    replayed = run_replay([InputRecord(x) for x in lines], ReplayOptions(keep_timelines=False))
+    expected = {a["account_id"]: a["expected_available"] for a in replayed.account_lines()}
+    system = new_system(services, "e2e")
+    path = system.log_dir / "log.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    (worker,) = start_workers(system, 1)
+    try:
+        wait_split([worker])
+        env = {**system.env, "LIMITSYNC_BOOTSTRAP_SERVERS": system.settings.bootstrap_servers}
+        began = time.time()
+        subprocess.run(
+            [sys.executable, "-m", "limitsync.cli", "produce", "--input", str(path)],
+            env=env, check=True, capture_output=True, timeout=DRAIN_TIMEOUT_S,
+        )
+        produced = time.time()
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        wrong = _wrong_limits(system, expected)
+        while wrong and time.monotonic() < deadline:
+            time.sleep(0.2)
+            wrong = _wrong_limits(system, expected)
+        exact = time.time()
+    finally:
+        system.stop_all()
+    seconds = exact - began
+    return {
+        "events": len(lines),
+        "accounts": len(expected),
+        "displayed_events": sum(1 for x in lines if b'"limit.displayed"' in x),
+        "complete": not wrong,
+        "accounts_wrong": len(wrong),
+        "produce_s": round(produced - began, 2),
+        "seconds": round(seconds, 2),
+        "events_per_s": round(len(lines) / seconds) if not wrong else 0,
+    }
+
+
+def _wrong_limits(system: LiveSystem, expected: dict[str, int]) -> list[str]:
+    client = system.redis()
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            for aid in expected:
+                pipe.hget(f"{system.settings.cache_prefix}{aid}", "available")
+            got = pipe.execute()
+    finally:
+        client.close()
+    return [a for a, v in zip(expected, got, strict=True) if v is None or int(v) != expected[a]]
 
 
 def latency_run(
@@ -1015,6 +1079,7 @@ def print_report(info: dict[str, Any], result: dict[str, Any]) -> None:
     )
     print(f"  code: {info['git']}; load average at start {info['loadavg']}")
     _print_throughput(result)
+    _print_e2e(result.get("e2e"))
     _print_latency(result.get("latency", []))
     _print_load(result)
     for tp in result.get("throughput", []):
@@ -1027,12 +1092,25 @@ def _cores(cpu: dict[str, float], name: str, seconds: float) -> str:
     return f"{value / seconds:.2f}" if seconds > 0 else "-"
 
 
+def _print_e2e(e2e: dict[str, Any] | None) -> None:
+    if not e2e:
+        return
+    state = "" if e2e["complete"] else f"  INCOMPLETE: {e2e['accounts_wrong']} accounts wrong"
+    print(
+        f"\nEND TO END  a recent simulated log of {e2e['events']:,} events "
+        f"({e2e['displayed_events']:,} displayed observations) over {e2e['accounts']:,} accounts, "
+        "produced with `limitsync produce` into 1 running worker, until the cache equals the "
+        f"replay: {e2e['events_per_s']:,} events/s in {e2e['seconds']} s (the produce alone "
+        f"{e2e['produce_s']} s){state}"
+    )
+
+
 def _print_throughput(result: dict[str, Any]) -> None:
     tps = result.get("throughput", [])
     if tps:
         print(
             f"\nTHROUGHPUT  {tps[0]['events']:,} ledger events over {tps[0]['accounts']:,} "
-            "accounts, produced first; clock from first to last cache write"
+            "accounts, produced first; clock from the first records taken to the last cache write"
         )
     head = f"  {'':<38}{'events/s':>10}{'10-90 %':>10}{'seconds':>9}   cores used: "
     print(head + "workers  kafka  redis  bench  others")
@@ -1202,6 +1280,9 @@ def _run_all(args: argparse.Namespace, tmp_dir: Path, result: dict[str, Any]) ->
                     else "the rate asked for",
                 )
             )
+        if args.e2e_hours > 0:
+            result["e2e"] = e2e_run(services, args.accounts, args.e2e_hours, args.seed + 300)
+            _progress(f"simulated log end to end: {result['e2e']['events_per_s']:,} ev/s")
         result["core"] = core_run(args.accounts, args.events, args.seed)
 
 
@@ -1224,6 +1305,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--sustainable-s", type=float, default=20.0, help="0 skips the run")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--e2e-hours",
+        type=float,
+        default=2.6,
+        help="hours of simulated traffic over --accounts for the end-to-end run (0 skips it)",
+    )
+    parser.add_argument(
+        "--no-record", action="store_true", help="do not append the floors to bench/RESULTS.md"
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep worker and broker logs")
     parser.add_argument(
         "--profile", action="store_true", help="py-spy record worker 0 of each throughput run"
@@ -1234,6 +1324,10 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args)
     result["bench_seconds"] = round(time.perf_counter() - began, 1)
     print_report(info, result)
+    floors = judge(result)
+    print_floors(floors, result)
+    if not args.no_record:
+        print(f"  recorded in {record(floors, info, result)}")
     print(f"\nbench took {result['bench_seconds']} s")
     print(json.dumps({"bench": "pipeline", "machine": info, **result}, default=str))
     incomplete = [tp for tp in result["throughput"] if not tp["complete"]]

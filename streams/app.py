@@ -227,6 +227,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LiveShell]:
                 "accounts": len(shell.engine.accounts),
                 "partitions": sorted(shell.owned),
                 "cache_backlog": shell.writer.backlog,
+                "first_batch_us": shell.first_batch_us,
             }
         )
 

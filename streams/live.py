@@ -153,6 +153,7 @@ class LiveShell:
         self._future_skew_us = settings.max_future_skew_s * _S
         self.owned: frozenset[int] = frozenset()
         self.ready = False
+        self.first_batch_us: int | None = None  # wall time of the first records (benches)
         self._sample_cursor = 0
         self._written_at: dict[str, int] = {}  # account -> wall time of our last cache write
 
@@ -205,6 +206,8 @@ class LiveShell:
         of it gathered for the next ``flush``."""
         batch = _Batch([], [], {})
         now = wall_us()
+        if self.first_batch_us is None and records:
+            self.first_batch_us = now
         for rec in records:
             if rec.own:
                 continue  # applied when it was observed
