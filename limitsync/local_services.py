@@ -506,6 +506,10 @@ class LocalKafka(_LocalProcess):
             # The log cleaner (Faust's changelogs are compacted) takes its dedupe buffer from
             # the heap; the default (128 MiB) is a large part of a small heap.
             "log.cleaner.dedupe.buffer.size=16777216",
+            # Records keep their event time as Kafka timestamp (limitsync produce), so a
+            # backfill of month-old events would be deleted by time-based retention at the
+            # next check; a development broker keeps everything until it is stopped.
+            "log.retention.ms=-1",
             # Threads sized for a small shared machine rather than a dedicated server.
             "num.network.threads=2",
             "num.io.threads=4",

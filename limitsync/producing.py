@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
 import orjson
+from kafka.errors import KafkaError
 
 from limitsync.clients import kafka_python_config
 from limitsync.settings import Settings
 from schemas.timefmt import parse_rfc3339, to_us
 
-__all__ = ["RecordRouter", "make_producer"]
+__all__ = ["ProduceError", "RecordRouter", "make_producer", "produce_lines"]
+
+# Kafka refuses a record whose timestamp is further ahead of the broker's clock than
+# log.message.timestamp.after.max.ms (one hour by default since Kafka 4.0), and with it the
+# whole batch it travels in; a record stamped ahead of this is given the previous record's
+# time plus one instead (it is dead-lettered by the workers anyway).
+TIMESTAMP_AHEAD_MAX_MS = 10 * 60 * 1000
+
+
+class ProduceError(RuntimeError):
+    """Records the broker did not take (each is lost unless sent again)."""
 
 
 def make_producer(settings: Settings) -> Any:
@@ -55,21 +67,37 @@ class RecordRouter:
                     occurred_ms = to_us(parse_rfc3339(obj["occurred_at"])) // 1000
                 except ValueError:
                     occurred_ms = None
+        if occurred_ms is not None and occurred_ms > time.time() * 1000 + TIMESTAMP_AHEAD_MAX_MS:
+            occurred_ms = None
         ts = max(self._last_ms + 1, occurred_ms or 0)
         self._last_ms = ts
         return topic, key, ts
 
 
 def produce_lines(settings: Settings, lines: Iterable[bytes]) -> int:
+    """Send every line; raise ``ProduceError`` naming what the broker refused, if anything."""
     producer = make_producer(settings)
     router = RecordRouter(settings)
     n = 0
+    failed: list[tuple[int, BaseException]] = []
     try:
         for line in lines:
             topic, key, ts = router.route(line)
-            producer.send(topic, value=line, key=key, timestamp_ms=ts)
+            index = n
             n += 1
+            try:
+                sent = producer.send(topic, value=line, key=key, timestamp_ms=ts)
+            except KafkaError as exc:  # refused before sending (too large for a request)
+                failed.append((index, exc))
+                continue
+            sent.add_errback(lambda exc, i=index: failed.append((i, exc)))
         producer.flush()
     finally:
         producer.close()
+    if failed:
+        first_line, first_error = min(failed, key=lambda f: f[0])
+        raise ProduceError(
+            f"the broker refused {len(failed):,} of {n:,} records (first: line "
+            f"{first_line + 1}: {first_error!r}); they were not produced"
+        )
     return n
