@@ -253,16 +253,21 @@ class CacheWatcher(threading.Thread):
                 seen.append((int(raw), read_at))
 
 
-def cache_versions(system: LiveSystem, accounts: Sequence[str]) -> dict[str, int]:
+def cache_field(system: LiveSystem, accounts: Sequence[str], name: str) -> dict[str, int]:
+    """One integer field of each account's cached hash (accounts with none are left out)."""
     client = system.redis()
     try:
         with client.pipeline(transaction=False) as pipe:
             for aid in accounts:
-                pipe.hget(f"{system.settings.cache_prefix}{aid}", "version")
+                pipe.hget(f"{system.settings.cache_prefix}{aid}", name)
             raw = pipe.execute()
     finally:
         client.close()
     return {a: int(v) for a, v in zip(accounts, raw, strict=True) if v is not None}
+
+
+def cache_versions(system: LiveSystem, accounts: Sequence[str]) -> dict[str, int]:
+    return cache_field(system, accounts, "version")
 
 
 def behind(system: LiveSystem, expected: dict[str, int]) -> int:
@@ -728,15 +733,8 @@ def e2e_run(services: Services, accounts: int, hours: float, seed: int) -> dict[
 
 
 def _wrong_limits(system: LiveSystem, expected: dict[str, int]) -> list[str]:
-    client = system.redis()
-    try:
-        with client.pipeline(transaction=False) as pipe:
-            for aid in expected:
-                pipe.hget(f"{system.settings.cache_prefix}{aid}", "available")
-            got = pipe.execute()
-    finally:
-        client.close()
-    return [a for a, v in zip(expected, got, strict=True) if v is None or int(v) != expected[a]]
+    got = cache_field(system, list(expected), "available")
+    return [a for a, v in expected.items() if got.get(a) != v]
 
 
 def latency_run(
