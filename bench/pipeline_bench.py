@@ -693,7 +693,10 @@ def e2e_run(services: Services, accounts: int, hours: float, seed: int) -> dict[
     from limitsync.replay import InputRecord, ReplayOptions, run_replay
     from limitsync.simulate import simulate
 
-    start = datetime.now(UTC) - timedelta(hours=hours)
+    # Yesterday from 01:00 UTC (the morning peak at +08:00): recent, inside the dedupe
+    # horizon, and every event (late postings included) in the past.
+    start = (datetime.now(UTC) - timedelta(days=1)).replace(hour=1, minute=0, second=0,
+                                                             microsecond=0)
     lines = list(simulate(accounts=accounts, hours=hours, seed=seed, faults=0.02, bad=0.001,
                           start=start))
     replayed = run_replay([InputRecord(x) for x in lines], ReplayOptions(keep_timelines=False))
@@ -1306,7 +1309,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--e2e-hours",
         type=float,
-        default=2.6,
+        default=2.5,
         help="hours of simulated traffic over --accounts for the end-to-end run (0 skips it)",
     )
     parser.add_argument(

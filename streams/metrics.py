@@ -108,8 +108,11 @@ class Metrics:
             self.events.labels(type=kind)
         for reason in get_args(DeadLetterReason):
             self.dead_letters.labels(reason=reason)
-        for within in ("1s", "10s", "sla", "late"):
-            self.changes_displayed.labels(within=within)
+        # Resolved once: labels() looks its child up by name, and this one is counted per change.
+        self._displayed_within = {
+            within: self.changes_displayed.labels(within=within)
+            for within in ("1s", "10s", "sla", "late")
+        }
         for outcome in ("ok", "failed", "retried"):
             self.rescores.labels(outcome=outcome)
         for outcome in ("written", "stale", "refused", "error"):
@@ -124,7 +127,7 @@ class Metrics:
             bucket = "10s"
         else:
             bucket = "sla"
-        self.changes_displayed.labels(within=bucket).inc()
+        self._displayed_within[bucket].inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
