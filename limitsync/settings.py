@@ -67,7 +67,8 @@ class Settings(BaseSettings):
 
     auto_heal_reasons: str = "SYNC_DELAY,CACHE_MISSING,CACHE_DIVERGED,FREEZE_NOT_APPLIED"
     sampler_interval_s: float = 1.0
-    sampler_batch_max: int = 500
+    sampler_batch_max: int = 500  # cache reads per round: accounts with a change in flight
+    sampler_sweep_max: int = 200  # and, of the others, this many in turn (finds tampering)
     cache_write_batch_max: int = 500
     cache_retry_backoff_max_s: float = 5.0
 

@@ -414,12 +414,11 @@ class LiveShell:
         hot = [a for a in accounts.values() if a.drift is not None or a.pending_changes]
         limit = self.settings.sampler_batch_max
         chosen = {a.account_id for a in hot[:limit]}
-        names = sorted(accounts)
-        while len(chosen) < min(limit, len(names)):  # a slow sweep finds tampering anywhere
+        names = list(accounts)
+        sweep = min(self.settings.sampler_sweep_max, limit - len(chosen), len(names))
+        for _ in range(max(0, sweep)):  # a slow sweep finds tampering anywhere
             self._sample_cursor = (self._sample_cursor + 1) % len(names)
             chosen.add(names[self._sample_cursor])
-            if len(chosen) >= len(names):
-                break
         ids = sorted(chosen)
         if not ids:
             return 0
