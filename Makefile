@@ -3,6 +3,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The local Apache Kafka broker's jars (scripts/kafka/pom.xml; LocalKafka runs them).
+KAFKA_LIBS := .kafka/libs
+KAFKA_STAMP := $(KAFKA_LIBS)/.complete
 
 .PHONY: install compile run test test-unit test-integration lint bench clean
 # The hot modules setup.py compiles with mypyc (HOT_MODULES in limitsync/compiled.py) and the
@@ -23,7 +26,17 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m limitsync.compiled || true
 	@touch $(STAMP)
 
-install: $(STAMP)
+# Copied into a new folder that then replaces the old one, so that a version change leaves no
+# jar of the old version on the broker's classpath.
+$(KAFKA_STAMP): scripts/kafka/pom.xml
+	@./scripts/install-system-packages.sh
+	rm -rf $(KAFKA_LIBS).new
+	mvn -q -B -Dstyle.color=never -f scripts/kafka/pom.xml package -Dkafka.libs=$(CURDIR)/$(KAFKA_LIBS).new
+	rm -rf $(KAFKA_LIBS)
+	mv $(KAFKA_LIBS).new $(KAFKA_LIBS)
+	@touch $(KAFKA_STAMP)
+
+install: $(STAMP) $(KAFKA_STAMP)
 
 # Python imports a compiled module in preference to its .py: after an edit, the old compiled
 # code would run until this rebuilds it. One mypyc build makes all of them (one shared library).
@@ -65,5 +78,5 @@ bench: install compile
 	$(BIN)/python -m bench.kafka_replay_bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis out build *__mypyc*.so
+	rm -rf $(VENV) .kafka .pytest_cache .mypy_cache .ruff_cache .hypothesis out build *__mypyc*.so
 	find schemas streams consumers limitsync -name '*.so' -delete

@@ -4,14 +4,15 @@
                                    [--rate 2000] [--latency-s 10] [--sustainable-s 20]
                                    [--profile] [--keep-logs]
 
-Starts a local tansu broker and redis-server and runs real ``limitsync worker`` processes
+Starts a local Apache Kafka broker and redis-server and runs real ``limitsync worker`` processes
 through the integration tests' harness. In one run it measures:
 
-1. Throughput, one worker and two workers: N ledger events (drawdowns, repayments, credit
-   lines over the accounts, ``occurred_at`` = now) are produced first, then the worker(s)
-   start. The clock runs from the first cache write to the last one, and the run counts only
-   when every account's hash holds its final ``version`` (every event changes its account,
-   so that is its number of events). Write times come from Redis keyspace notifications
+1. Throughput, one worker and two workers: the worker(s) start and split the partitions,
+   then N ledger events (drawdowns, repayments, credit lines over the accounts, ``occurred_at``
+   = now) are produced at once, as whole batches. The clock runs from the first records a
+   worker takes to the last cache write, and the run counts only when every account's hash
+   holds its final ``version`` (every event changes its account, so that is its number of
+   events). Write times come from Redis keyspace notifications
    (``notify-keyspace-events Kh``), exact to the subscriber's wake-up. "10-90 %" is the rate
    between 10 % and 90 % of the events in the workers' own ``limitsync_events_total``.
 2. Latency, one worker, at ``--rate`` (2,000/s by default) and again at half the measured
@@ -28,7 +29,7 @@ through the integration tests' harness. In one run it measures:
 Settings: the harness's (rescoring off), the production sampler interval (1 s, where the
 harness uses 0.5 s), and in the throughput runs an SLA of an hour, because a backlog older
 than the 60 s SLA would open breaches and auto-heal rewrites (extra versions), which is not
-what this measures. CPU of every process (workers, tansu, redis, this bench) and of anything
+what this measures. CPU of every process (workers, kafka, redis, this bench) and of anything
 else busy on the machine ("others") is shown per measured window, in cores. ``--profile``
 records worker 0 of each throughput run with py-spy (``pip install py-spy``) and splits its
 time by task and by code area.
@@ -56,7 +57,7 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -66,9 +67,11 @@ from urllib.parse import urlsplit
 import orjson
 import redis
 
-from limitsync.local_services import LocalBroker, LocalRedis, tansu_binary
+from bench.floors import judge, print_floors, record
+from limitsync.local_services import LocalKafka, LocalRedis, kafka_libs
 from limitsync.producing import make_producer
 from schemas.timefmt import format_us
+from streams.kafka_out import key_partition
 from tests.integration.live_harness import LiveSystem, WorkerProcess, make_live_system
 
 PARTITIONS = 8
@@ -252,16 +255,21 @@ class CacheWatcher(threading.Thread):
                 seen.append((int(raw), read_at))
 
 
-def cache_versions(system: LiveSystem, accounts: Sequence[str]) -> dict[str, int]:
+def cache_field(system: LiveSystem, accounts: Sequence[str], name: str) -> dict[str, int]:
+    """One integer field of each account's cached hash (accounts with none are left out)."""
     client = system.redis()
     try:
         with client.pipeline(transaction=False) as pipe:
             for aid in accounts:
-                pipe.hget(f"{system.settings.cache_prefix}{aid}", "version")
+                pipe.hget(f"{system.settings.cache_prefix}{aid}", name)
             raw = pipe.execute()
     finally:
         client.close()
     return {a: int(v) for a, v in zip(accounts, raw, strict=True) if v is not None}
+
+
+def cache_versions(system: LiveSystem, accounts: Sequence[str]) -> dict[str, int]:
+    return cache_field(system, accounts, "version")
 
 
 def behind(system: LiveSystem, expected: dict[str, int]) -> int:
@@ -531,7 +539,7 @@ def new_system(services: Services, tag: str, **overrides: str) -> LiveSystem:
     log_dir.mkdir(parents=True)
     settings = {"sampler_interval_s": SAMPLER_INTERVAL_S, **overrides}
     return make_live_system(
-        services.bootstrap, services.redis_url, "tansu", uid, log_dir, **settings
+        services.bootstrap, services.redis_url, uid, log_dir, **settings
     )
 
 
@@ -555,13 +563,17 @@ def throughput_run(
     workload = LedgerWorkload(accounts, seed, f"t{workers_n}")
     lines = workload.batch(events)
     expected = workload.final_versions
-    began = time.perf_counter()
-    system.produce(lines)
-    produce_s = time.perf_counter() - began
     watcher = CacheWatcher(system.settings.redis_url, system.settings.cache_prefix, False)
     watcher.start()
     watcher.ready.wait(10)
+    # Workers first, split evenly, then the whole load at once: a worker that started alone
+    # would take every partition, and the rebalance when the next one joins (its table
+    # restore included) would be timed as throughput.
     workers = start_workers(system, workers_n)
+    split = wait_split(workers)
+    began = time.perf_counter()
+    asyncio.run(_produce_fast(system, lines))
+    produce_s = time.perf_counter() - began
     meter = CpuSampler(
         {
             **services.pids,
@@ -579,13 +591,17 @@ def throughput_run(
         else None
     )
     try:
-        split = wait_split(workers)
         curve, left = _drain(system, workers, expected)
     finally:
         meter.stop()
         prof = profiler.stop() if profiler else None
         watcher.stop()
-    first, last = watcher.first_s, watcher.last_s
+    # From the first records a worker took (a worker may apply a whole fetched batch before
+    # its first cache write) to the last cache write.
+    healths = [w.health() or {} for w in workers]
+    starts = [h["first_batch_us"] / 1e6 for h in healths if h.get("first_batch_us")]
+    first = min([*starts, *([watcher.first_s] if watcher.first_s else [])], default=None)
+    last = watcher.last_s
     cpu = meter.between(first, last)
     result = _throughput_result(workers_n, events, expected, left, first, last, curve)
     samples = [parse_metrics(w.metrics()) for w in workers]
@@ -619,6 +635,36 @@ def throughput_run(
         profile=prof,
     )
     return result, system
+
+
+async def _produce_fast(system: LiveSystem, lines: list[bytes]) -> None:
+    """All lines onto account-events as whole batches per partition (keyed by account)."""
+    from aiokafka import AIOKafkaProducer
+
+    topic = system.settings.topics["account_events"]
+    producer = AIOKafkaProducer(
+        bootstrap_servers=system.settings.bootstrap_servers,
+        acks="all",
+        max_batch_size=512 * 1024,
+    )
+    await producer.start()
+    try:
+        by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+        for line in lines:
+            key = orjson.loads(line)["account_id"].encode()
+            by_partition.setdefault(key_partition(key, PARTITIONS), []).append((key, line))
+        sent = []
+        for partition, records in by_partition.items():
+            batch = producer.create_batch()
+            for key, value in records:
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    sent.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=None)
+            sent.append(await producer.send_batch(batch, topic, partition=partition))
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
 
 
 def _drain(
@@ -673,6 +719,60 @@ def _steady_rate(curve: list[tuple[float, float]], events: int) -> float | None:
     if lo is None or hi is None or hi[0] <= lo[0]:
         return None
     return round((hi[1] - lo[1]) / (hi[0] - lo[0]))
+
+
+def e2e_run(services: Services, accounts: int, hours: float, seed: int) -> dict[str, Any]:
+    """A recent simulated log (displayed observations, faults and all) produced with
+    ``limitsync produce`` into one running worker; the clock runs from the start of the produce
+    to the moment every account's cache equals the replay of the same log."""
+    from limitsync.replay import InputRecord, ReplayOptions, run_replay
+    from limitsync.simulate import simulate
+
+    # Yesterday from 01:00 UTC (the morning peak at +08:00): recent, inside the dedupe
+    # horizon, and every event (late postings included) in the past.
+    start = (datetime.now(UTC) - timedelta(days=1)).replace(hour=1, minute=0, second=0,
+                                                             microsecond=0)
+    lines = list(simulate(accounts=accounts, hours=hours, seed=seed, faults=0.02, bad=0.001,
+                          start=start))
+    replayed = run_replay([InputRecord(x) for x in lines], ReplayOptions(keep_timelines=False))
+    expected = {a["account_id"]: a["expected_available"] for a in replayed.account_lines()}
+    system = new_system(services, "e2e")
+    path = system.log_dir / "log.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    (worker,) = start_workers(system, 1)
+    try:
+        wait_split([worker])
+        env = {**system.env, "LIMITSYNC_BOOTSTRAP_SERVERS": system.settings.bootstrap_servers}
+        began = time.time()
+        subprocess.run(
+            [sys.executable, "-m", "limitsync.cli", "produce", "--input", str(path)],
+            env=env, check=True, capture_output=True, timeout=DRAIN_TIMEOUT_S,
+        )
+        produced = time.time()
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        wrong = _wrong_limits(system, expected)
+        while wrong and time.monotonic() < deadline:
+            time.sleep(0.2)
+            wrong = _wrong_limits(system, expected)
+        exact = time.time()
+    finally:
+        system.stop_all()
+    seconds = exact - began
+    return {
+        "events": len(lines),
+        "accounts": len(expected),
+        "displayed_events": sum(1 for x in lines if b'"limit.displayed"' in x),
+        "complete": not wrong,
+        "accounts_wrong": len(wrong),
+        "produce_s": round(produced - began, 2),
+        "seconds": round(seconds, 2),
+        "events_per_s": round(len(lines) / seconds) if not wrong else 0,
+    }
+
+
+def _wrong_limits(system: LiveSystem, expected: dict[str, int]) -> list[str]:
+    got = cache_field(system, list(expected), "available")
+    return [a for a, v in expected.items() if got.get(a) != v]
 
 
 def latency_run(
@@ -884,7 +984,7 @@ async def _bare_consume(bootstrap: str, topic: str, events: int) -> dict[str, An
 
 
 def count_records(system: LiveSystem, topics: list[str]) -> dict[str, dict[str, int]]:
-    """Records and value bytes per topic (read to idle: tansu's end offsets are wrong)."""
+    """Records and value bytes per topic, read until a second passes with nothing new."""
     return {t: asyncio.run(_count(system.settings.bootstrap_servers, t)) for t in topics}
 
 
@@ -955,7 +1055,7 @@ def machine_info() -> dict[str, Any]:
         "nproc": os.cpu_count(),
         "cpu": cpu,
         "python": platform.python_version(),
-        "tansu": _tansu_version(),
+        "kafka": _kafka_version(),
         "redis_server": _redis_version(),
         "git": _git_state(),
         "loadavg": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
@@ -986,18 +1086,13 @@ def _pkg(name: str) -> str:
         return "not installed"
 
 
-def _tansu_version() -> str:
+def _kafka_version() -> str:
+    """The broker's version, from its jar's name (kafka_2.13-VERSION.jar)."""
     try:
-        out = subprocess.run(
-            [str(tansu_binary()), "--version"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired, RuntimeError) as exc:
+        jars = sorted(kafka_libs().glob("kafka_2.13-*.jar"))
+    except RuntimeError as exc:
         return f"unknown ({exc})"
-    return (out.stdout or out.stderr).strip() or "unknown"
+    return jars[0].stem.removeprefix("kafka_2.13-") if jars else "unknown"
 
 
 def _redis_version() -> str:
@@ -1014,12 +1109,13 @@ def _redis_version() -> str:
 def print_report(info: dict[str, Any], result: dict[str, Any]) -> None:
     print(f"\npipeline bench  {info['date']}  {info['nproc']} cores  {info['cpu']}")
     print(
-        f"  python {info['python']}  {info['tansu']}  redis-server {info['redis_server']}  "
+        f"  python {info['python']}  kafka {info['kafka']}  redis-server {info['redis_server']}  "
         f"faust-streaming {info['faust-streaming']}  aiokafka {info['aiokafka']}  "
         f"kafka-python {info['kafka-python']}  redis-py {info['redis']}"
     )
     print(f"  code: {info['git']}; load average at start {info['loadavg']}")
     _print_throughput(result)
+    _print_e2e(result.get("e2e"))
     _print_latency(result.get("latency", []))
     _print_load(result)
     for tp in result.get("throughput", []):
@@ -1032,20 +1128,34 @@ def _cores(cpu: dict[str, float], name: str, seconds: float) -> str:
     return f"{value / seconds:.2f}" if seconds > 0 else "-"
 
 
+def _print_e2e(e2e: dict[str, Any] | None) -> None:
+    if not e2e:
+        return
+    state = "" if e2e["complete"] else f"  INCOMPLETE: {e2e['accounts_wrong']} accounts wrong"
+    print(
+        f"\nEND TO END  a recent simulated log of {e2e['events']:,} events "
+        f"({e2e['displayed_events']:,} displayed observations) over {e2e['accounts']:,} accounts, "
+        "produced with `limitsync produce` into 1 running worker, until the cache equals the "
+        f"replay: {e2e['events_per_s']:,} events/s in {e2e['seconds']} s (the produce alone "
+        f"{e2e['produce_s']} s){state}"
+    )
+
+
 def _print_throughput(result: dict[str, Any]) -> None:
     tps = result.get("throughput", [])
     if tps:
         print(
             f"\nTHROUGHPUT  {tps[0]['events']:,} ledger events over {tps[0]['accounts']:,} "
-            "accounts, produced first; clock from first to last cache write"
+            "accounts, produced at once into running workers; clock from the first records taken "
+            "to the last cache write"
         )
     head = f"  {'':<38}{'events/s':>10}{'10-90 %':>10}{'seconds':>9}   cores used: "
-    print(head + "workers  tansu  redis  bench  others")
+    print(head + "workers  kafka  redis  bench  others")
     for tp in tps:
         cpu, sec = tp["cpu_s"], tp["cpu_window_s"]
         cores = "  ".join(
             f"{_cores(cpu, n, sec):>{w}}"
-            for n, w in (("worker", 7), ("tansu", 5), ("redis", 5), ("bench", 5), ("others", 6))
+            for n, w in (("worker", 7), ("kafka", 5), ("redis", 5), ("bench", 5), ("others", 6))
         )
         state = "" if tp["complete"] else f"  INCOMPLETE: {tp['accounts_behind']} accounts behind"
         print(
@@ -1147,10 +1257,10 @@ def _print_profile(workers: int, prof: dict[str, Any]) -> None:
 
 
 def _services(stack: contextlib.ExitStack, tmp: Path) -> Services:
-    broker = stack.enter_context(LocalBroker(tmp / "broker"))
+    broker = stack.enter_context(LocalKafka(tmp / "broker").start())
     cache = stack.enter_context(LocalRedis(tmp / "redis"))
     return Services(
-        broker.bootstrap_servers, cache.url, {"tansu": broker.pid, "redis": cache.pid}, tmp
+        broker.bootstrap_servers, cache.url, {"kafka": broker.pid, "redis": cache.pid}, tmp
     )
 
 
@@ -1207,6 +1317,9 @@ def _run_all(args: argparse.Namespace, tmp_dir: Path, result: dict[str, Any]) ->
                     else "the rate asked for",
                 )
             )
+        if args.e2e_hours > 0:
+            result["e2e"] = e2e_run(services, args.accounts, args.e2e_hours, args.seed + 300)
+            _progress(f"simulated log end to end: {result['e2e']['events_per_s']:,} ev/s")
         result["core"] = core_run(args.accounts, args.events, args.seed)
 
 
@@ -1229,6 +1342,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--sustainable-s", type=float, default=20.0, help="0 skips the run")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--e2e-hours",
+        type=float,
+        default=2.5,
+        help="hours of simulated traffic over --accounts for the end-to-end run (0 skips it)",
+    )
+    parser.add_argument(
+        "--no-record", action="store_true", help="do not append the floors to bench/RESULTS.md"
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep worker and broker logs")
     parser.add_argument(
         "--profile", action="store_true", help="py-spy record worker 0 of each throughput run"
@@ -1239,6 +1361,10 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args)
     result["bench_seconds"] = round(time.perf_counter() - began, 1)
     print_report(info, result)
+    floors = judge(result)
+    print_floors(floors, result)
+    if not args.no_record:
+        print(f"  recorded in {record(floors, info, result)}")
     print(f"\nbench took {result['bench_seconds']} s")
     print(json.dumps({"bench": "pipeline", "machine": info, **result}, default=str))
     incomplete = [tp for tp in result["throughput"] if not tp["complete"]]

@@ -193,19 +193,14 @@ def tail_alerts(
 ) -> int:
     """Show alerts as they arrive; returns how many were shown.
 
-    Without ``from_beginning`` it starts at the end of each partition. On tansu, whose end
-    offset is the last batch's base + 1, it also skips records stamped before it started, or
-    that batch's tail would show again (not elsewhere: producer clock skew would hide alerts).
-    ``ready`` is set once the first poll has placed the consumer.
+    Without ``from_beginning`` it starts at the end of each partition. ``ready`` is set once
+    the first poll has placed the consumer.
     """
     options = options or TailOptions()
     out = out or sys.stdout
     show = _writer(out, out.isatty() if use_rich is None else use_rich)
     client_id = f"{settings.app_id}-alert-tail-{uuid.uuid4().hex[:8]}"
     consumer = make_consumer(settings, client_id=client_id, group_id=None)
-    skip_before_ms = -1
-    if not options.from_beginning and settings.broker_profile == "tansu":
-        skip_before_ms = time.time_ns() // 1_000_000
     shown = 0
     try:
         tps = topic_partitions(consumer, [settings.topics["alerts"]])
@@ -221,8 +216,6 @@ def tail_alerts(
                 ready.set()
             for records in batch.values():
                 for record in records:
-                    if record.timestamp < skip_before_ms:
-                        continue
                     alert = _parse_alert(record.value)
                     show(alert if alert is not None else {"type": "not-an-alert",
                                                           "alert_id": record.offset})

@@ -1,8 +1,8 @@
-"""The kafka-python consumer every tool here uses, with the broker profile applied.
+"""The kafka-python consumer every tool here uses.
 
 kafka-python (not Faust) because these tools are plain loops that must decide exactly when
 an offset is committed; the one place that builds the consumer keeps the security settings
-(``kafka_python_config``) and the tansu workarounds (DESIGN.md) out of each tool.
+(``kafka_python_config``) out of each tool.
 """
 
 from __future__ import annotations
@@ -23,9 +23,6 @@ __all__ = [
     "topic_partitions",
 ]
 
-# tansu holds a first JoinGroup for half the session timeout; 6 s keeps that to 3 s.
-TANSU_SESSION_TIMEOUT_MS = 6000
-TANSU_HEARTBEAT_INTERVAL_MS = 1500
 METADATA_TIMEOUT_S = 15.0
 _METADATA_POLL_S = 0.2
 
@@ -42,9 +39,6 @@ def make_consumer(settings: Settings, *, client_id: str, **options: Any) -> Kafk
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
     }
-    if settings.broker_profile == "tansu":
-        config["session_timeout_ms"] = TANSU_SESSION_TIMEOUT_MS
-        config["heartbeat_interval_ms"] = TANSU_HEARTBEAT_INTERVAL_MS
     config.update(options)
     return KafkaConsumer(**config)
 

@@ -4,19 +4,18 @@ The consumer is isolated: a group id of its own, ``assign()`` instead of ``subsc
 group membership, so no rebalance of the live workers), auto-commit off and no commit ever.
 Nothing is produced and Redis is never touched; the outputs are the files of a file replay.
 
-Finding the start. ``offsets_for_times`` is the cheap way, but a broker may answer it wrongly
-(tansu 0.6 answers offset 0 for every timestamp), and a wrong answer silently loses records
-(too late) or adds them (too early). So every answer is checked against the timestamps
-actually read: the reader seeks to the record just before the answer, which must be older
-than ``start``, and the answered record must not be; a partition that fails the check, or
-that got no answer, is read from its earliest offset instead, dropping what is older than
-``start``. Either way the same records are kept; the check only decides how much is read.
+Finding the start. ``offsets_for_times`` answers, per partition, the earliest offset whose
+timestamp is at or after ``start``; the reader seeks there, so every record before it is
+older than ``start``. A partition with no answer has no such record: nothing to read. A record
+after the answer that is stamped before ``start`` (producers set the timestamps, which need
+not grow with offsets) is dropped, as a replay of the same slice of a file would drop it.
 
 Finding the end. A partition is done at its first record after ``end`` (record timestamps
-are taken to grow with offsets, as ``limitsync produce`` writes them), or when the merge waits
-for it and no partition has received anything for ``idle_timeout_s``: ``end_offsets`` cannot
-be used on tansu (it answers the last batch's base offset + 1), and on other brokers it only
-lets a partition finish without that wait.
+are taken to grow with offsets, as ``limitsync produce`` writes them), at its end offset taken
+when the read starts, or when the merge waits for it and no partition has received anything
+for ``idle_timeout_s``: a partition whose last offsets hold no record a consumer sees (the
+markers that end transactions) never reaches its end offset, and with ``trust_end_offsets``
+off a partition is read until it goes quiet.
 
 Partitions are merged into one log by (timestamp, partition, offset) as they arrive
 (:class:`consumers.merge.PartitionMerger`), with a bounded buffer per partition: a partition
@@ -30,7 +29,7 @@ import enum
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,92 +53,18 @@ from schemas.timefmt import format_us
 __all__ = [
     "KafkaReadOptions",
     "KafkaReadStats",
-    "OffsetsForTimes",
     "PartitionStats",
-    "StartCheck",
     "StartMode",
-    "Verdict",
     "read_window",
     "replay_from_kafka",
     "replay_from_kafka_cli",
 ]
 
-OffsetsForTimes = Callable[
-    [Mapping[TopicPartition, int]], Mapping[TopicPartition, OffsetAndTimestamp | None]
-]
-
 
 class StartMode(enum.StrEnum):
     BEGINNING = "beginning"  # no start given: from the earliest offset
-    VERIFYING = "verifying"  # at the broker's answer, not yet checked
-    VERIFIED = "verified"  # the answer held against the timestamps read
-    SCANNED = "scanned"  # no answer, or a wrong one: from the earliest offset
-
-
-class Verdict(enum.Enum):
-    KEEP = "keep"  # the record is at or after the start: the window decides
-    SKIP = "skip"  # the record before the answer: older than start, as it should be
-    RESCAN = "rescan"  # the answer is wrong: read the partition from its earliest offset
-
-
-@dataclass
-class StartCheck:
-    """Checks one partition's ``offsets_for_times`` answer against the records read.
-
-    An answer ``o`` is right when the record at ``o - 1`` (if ``o > 0``) is older than
-    ``start`` and the record at ``o`` is not; the reader seeks to ``o - 1`` so that the
-    first records it reads settle the question. The check is local: with timestamps that go
-    back and forth inside a partition, a record before ``o - 1`` could still be in the window.
-    """
-
-    start_ms: int
-    answer: int | None
-    mode: StartMode = StartMode.VERIFYING
-    _predecessor_seen: bool = False
-
-    def __post_init__(self) -> None:
-        if self.mode is StartMode.VERIFYING and (self.answer is None or self.answer < 0):
-            self.mode = StartMode.SCANNED
-
-    @property
-    def seek_offset(self) -> int | None:
-        """Where to start reading; None means the earliest offset."""
-        if self.mode is not StartMode.VERIFYING or self.answer is None:
-            return None
-        return max(0, self.answer - 1)
-
-    def judge(self, offset: int, timestamp_ms: int) -> Verdict:
-        if self.mode is not StartMode.VERIFYING:
-            return Verdict.KEEP
-        answer = self.answer
-        assert answer is not None  # VERIFYING always has an answer (see __post_init__)
-        if answer > 0 and not self._predecessor_seen:
-            if offset == answer - 1 and timestamp_ms < self.start_ms:
-                self._predecessor_seen = True
-                return Verdict.SKIP
-            return self._fail()
-        if offset == answer and timestamp_ms >= self.start_ms:
-            self.mode = StartMode.VERIFIED
-            return Verdict.KEEP
-        return self._fail()
-
-    def judge_silence(self) -> Verdict:
-        """The partition has gone quiet with the answer still unchecked.
-
-        A right answer points at a record, so silence proves it wrong (tansu reads nothing
-        past its end, it does not reset the position) unless the seek went to offset 0:
-        then everything there is was read, which is what a scan does.
-        """
-        if self.mode is not StartMode.VERIFYING:
-            return Verdict.KEEP
-        if self.seek_offset == 0:
-            self.mode = StartMode.SCANNED
-            return Verdict.KEEP
-        return self._fail()
-
-    def _fail(self) -> Verdict:
-        self.mode = StartMode.SCANNED
-        return Verdict.RESCAN
+    AT_TIME = "at_time"  # at offsets_for_times' answer for the start
+    EMPTY = "empty"  # no record at or after the start: nothing read
 
 
 @dataclass(frozen=True)
@@ -154,8 +79,9 @@ class KafkaReadOptions:
     # kafka-python checks CRC32C in pure Python (about half the read time) unless the
     # ``crc32c`` package is installed; turning the check off trades corruption detection.
     check_crcs: bool = True
-    # None: trust end_offsets unless the broker profile is tansu.
-    trust_end_offsets: bool | None = None
+    # A partition ends at its end offset taken when the read starts; False reads each one
+    # until it goes quiet (idle_timeout_s) instead, taking in what arrives meanwhile.
+    trust_end_offsets: bool = True
 
     def __post_init__(self) -> None:
         if self.buffer_records_max < 2 or self.poll_records_max < 1:
@@ -170,7 +96,7 @@ class PartitionStats:
     answer: int | None
     records_read: int = 0
     records_kept: int = 0
-    ended_by: str = ""  # "end" (a record after end), "end_offset", or "idle"
+    ended_by: str = ""  # "end" (a record after end), "end_offset", "idle" or "empty"
 
 
 @dataclass
@@ -207,7 +133,6 @@ class _WindowReader:
         self._end_ms = end_ms
         self._options = options
         self._stats = stats
-        self._checks: dict[TopicPartitionId, StartCheck] = {}
         self._end_hints: dict[TopicPartitionId, int] = {}
         self._merger = PartitionMerger(self._tps)
         self._paused: set[TopicPartitionId] = set()
@@ -215,28 +140,24 @@ class _WindowReader:
 
     # -- start and end ------------------------------------------------------------------
 
-    def locate(self, offsets_for_times: OffsetsForTimes | None, trust_end_offsets: bool) -> None:
+    def locate(self, trust_end_offsets: bool) -> None:
         consumer = self._consumer
         consumer.assign(list(self._tps.values()))
         answers: Mapping[TopicPartition, OffsetAndTimestamp | None] = {}
         if self._start_ms is not None:
-            ask = offsets_for_times or consumer.offsets_for_times
-            try:
-                answers = ask(dict.fromkeys(self._tps.values(), self._start_ms))
-            except KafkaError:  # unsupported or failing: every partition scans
-                answers = {}
+            answers = consumer.offsets_for_times(dict.fromkeys(self._tps.values(), self._start_ms))
         for tpid, tp in self._tps.items():
             if self._start_ms is None:
-                check = StartCheck(0, None, StartMode.BEGINNING)
-            else:
-                answer = answers.get(tp)
-                check = StartCheck(self._start_ms, None if answer is None else answer.offset)
-            self._checks[tpid] = check
-            self._stats.partitions[tpid] = PartitionStats(check.mode, check.answer)
-            if check.seek_offset is None:
+                self._stats.partitions[tpid] = PartitionStats(StartMode.BEGINNING, None)
                 consumer.seek_to_beginning(tp)
+                continue
+            found = answers.get(tp)
+            if found is None:
+                self._stats.partitions[tpid] = PartitionStats(StartMode.EMPTY, None)
+                self._finish(tpid, "empty")
             else:
-                consumer.seek(tp, check.seek_offset)
+                self._stats.partitions[tpid] = PartitionStats(StartMode.AT_TIME, found.offset)
+                consumer.seek(tp, found.offset)
         if trust_end_offsets:
             self._use_end_offsets()
 
@@ -286,24 +207,17 @@ class _WindowReader:
     def _take(self, tpid: TopicPartitionId, records: Sequence[ConsumerRecord]) -> None:
         if self._merger.is_finished(tpid):
             return
-        stats, check = self._stats.partitions[tpid], self._checks[tpid]
+        stats = self._stats.partitions[tpid]
         kept: list[LogRecord] = []
         end_hint = self._end_hints.get(tpid)
         ended = ""
         for raw in records:
             offset, timestamp_ms = raw.offset, raw.timestamp
             stats.records_read += 1
-            verdict = check.judge(offset, timestamp_ms)
-            if verdict is Verdict.RESCAN:
-                self._rescan(tpid)
-                break
-            stats.start_mode = check.mode
             if self._end_ms is not None and timestamp_ms > self._end_ms:
                 ended = "end"
                 break
-            if verdict is Verdict.KEEP and (
-                self._start_ms is None or timestamp_ms >= self._start_ms
-            ):
+            if self._start_ms is None or timestamp_ms >= self._start_ms:
                 kept.append(LogRecord(tpid[0], tpid[1], offset, timestamp_ms, raw.key, raw.value))
             if end_hint is not None and offset + 1 >= end_hint:
                 ended = "end_offset"
@@ -327,31 +241,22 @@ class _WindowReader:
     def _count_quiet(self, polled_s: float, delivered: bool) -> None:
         """Adds the poll's time to the quiet spell, or ends it when any records came.
 
-        Quiet is counted for the consumer as a whole, not per partition: a broker may serve
-        the partitions of a fetch one after another (tansu returns about 1 MB per fetch, in
-        partition order), so one partition can wait longer than the idle bound while others
-        get data. Only when no fetchable partition gets anything is an awaited one at its end.
-        Only time inside ``poll`` counts, so a slow consumer of the merged log changes nothing.
+        Quiet is counted for the consumer as a whole, not per partition: a fetch answer is
+        bounded in bytes (``fetch_max_bytes``), so a broker may serve partitions one after
+        another, and one can wait longer than the idle bound while others get data. Only
+        when no fetchable partition gets anything is an awaited one at its end. Only time
+        inside ``poll`` counts, so a slow consumer of the merged log changes nothing.
         """
         self._quiet_s = 0.0 if delivered else self._quiet_s + polled_s
 
     def _finish_idle(self) -> bool:
-        """Finish (or rescan) the awaited partitions that stayed quiet; True if any did."""
+        """Finish the awaited partitions that stayed quiet; True if any did."""
         if self._quiet_s < self._options.idle_timeout_s:
             return False
         idle = [tpid for tpid in self._merger.waiting if tpid not in self._paused]
         for tpid in idle:
-            if self._checks[tpid].judge_silence() is Verdict.RESCAN:
-                self._rescan(tpid)
-            else:
-                self._stats.partitions[tpid].start_mode = self._checks[tpid].mode
-                self._finish(tpid, "idle")
+            self._finish(tpid, "idle")
         return bool(idle)
-
-    def _rescan(self, tpid: TopicPartitionId) -> None:
-        self._stats.partitions[tpid].start_mode = StartMode.SCANNED
-        self._consumer.seek_to_beginning(self._tps[tpid])
-        self._quiet_s = 0.0
 
 
 def read_window(
@@ -361,12 +266,10 @@ def read_window(
     options: KafkaReadOptions | None = None,
     *,
     stats: KafkaReadStats | None = None,
-    offsets_for_times: OffsetsForTimes | None = None,
     topics: Sequence[str] | None = None,
 ) -> Iterator[LogRecord]:
     """The input topics' records with start <= timestamp <= end, merged into one log.
 
-    ``offsets_for_times`` replaces the broker's answer (tests give wrong ones on purpose).
     ``stats`` is filled in as the records are read.
     """
     options = options or KafkaReadOptions()
@@ -380,9 +283,6 @@ def read_window(
             settings.topics["displayed"],
         ]
     )
-    trust = options.trust_end_offsets
-    if trust is None:
-        trust = settings.broker_profile != "tansu"
     consumer = make_consumer(
         settings,
         client_id=stats.group_id,
@@ -399,7 +299,7 @@ def read_window(
             options,
             stats,
         )
-        reader.locate(offsets_for_times, trust)
+        reader.locate(options.trust_end_offsets)
         yield from reader
     finally:
         consumer.close(autocommit=False)
@@ -411,8 +311,6 @@ def replay_from_kafka(
     end_us: int | None,
     replay_options: ReplayOptions,
     read_options: KafkaReadOptions | None = None,
-    *,
-    offsets_for_times: OffsetsForTimes | None = None,
 ) -> tuple[ReplayResult, KafkaReadStats]:
     """Run the window through ``run_replay``; same result as a file replay of those records."""
     stats = KafkaReadStats()
@@ -422,7 +320,6 @@ def replay_from_kafka(
         end_us,
         read_options,
         stats=stats,
-        offsets_for_times=offsets_for_times,
     )
     result = run_replay((r.as_input() for r in records), replay_options)
     return result, stats

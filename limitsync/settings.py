@@ -32,10 +32,6 @@ class Settings(BaseSettings):
         default="redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("LIMITSYNC_REDIS_URL", "REDIS_URL"),
     )
-    # Broker profile: "tansu" applies the workarounds the local broker needs (DESIGN.md);
-    # "kafka" keeps Apache Kafka defaults.
-    broker_profile: Literal["kafka", "tansu"] = "kafka"
-
     # Kafka security (SASL/TLS). Empty values mean plaintext.
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: str = ""  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
@@ -71,7 +67,8 @@ class Settings(BaseSettings):
 
     auto_heal_reasons: str = "SYNC_DELAY,CACHE_MISSING,CACHE_DIVERGED,FREEZE_NOT_APPLIED"
     sampler_interval_s: float = 1.0
-    sampler_batch_max: int = 500
+    sampler_batch_max: int = 500  # cache reads per round: accounts with a change in flight
+    sampler_sweep_max: int = 200  # and, of the others, this many in turn (finds tampering)
     cache_write_batch_max: int = 500
     cache_retry_backoff_max_s: float = 5.0
 
@@ -109,8 +106,6 @@ def load_settings(state_file: str | Path | None = None, **overrides: object) -> 
         state = json.loads(Path(state_file).read_text(encoding="utf-8"))
         values["bootstrap_servers"] = state["bootstrap_servers"]
         values["redis_url"] = state["redis_url"]
-        if "broker_profile" in state:
-            values["broker_profile"] = state["broker_profile"]
         prefix = state.get("topic_prefix")
         if isinstance(prefix, str):
             values["topic_prefix"] = prefix

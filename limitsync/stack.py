@@ -1,6 +1,6 @@
 """``limitsync up``: the embedded local stack, for development and demos.
 
-Starts (or reuses, when ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` are set) a Kafka-protocol
+Starts (or reuses, when ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` are set) an Apache Kafka
 broker and Redis on free loopback ports, creates the topics, runs N worker processes, and
 optionally feeds simulator traffic. Everything it started, it stops on Ctrl-C.
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from limitsync.local_services import LocalBroker, LocalRedis, create_topics, free_port
+from limitsync.local_services import LocalKafka, LocalRedis, create_topics, free_port
 from limitsync.settings import Settings, load_settings
 from limitsync.worker_metrics import Snapshot, scrape
 
@@ -40,18 +40,17 @@ class StackOptions:
     duration_s: float | None = None  # stop by itself after this long (tests, demos)
 
 
-def start_services(stack: ExitStack, run_dir: Path) -> tuple[str, str, str]:
+def start_services(stack: ExitStack, run_dir: Path) -> tuple[str, str]:
     """Broker and Redis: the configured ones, or local processes that ``stack`` stops."""
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    profile = os.environ.get("LIMITSYNC_BROKER_PROFILE", "kafka")
     if not bootstrap:
-        broker = stack.enter_context(LocalBroker(run_dir / "logs").start())
-        bootstrap, profile = broker.bootstrap_servers, "tansu"
+        broker = stack.enter_context(LocalKafka(run_dir / "logs").start())
+        bootstrap = broker.bootstrap_servers
     redis_url = os.environ.get("REDIS_URL")
     if not redis_url:
         redis = stack.enter_context(LocalRedis(run_dir / "logs").start())
         redis_url = redis.url
-    return bootstrap, redis_url, profile
+    return bootstrap, redis_url
 
 
 def spawn_worker(
@@ -62,7 +61,6 @@ def spawn_worker(
         **os.environ,
         "LIMITSYNC_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "LIMITSYNC_REDIS_URL": settings.redis_url,
-        "LIMITSYNC_BROKER_PROFILE": settings.broker_profile,
         "LIMITSYNC_WEB_PORT": str(port),
         "LIMITSYNC_DATA_DIR": str(run_dir / f"worker-{index}"),
         "LIMITSYNC_RESCORE_ENABLED": "true" if rescore else "false",
@@ -96,11 +94,10 @@ def run_stack(options: StackOptions) -> int:
     run_dir = Path(options.run_dir).resolve()
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
-        bootstrap, redis_url, profile = start_services(stack, run_dir)
+        bootstrap, redis_url = start_services(stack, run_dir)
         settings = load_settings(
             bootstrap_servers=bootstrap,
             redis_url=redis_url,
-            broker_profile=profile,
             rescore_enabled=options.rescore,
         )
         create_topics(
@@ -148,7 +145,6 @@ def _write_state(path: Path, settings: Settings, urls: list[str]) -> None:
         "redis_url": settings.redis_url,
         "topics": settings.topics,
         "pid": os.getpid(),
-        "broker_profile": settings.broker_profile,
         "topic_prefix": settings.topic_prefix,
         "web_urls": urls,
     }

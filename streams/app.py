@@ -21,7 +21,7 @@ from limitsync.clients import faust_broker_credentials, make_async_redis
 from limitsync.settings import Settings
 from streams import batch_consumer
 from streams.cache import RedisLimitCache
-from streams.kafka_out import ChangelogTable, KafkaOut
+from streams.kafka_out import ChangelogTable, KafkaOut, PartitionMemo
 from streams.live import OWN_HEADER, LiveShell, RawRecord, partition_of
 from streams.metrics import Metrics
 from streams.rescore import Rescorer
@@ -122,8 +122,8 @@ def create_app(settings: Settings) -> tuple[faust.App, LiveShell]:
     # The shell's writes (state changelog, observations, alerts, dead letters) go out in
     # batches per partition through Faust's own client, started and stopped with the app.
     out = KafkaOut(lambda: _client_of(app), settings.partitions)
-    n = settings.partitions
-    store = ChangelogTable(table, out, lambda key: partition_of(account_of_key(key), n))
+    account_partition = PartitionMemo(settings.partitions)
+    store = ChangelogTable(table, out, lambda key: account_partition(account_of_key(key).encode()))
     shell = LiveShell(settings, out, cache, store, metrics, out.flush_soon)
     rescorer = Rescorer(
         load_scorer(settings.scorer),
@@ -227,6 +227,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LiveShell]:
                 "accounts": len(shell.engine.accounts),
                 "partitions": sorted(shell.owned),
                 "cache_backlog": shell.writer.backlog,
+                "first_batch_us": shell.first_batch_us,
             }
         )
 

@@ -3,15 +3,18 @@
 Faust delivers each record through its conductor, a channel queue and a stream: per record,
 a wait on two futures, an event object, queue and stream bookkeeping, an ack. That is most
 of a worker's time when the work per record is a few microseconds. Here the fetch loop hands
-the records of the topics a sink was attached for to that sink, one call per fetched batch;
-every other topic (the rescore requests, the changelogs during recovery) takes Faust's own
-path. What Faust does around records stays: group membership and rebalances, the pause and
-seek of recovery (``SeekSafeConsumer``), the read offsets and gaps, and commits of acked
-offsets. The records of a batch are tracked as unacked until the sink's work on them is
-durable, so a rebalance waits for them (``Consumer.wait_empty``) before it commits and lets
-the partitions go. The sink says which records it took, and gives what completes when its
-work on them is durable (its writes are in Kafka); the fetch loop goes on with the next
-batch meanwhile, and acks the records then. At most ``IN_FLIGHT_MAX`` batches wait so.
+the records of the topics a sink was attached for to that sink, one call per fetched batch.
+Every other topic (the rescore requests, the changelogs read by recovery and by standby
+replicas) takes Faust's own path, but a changelog record skips the two futures Faust's loop
+waits on per record when its delivery cannot block (flow on, changelog queue not full).
+
+What Faust does around records stays: group membership and rebalances, the pause and seek of
+recovery (``SeekSafeConsumer``), the read offsets and gaps, and commits of acked offsets. The
+records of a batch are tracked as unacked until the sink's work on them is durable, so a
+rebalance waits for them (``Consumer.wait_empty``) before it commits and lets the partitions
+go. The sink says which records it took, and gives what completes when its work on them is
+durable (its writes are in Kafka); the fetch loop goes on with the next batch meanwhile, and
+acks the records then. At most ``IN_FLIGHT_MAX`` batches wait so.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from faust.transport import drivers
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -87,6 +90,10 @@ class BatchingConsumer(SeekSafeConsumer):
         read_offset = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
         unacked = self._unacked_messages
+        tables = cast(Any, self.app.tables)  # its type does not declare the changelog queue
+        changelogs = tables.changelog_topics
+        changelog_queue = tables.changelog_queue
+        flow = self.app.flow_control
         await asyncio.sleep(0)  # getmany can return at once, again and again
         if self.should_stop:
             return batch
@@ -104,6 +111,10 @@ class BatchingConsumer(SeekSafeConsumer):
             if message.topic in topics:
                 unacked.add(message)  # a rebalance now waits for the sink (wait_empty)
                 batch.append(message)
+            elif message.topic in changelogs and flow.is_active() and not changelog_queue.full():
+                # Faust's delivery awaits only flow control and room in the queue: neither
+                # can block now, so no delivery is left waiting if the flow stops.
+                await self.callback(message)
             else:
                 await self.wait_first(self.callback(message), self.suspend_flow.wait())
             read_offset[tp] = offset

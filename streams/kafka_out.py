@@ -18,14 +18,34 @@ from typing import Any
 
 from kafka.partitioner.default import murmur2
 
-__all__ = ["ChangelogTable", "KafkaOut", "key_partition"]
+__all__ = ["ChangelogTable", "KafkaOut", "PartitionMemo", "key_partition"]
 
 Headers = Sequence[tuple[str, bytes]]
+
+
+PARTITION_MEMO_MAX = 200_000  # keys whose partition is remembered (murmur2 is pure Python)
 
 
 def key_partition(key: bytes, partitions: int) -> int:
     """The default Kafka partitioner (murmur2 of the key), as producers use it."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class PartitionMemo:
+    """``key_partition`` remembered per key: kafka-python's murmur2 is Python code, a few
+    microseconds a call, and a worker asks for the same few accounts again and again."""
+
+    def __init__(self, partitions: int) -> None:
+        self._partitions = partitions
+        self._known: dict[bytes, int] = {}
+
+    def __call__(self, key: bytes) -> int:
+        partition = self._known.get(key)
+        if partition is None:
+            if len(self._known) >= PARTITION_MEMO_MAX:
+                self._known.clear()
+            partition = self._known[key] = key_partition(key, self._partitions)
+        return partition
 
 
 class KafkaOut:
@@ -37,7 +57,7 @@ class KafkaOut:
 
     def __init__(self, producer: Callable[[], Any], partitions: int) -> None:
         self._producer = producer
-        self._partitions = partitions
+        self._partition_of = PartitionMemo(partitions)
         self._pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Any]]] = {}
         self._submitting = asyncio.Lock()  # FIFO: flushes reach the client in their order
         self.records = 0  # records sent so far (metrics)
@@ -62,7 +82,7 @@ class KafkaOut:
         """A keyed record on a contract topic (partitioned as producers do); sent at the
         next ``flush``."""
         raw_key = key.encode()
-        self.add(topic, key_partition(raw_key, self._partitions), raw_key, value, headers)
+        self.add(topic, self._partition_of(raw_key), raw_key, value, headers)
 
     @property
     def pending(self) -> int:
@@ -129,10 +149,12 @@ class ChangelogTable(MutableMapping[bytes, bytes]):
         self._table = table
         self._out = out
         self._partition_of = partition_of
+        self._topic_name: str | None = None
 
     def _topic(self) -> str:
-        name: str = self._table.changelog_topic.get_topic_name()
-        return name
+        if self._topic_name is None:  # known once Faust has declared the table's topics
+            self._topic_name = self._table.changelog_topic.get_topic_name()
+        return self._topic_name
 
     def __getitem__(self, key: bytes) -> bytes:
         value: bytes = self._table.data[key]

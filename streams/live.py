@@ -154,6 +154,7 @@ class LiveShell:
         self._future_skew_us = settings.max_future_skew_s * _S
         self.owned: frozenset[int] = frozenset()
         self.ready = False
+        self.first_batch_us: int | None = None  # wall time of the first records (benches)
         self._sample_cursor = 0
         self._written_at: dict[str, int] = {}  # account -> wall time of our last cache write
 
@@ -206,6 +207,8 @@ class LiveShell:
         of it gathered for the next ``flush``."""
         batch = _Batch([], [], {})
         now = wall_us()
+        if self.first_batch_us is None and records:
+            self.first_batch_us = now
         for rec in records:
             if rec.own:
                 continue  # applied when it was observed
@@ -426,12 +429,11 @@ class LiveShell:
         hot = [a for a in accounts.values() if a.cache.drift is not None or a.cache.pending_changes]
         limit = self.settings.sampler_batch_max
         chosen = {a.account_id for a in hot[:limit]}
-        names = sorted(accounts)
-        while len(chosen) < min(limit, len(names)):  # a slow sweep finds tampering anywhere
+        names = list(accounts)
+        sweep = min(self.settings.sampler_sweep_max, limit - len(chosen), len(names))
+        for _ in range(max(0, sweep)):  # a slow sweep finds tampering anywhere
             self._sample_cursor = (self._sample_cursor + 1) % len(names)
             chosen.add(names[self._sample_cursor])
-            if len(chosen) >= len(names):
-                break
         ids = sorted(chosen)
         if not ids:
             return 0

@@ -120,8 +120,12 @@ class Metrics:
             self.dead_letters.labels(reason=reason)
         for source in SOURCES:
             self.open_drifts.labels(source=source)
-            for within in ("1s", "10s", "sla", "late"):
-                self.changes_displayed.labels(within=within, source=source)
+        # Resolved once: labels() looks its child up by name, and this one is counted per change.
+        self._displayed_within = {
+            (source, within): self.changes_displayed.labels(within=within, source=source)
+            for source in SOURCES
+            for within in ("1s", "10s", "sla", "late")
+        }
         for outcome in ("ok", "failed", "retried"):
             self.rescores.labels(outcome=outcome)
         for outcome in ("written", "stale", "refused", "error"):
@@ -136,7 +140,7 @@ class Metrics:
             bucket = "10s"
         else:
             bucket = "sla"
-        self.changes_displayed.labels(within=bucket, source=source).inc()
+        self._displayed_within[(source, bucket)].inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,8 +1,7 @@
 """The input consumer, with the seek that ends Faust's table recovery made lossless.
 
-Both broker profiles use it (the tansu profile adds a shorter fetch wait on top). Found by the
-crash test: a worker killed mid-stream and restarted with a backlog lost events, on about half
-the runs, whose offsets were nonetheless committed.
+Found by the crash test: a worker killed mid-stream and restarted with a backlog lost events,
+on about half the runs, whose offsets were nonetheless committed.
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
-"""Shared fixtures: one Kafka-protocol broker and one Redis for the whole session.
+"""Shared fixtures: one Apache Kafka broker and one Redis for the whole session.
 
 Where they come from, first match wins: ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` (a stack
 someone already runs, e.g. ``limitsync up`` or CI services); testcontainers when a Docker
-engine answers; else tansu and redis-server as local child processes, which need nothing
-but the wheels. ``broker_profile`` tells tests which broker quirks to expect (DESIGN.md):
-"tansu" for the local broker, "kafka" otherwise, unless ``LIMITSYNC_BROKER_PROFILE`` says.
+engine answers; else a single-node Kafka (the jars ``make install`` copies) and
+redis-server as local child processes.
 """
 
 from __future__ import annotations
@@ -16,14 +15,13 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from limitsync import compiled
-from limitsync.local_services import LocalBroker, LocalRedis, RedisTLS
+from limitsync.local_services import LocalKafka, LocalRedis, RedisTLS
 
 _DOCKER_INFO_TIMEOUT_S = 5.0
 _CONTAINER_START_TIMEOUT_S = 120
@@ -35,12 +33,6 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     problem = compiled.problem(compiled.status())
     if problem is not None:
         raise pytest.UsageError(problem)
-
-
-@dataclass(frozen=True)
-class _Broker:
-    bootstrap_servers: str
-    profile: str
 
 
 def _docker_answers() -> bool:
@@ -111,30 +103,18 @@ def _from_container(start: Callable[[ExitStack], str], stack: ExitStack, what: s
 
 
 @pytest.fixture(scope="session")
-def _broker(local_services_dir: Path, docker_available: bool) -> Iterator[_Broker]:
-    profile_override = os.environ.get("LIMITSYNC_BROKER_PROFILE")
+def kafka_bootstrap(local_services_dir: Path, docker_available: bool) -> Iterator[str]:
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if external:
-        yield _Broker(external, profile_override or "kafka")
+        yield external
         return
     with ExitStack() as stack:
         if docker_available:
             bootstrap = _from_container(_kafka_container, stack, "Kafka")
             if bootstrap is not None:
-                yield _Broker(bootstrap, profile_override or "kafka")
+                yield bootstrap
                 return
-        broker = stack.enter_context(LocalBroker(local_services_dir))
-        yield _Broker(broker.bootstrap_servers, profile_override or "tansu")
-
-
-@pytest.fixture(scope="session")
-def kafka_bootstrap(_broker: _Broker) -> str:
-    return _broker.bootstrap_servers
-
-
-@pytest.fixture(scope="session")
-def broker_profile(_broker: _Broker) -> str:
-    return _broker.profile
+        yield stack.enter_context(LocalKafka(local_services_dir).start()).bootstrap_servers
 
 
 @pytest.fixture(scope="session")
@@ -156,8 +136,9 @@ def redis_url(local_services_dir: Path, docker_available: bool) -> Iterator[str]
 def unique_id() -> str:
     """A fresh name part for group ids and topic prefixes.
 
-    tansu stalls joins when a dead consumer's group id is reused, and topics outlive a test
-    on a shared broker, so every test names its own.
+    Topics, consumer groups and their committed offsets outlive a test on a shared broker
+    (and a killed member stays in its group until its session times out), so every test
+    names its own.
     """
     return f"t{uuid.uuid4().hex[:16]}"
 

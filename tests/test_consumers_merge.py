@@ -1,10 +1,9 @@
-"""The order rule shared by Kafka replay and archive replay, the offsets_for_times check, and
-the Kafka read loop on a fake consumer.
+"""The order rule shared by Kafka replay and archive replay, and the Kafka read loop on a
+fake consumer.
 
 Both replays must put the same records in the same order, or a replay from the archive would
-judge a different log than a replay from Kafka; a wrong offsets_for_times answer (tansu gives
-one for every timestamp) must be caught, not trusted; and the loop's pausing and idle rules
-must never end a partition early, whatever order the broker serves partitions in.
+judge a different log than a replay from Kafka; and the loop's start, pausing, end-offset and
+idle rules must never end a partition early, whatever order the broker serves partitions in.
 """
 
 from __future__ import annotations
@@ -20,14 +19,7 @@ from hypothesis import strategies as st
 from kafka import TopicPartition
 from kafka.structs import OffsetAndTimestamp
 
-from consumers.kafka_replay import (
-    KafkaReadOptions,
-    KafkaReadStats,
-    StartCheck,
-    StartMode,
-    Verdict,
-    _WindowReader,
-)
+from consumers.kafka_replay import KafkaReadOptions, KafkaReadStats, StartMode, _WindowReader
 from consumers.merge import LogRecord, PartitionMerger, dedupe_offsets, merge_partitions
 
 
@@ -110,93 +102,6 @@ def test_merger_fed_in_any_batches_gives_the_heap_merge(data: st.DataObject, see
     assert out == expected
 
 
-# -- the offsets_for_times check ---------------------------------------------------------------
-
-# One partition: offsets 0..5 at these timestamps; start = 25 means the right answer is 3.
-TIMES = [0, 10, 20, 30, 40, 50]
-START = 25
-
-
-def run_check(answer: int | None) -> tuple[StartCheck, list[Verdict]]:
-    """Read the partition from where the check says to seek, as the reader would."""
-    check = StartCheck(START, answer)
-    seek = check.seek_offset
-    offset = 0 if seek is None else seek
-    verdicts = []
-    while offset < len(TIMES):
-        verdict = check.judge(offset, TIMES[offset])
-        verdicts.append(verdict)
-        if verdict is Verdict.RESCAN:
-            break
-        offset += 1
-    return check, verdicts
-
-
-def test_a_right_answer_is_verified_by_the_record_before_it_and_at_it() -> None:
-    assert StartCheck(START, 3).seek_offset == 2
-    check, verdicts = run_check(3)
-    assert check.mode is StartMode.VERIFIED
-    assert verdicts == [Verdict.SKIP, Verdict.KEEP, Verdict.KEEP, Verdict.KEEP]
-
-
-@pytest.mark.parametrize("answer", [4, 5])  # too late: would silently lose records 3..
-def test_an_answer_too_late_is_caught_by_the_record_before_it(answer: int) -> None:
-    check, verdicts = run_check(answer)
-    assert check.mode is StartMode.SCANNED
-    assert verdicts == [Verdict.RESCAN]
-
-
-@pytest.mark.parametrize("answer", [0, 1, 2])  # too early: tansu answers 0 for everything
-def test_an_answer_too_early_is_caught_by_the_record_at_it(answer: int) -> None:
-    check, verdicts = run_check(answer)
-    assert check.mode is StartMode.SCANNED
-    assert verdicts[-1] is Verdict.RESCAN
-
-
-def test_answer_zero_is_right_when_start_precedes_every_record() -> None:
-    check = StartCheck(-5, 0)
-    assert check.seek_offset == 0
-    assert check.judge(0, 0) is Verdict.KEEP
-    assert check.mode is StartMode.VERIFIED
-
-
-def test_no_answer_means_scanning_from_the_earliest_offset() -> None:
-    check = StartCheck(START, None)
-    assert check.mode is StartMode.SCANNED
-    assert check.seek_offset is None
-    assert check.judge(0, 0) is Verdict.KEEP  # the window filter drops it, not the check
-
-
-def test_a_missing_record_before_the_answer_cannot_verify_it() -> None:
-    check = StartCheck(START, 3)
-    assert check.seek_offset == 2
-    assert check.judge(3, 30) is Verdict.RESCAN  # offset 2 never came (compacted, reset)
-    assert check.mode is StartMode.SCANNED
-
-
-def test_an_answer_past_the_end_is_caught_when_the_broker_resets_the_position() -> None:
-    check = StartCheck(START, 99)
-    assert check.judge(0, 0) is Verdict.RESCAN  # seek to 98 was out of range: reset to 0
-
-
-def test_silence_after_seeking_into_the_middle_proves_the_answer_wrong() -> None:
-    check = StartCheck(START, 99)  # past the end: tansu reads nothing there, no reset
-    assert check.judge_silence() is Verdict.RESCAN
-    assert check.mode is StartMode.SCANNED
-
-
-def test_silence_after_seeking_to_offset_zero_is_an_empty_partition() -> None:
-    check = StartCheck(START, 0)  # tansu's answer on an empty partition
-    assert check.judge_silence() is Verdict.KEEP
-    assert check.mode is StartMode.SCANNED
-
-
-def test_silence_after_the_check_passed_changes_nothing() -> None:
-    check, _ = run_check(3)
-    assert check.judge_silence() is Verdict.KEEP
-    assert check.mode is StartMode.VERIFIED
-
-
 # -- the read loop, on a fake consumer ---------------------------------------------------------
 
 
@@ -207,8 +112,9 @@ class FakeRecord:
 
 
 class FakeConsumer:
-    """Serves one partition per poll, like tansu's ~1 MB fetches in partition order; an
-    empty poll takes its whole timeout. Seeking past the end reads nothing (tansu again)."""
+    """Serves one partition per poll, chosen at random, as a fetch bounded in bytes may; an
+    empty poll takes its whole timeout. Answers offsets_for_times and end offsets as Apache
+    Kafka does."""
 
     def __init__(self, logs: dict[TopicPartition, list[int]], rng: random.Random) -> None:
         self.logs, self.rng = logs, rng
@@ -232,6 +138,21 @@ class FakeConsumer:
     def resume(self, tp: TopicPartition) -> None:
         self.paused.discard(tp)
 
+    def offsets_for_times(
+        self, query: Mapping[TopicPartition, int]
+    ) -> dict[TopicPartition, OffsetAndTimestamp | None]:
+        answers: dict[TopicPartition, OffsetAndTimestamp | None] = {}
+        for tp, start in query.items():
+            found = [(o, t) for o, t in enumerate(self.logs[tp]) if t >= start]
+            answers[tp] = OffsetAndTimestamp(*found[0], -1) if found else None
+        return answers
+
+    def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: len(self.logs[tp]) for tp in tps}
+
+    def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return dict.fromkeys(tps, 0)
+
     def poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[FakeRecord]]:
         ready = [tp for tp in self.logs
                  if tp not in self.paused and self.position[tp] < len(self.logs[tp])]
@@ -248,19 +169,14 @@ class FakeConsumer:
 
 def read_fake(
     logs: dict[TopicPartition, list[int]], seed: int, start: int | None, end: int | None,
-    answers: dict[TopicPartition, int | None] | None = None,
+    trust_end_offsets: bool,
 ) -> tuple[list[bytes], FakeConsumer, KafkaReadStats]:
     consumer = FakeConsumer(logs, random.Random(seed))
     options = KafkaReadOptions(poll_timeout_ms=2, idle_timeout_s=0.02, buffer_records_max=4,
-                               poll_records_max=3)
+                               poll_records_max=3, trust_end_offsets=trust_end_offsets)
     stats = KafkaReadStats()
     reader = _WindowReader(consumer, list(logs), start, end, options, stats)
-
-    def ask(query: Mapping[TopicPartition, int]) -> dict[TopicPartition, OffsetAndTimestamp | None]:
-        return {tp: None if (answers or {}).get(tp) is None
-                else OffsetAndTimestamp((answers or {})[tp], -1, -1) for tp in query}
-
-    reader.locate(ask if answers is not None else None, trust_end_offsets=False)
+    reader.locate(trust_end_offsets)
     return [r.value for r in reader], consumer, stats
 
 
@@ -283,16 +199,27 @@ def expected_window(logs: dict[TopicPartition, list[int]], start: int | None,
 
 
 @pytest.mark.parametrize("seed", range(40))
-def test_the_read_loop_merges_windows_with_tiny_buffers_and_any_answers(seed: int) -> None:
+@pytest.mark.parametrize("trust_end_offsets", [True, False])
+def test_the_read_loop_merges_windows_with_tiny_buffers(
+    seed: int, trust_end_offsets: bool
+) -> None:
     rng = random.Random(seed)
     logs = fake_logs(rng)
     start = rng.choice([None, rng.randint(0, 100)])
     end = rng.choice([None, rng.randint(start or 0, 100)])
-    answers = None
-    if start is not None:
-        answers = {tp: rng.choice([None, 0, rng.randint(0, 40)]) for tp in logs}
-    got, consumer, stats = read_fake(logs, seed, start, end, answers)
+    got, consumer, stats = read_fake(logs, seed, start, end, trust_end_offsets)
     assert consumer.pauses >= len(logs)  # tiny buffers: partitions were paused
     assert got == expected_window(logs, start, end)
     assert all(p.ended_by for p in stats.partitions.values())
+    for tp, times in logs.items():
+        partition = stats.partitions[(tp.topic, tp.partition)]
+        if start is None:
+            assert partition.start_mode is StartMode.BEGINNING
+        elif any(t >= start for t in times):
+            # read from the first record at or after start, never from the beginning
+            first = next(o for o, t in enumerate(times) if t >= start)
+            assert (partition.start_mode, partition.answer) == (StartMode.AT_TIME, first)
+            assert partition.records_read <= len(times) - first
+        else:
+            assert (partition.start_mode, partition.records_read) == (StartMode.EMPTY, 0)
 

@@ -143,25 +143,27 @@ def test_replay_output_is_identical_across_runs(events: list[dict[str, Any]]) ->
 # -- bounded dedupe memory -----------------------------------------------------------------
 
 
-def test_dedupe_memory_stays_within_the_horizon_on_a_long_stream() -> None:
-    engine = Engine(CoreConfig(dedupe_horizon_us=60 * 1_000_000), EventTimeClock())
-    feed(engine, [credit_line("A", 0, 10**9, 1)])
-    sizes = []
-    for i in range(1, 3001):
-        ingest(engine, drawdown("A", i * S, 1) if i % 2 else repayment_posted("A", i * S, 1))
-        sizes.append(len(engine.accounts["A"].seen))
-    assert max(sizes) <= 61
-
-
-def test_postings_are_kept_for_the_reversal_window_and_no_longer() -> None:
-    config = CoreConfig(dedupe_horizon_us=60 * S, reversal_window_us=120 * S)
+def long_stream_sizes(config: CoreConfig, memory: str) -> list[int]:
+    """One event a second for 3,000 s, drawdowns and postings in turn: the size of one of the
+    account's memories after each."""
     engine = Engine(config, EventTimeClock())
     feed(engine, [credit_line("A", 0, 10**9, 1)])
     sizes = []
     for i in range(1, 3001):
         ingest(engine, drawdown("A", i * S, 1) if i % 2 else repayment_posted("A", i * S, 1))
-        sizes.append(len(engine.accounts["A"].posted))
+        sizes.append(len(getattr(engine.accounts["A"], memory)))
+    return sizes
+
+
+def test_dedupe_memory_stays_within_the_horizon_on_a_long_stream() -> None:
+    sizes = long_stream_sizes(CoreConfig(dedupe_horizon_us=60 * 1_000_000), "seen")
     assert max(sizes) <= 61
+
+
+def test_postings_are_kept_for_the_reversal_window_and_no_longer() -> None:
+    config = CoreConfig(dedupe_horizon_us=60 * 1_000_000, reversal_window_us=120 * 1_000_000)
+    sizes = long_stream_sizes(config, "posted")
+    assert max(sizes) == 61  # a posting every 2 s, each kept 120 s
 
 
 @PROPS

@@ -156,7 +156,6 @@ class LiveSystem:
 def make_live_system(
     kafka_bootstrap: str,
     redis_url: str,
-    broker_profile: str,
     unique_id: str,
     log_dir: Path,
     **overrides: str,
@@ -168,14 +167,12 @@ def make_live_system(
         topic_prefix=prefix,
         app_id=f"limitsync-{unique_id}",
         cache_prefix=f"{unique_id}:limit:",
-        broker_profile=broker_profile,  # type: ignore[arg-type]
     )
     create_topics(kafka_bootstrap, list(settings.topics.values()), settings.partitions)
     env = {
         **os.environ,
         "LIMITSYNC_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "LIMITSYNC_REDIS_URL": redis_url,
-        "LIMITSYNC_BROKER_PROFILE": broker_profile,
         "LIMITSYNC_TOPIC_PREFIX": prefix,
         "LIMITSYNC_APP_ID": settings.app_id,
         "LIMITSYNC_CACHE_PREFIX": settings.cache_prefix,

@@ -53,11 +53,11 @@ def alerts() -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def settings(kafka_bootstrap: str, broker_profile: str, unique_id: str) -> Settings:
+def settings(kafka_bootstrap: str, unique_id: str) -> Settings:
     # app_id = unique_id gives the router a group id of its own ({app_id}-alert-router).
     s = Settings(
         topic_prefix=f"{unique_id}.", bootstrap_servers=kafka_bootstrap, app_id=unique_id,
-    ).model_copy(update={"broker_profile": broker_profile})
+    )
     create_topics(kafka_bootstrap, [s.topics["alerts"]], partitions=2)
     return s
 
@@ -265,7 +265,6 @@ def write_state_file(settings: Settings, path: Path) -> Path:
         "redis_url": settings.redis_url,
         "topics": settings.topics,
         "topic_prefix": settings.topic_prefix,
-        "broker_profile": settings.broker_profile,
         "pid": 0,
     }))
     return path

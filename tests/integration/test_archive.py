@@ -37,10 +37,10 @@ def lines() -> list[bytes]:
 
 
 @pytest.fixture
-def settings(kafka_bootstrap: str, broker_profile: str, unique_id: str) -> Settings:
+def settings(kafka_bootstrap: str, unique_id: str) -> Settings:
     s = Settings(
         topic_prefix=f"{unique_id}.", bootstrap_servers=kafka_bootstrap, app_id=unique_id,
-    ).model_copy(update={"broker_profile": broker_profile})
+    )
     create_topics(kafka_bootstrap, [s.topics["account_events"], s.topics["displayed"]],
                   partitions=3)
     return s
@@ -141,7 +141,7 @@ def test_the_cli_archives_and_reports(
     state.write_text(orjson.dumps({
         "bootstrap_servers": settings.bootstrap_servers, "redis_url": settings.redis_url,
         "topics": settings.topics, "topic_prefix": settings.topic_prefix,
-        "broker_profile": settings.broker_profile, "pid": 0,
+        "pid": 0,
     }).decode())
     root = tmp_path / "arch"
     argv = ["archive", "--dir", str(root), "--state-file", str(state), "--idle-exit-s", "3",

@@ -1,26 +1,21 @@
 """Replay from Kafka against the real broker: a time window of the topics gives the same
 alerts and accounts as replaying the same slice of the file.
 
-The start of the window is found with offsets_for_times only where the answer survives a
-check against the timestamps read. tansu 0.6 answers offset 0 for every timestamp, so on it
-every partition falls back to scanning; the tests also hand the reader right and wrong
-answers of their own to exercise both paths on any broker.
+The start of the window is found with offsets_for_times: each partition is read from the
+first record of the window on, never from its beginning.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
-from kafka.structs import OffsetAndTimestamp
 
 from consumers.kafka_replay import (
     KafkaReadOptions,
     KafkaReadStats,
-    OffsetsForTimes,
     StartMode,
     read_window,
     replay_from_kafka,
@@ -44,10 +39,10 @@ def lines() -> list[bytes]:
 
 
 @pytest.fixture
-def settings(kafka_bootstrap: str, broker_profile: str, unique_id: str) -> Settings:
+def settings(kafka_bootstrap: str, unique_id: str) -> Settings:
     s = Settings(
         topic_prefix=f"{unique_id}.", bootstrap_servers=kafka_bootstrap, app_id=unique_id,
-    ).model_copy(update={"broker_profile": broker_profile})
+    )
     create_topics(kafka_bootstrap, [s.topics["account_events"], s.topics["displayed"]],
                   partitions=4)
     return s
@@ -92,21 +87,14 @@ def file_slice(
     return [x for x, ts in zip(lines, timestamps, strict=True) if start_ms <= ts <= end_ms]
 
 
-def true_answers(settings: Settings, start_ms: int) -> dict[TopicPartition, OffsetAndTimestamp]:
-    """What a correct broker answers: per partition, the first offset with ts >= start."""
-    answers: dict[TopicPartition, OffsetAndTimestamp] = {}
+def partition_logs(settings: Settings) -> dict[tuple[str, int], list[tuple[int, int]]]:
+    """Every partition's (offset, timestamp) pairs, read from the beginning."""
+    logs: dict[tuple[str, int], list[tuple[int, int]]] = {}
     for record in read_window(settings, None, None, FAST):
-        tp = TopicPartition(record.topic, record.partition)
-        if record.timestamp_ms >= start_ms and tp not in answers:
-            answers[tp] = OffsetAndTimestamp(record.offset, record.timestamp_ms, -1)
-    return answers
-
-
-def faked(answers: Mapping[TopicPartition, OffsetAndTimestamp | None]) -> OffsetsForTimes:
-    def ask(query: Mapping[TopicPartition, int]) -> dict[TopicPartition, OffsetAndTimestamp | None]:
-        return {tp: answers.get(tp) for tp in query}
-
-    return ask
+        logs.setdefault((record.topic, record.partition), []).append(
+            (record.offset, record.timestamp_ms)
+        )
+    return logs
 
 
 def test_the_whole_topic_replays_like_the_whole_file(
@@ -130,7 +118,6 @@ def test_tiny_buffers_pause_partitions_and_change_nothing(
 
 def test_a_window_replays_like_the_same_slice_of_the_file(
     settings: Settings, lines: list[bytes], produced: list[int], tmp_path: Path,
-    broker_profile: str,
 ) -> None:
     start_ms, end_ms = window_of(produced)
     expected = file_slice(lines, produced, start_ms, end_ms)
@@ -141,42 +128,36 @@ def test_a_window_replays_like_the_same_slice_of_the_file(
     from_file = outputs_of(expected, tmp_path / "file")
     assert from_file["alerts.jsonl"]
     assert outputs_of(None, tmp_path / "kafka", result) == from_file
-    if broker_profile == "tansu":
-        # tansu answers offsets_for_times with offset 0 whatever the time: the check
-        # catches it (the record at 0 is older than start) and every partition scans.
-        assert set(stats.modes()) == {StartMode.SCANNED.value}
+    assert set(stats.modes()) == {StartMode.AT_TIME.value}
 
 
-@pytest.mark.parametrize("wrong", ["too_late", "too_early", "none", "past_the_end", "right"])
-def test_wrong_start_offsets_are_caught_and_the_window_is_the_same(
-    settings: Settings, lines: list[bytes], produced: list[int], wrong: str,
+def test_each_partition_is_read_from_the_first_record_of_the_window_only(
+    settings: Settings, produced: list[int],
 ) -> None:
     start_ms, end_ms = window_of(produced)
-    expected = file_slice(lines, produced, start_ms, end_ms)
-    right = true_answers(settings, start_ms)
-    assert right  # the window starts inside the log
-    shift = {"too_late": 2, "too_early": -2, "past_the_end": 10_000, "right": 0}
-    answers: dict[TopicPartition, OffsetAndTimestamp | None] = {}
-    for tp, answer in right.items():
-        if wrong == "none":
-            answers[tp] = None
-        else:
-            answers[tp] = OffsetAndTimestamp(max(0, answer.offset + shift[wrong]), -1, -1)
+    logs = partition_logs(settings)
     stats = KafkaReadStats()
-    got = [r.value for r in read_window(
-        settings, start_ms * 1000, end_ms * 1000, FAST, stats=stats,
-        offsets_for_times=faked(answers),
-    )]
-    assert got == expected
-    modes = {tp: p.start_mode for tp, p in stats.partitions.items() if tp in
-             {(t.topic, t.partition) for t in right}}
-    if wrong == "right":
-        assert set(modes.values()) == {StartMode.VERIFIED}
-    elif wrong == "too_early":
-        # An answer clamped to 0 (shift below 0) can be right by chance: start <= record 0.
-        assert StartMode.SCANNED in set(modes.values())
-    else:
-        assert set(modes.values()) == {StartMode.SCANNED}
+    assert list(read_window(settings, start_ms * 1000, end_ms * 1000, FAST, stats=stats))
+    assert set(stats.partitions) == set(logs)
+    for tp, log in logs.items():
+        first = next(offset for offset, ts in log if ts >= start_ms)
+        # from the first record at or after start, up to and including the one that ends it
+        reads = [offset for offset, _ in log if offset >= first]
+        after_end = next((o for o, ts in log if o >= first and ts > end_ms), None)
+        if after_end is not None:
+            reads = [o for o in reads if o <= after_end]
+        partition = stats.partitions[tp]
+        assert (partition.start_mode, partition.answer) == (StartMode.AT_TIME, first), tp
+        assert partition.records_read == len(reads), tp
+
+
+def test_a_start_after_every_record_reads_nothing(
+    settings: Settings, produced: list[int],
+) -> None:
+    stats = KafkaReadStats()
+    assert list(read_window(settings, (max(produced) + 1) * 1000, None, FAST, stats=stats)) == []
+    assert set(stats.modes()) == {StartMode.EMPTY.value}
+    assert all(p.records_read == 0 for p in stats.partitions.values())
 
 
 def test_replay_commits_nothing(settings: Settings, produced: list[int]) -> None:
@@ -203,7 +184,7 @@ def test_the_cli_replays_a_window_from_kafka(
     state.write_text(orjson.dumps({
         "bootstrap_servers": settings.bootstrap_servers, "redis_url": settings.redis_url,
         "topics": settings.topics, "topic_prefix": settings.topic_prefix,
-        "broker_profile": settings.broker_profile, "pid": 0,
+        "pid": 0,
     }).decode())
     expected = file_slice(lines, produced, start_ms, end_ms)
     account = orjson.loads(expected[0])["account_id"]

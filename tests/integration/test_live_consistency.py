@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from limitsync.replay import InputRecord, ReplayOptions, run_replay
 from limitsync.simulate import simulate
-from tests.integration.live_harness import LiveSystem, make_live_system, wait_for
+from tests.integration.live_harness import LiveSystem, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -29,15 +28,6 @@ def _cache_matches(system: LiveSystem, expected: dict[str, dict[str, Any]]) -> b
         and h["status"] == a["status"]
         for a, h in ((expected[k], cached[k]) for k in expected)
     )
-
-
-@pytest.fixture
-def system(
-    kafka_bootstrap: str, redis_url: str, broker_profile: str, unique_id: str, tmp_path: Path
-) -> Any:
-    s = make_live_system(kafka_bootstrap, redis_url, broker_profile, unique_id, tmp_path)
-    yield s
-    s.stop_all()
 
 
 def test_cache_equals_replay_and_dead_letters_are_kept(system: LiveSystem) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,7 +16,7 @@ from kafka import KafkaProducer
 
 from limitsync.replay import InputRecord, ReplayOptions, run_replay
 from limitsync.simulate import simulate
-from tests.integration.live_harness import LiveSystem, make_live_system, wait_for
+from tests.integration.live_harness import LiveSystem, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -54,15 +53,6 @@ def _metric(text: str, name: str, **labels: str) -> float:
         if m and want in (m[1] or ""):
             total += float(m[2])
     return total
-
-
-@pytest.fixture
-def system(
-    kafka_bootstrap: str, redis_url: str, broker_profile: str, unique_id: str, tmp_path: Path
-) -> Any:
-    s = make_live_system(kafka_bootstrap, redis_url, broker_profile, unique_id, tmp_path)
-    yield s
-    s.stop_all()
 
 
 def test_a_month_old_log_with_duplicates_ends_with_an_exact_cache(system: LiveSystem) -> None:

@@ -97,7 +97,7 @@ def alerts(system: LiveSystem, **match: str) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def make_system(
-    kafka_bootstrap: str, redis_url: str, broker_profile: str, unique_id: str, tmp_path: Path
+    kafka_bootstrap: str, redis_url: str, unique_id: str, tmp_path: Path
 ) -> Iterator[Any]:
     made: list[LiveSystem] = []
 
@@ -105,7 +105,6 @@ def make_system(
         s = make_live_system(
             kafka_bootstrap,
             redis or redis_url,
-            broker_profile,
             f"{unique_id}{len(made)}",
             tmp_path,
             **overrides,

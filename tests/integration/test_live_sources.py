@@ -31,11 +31,10 @@ ACCOUNTS = [f"exp-{i:02d}" for i in range(20)]
 
 @pytest.fixture
 def system(
-    kafka_bootstrap: str, redis_url: str, broker_profile: str, unique_id: str, tmp_path: Path
+    kafka_bootstrap: str, redis_url: str, unique_id: str, tmp_path: Path
 ) -> Iterator[LiveSystem]:
-    s = make_live_system(
-        kafka_bootstrap, redis_url, broker_profile, unique_id, tmp_path, sla_seconds=str(SLA_S)
-    )
+    """The live system of tests/integration/conftest.py with a 5 s SLA and a worker running."""
+    s = make_live_system(kafka_bootstrap, redis_url, unique_id, tmp_path, sla_seconds=str(SLA_S))
     s.worker().start().wait_ready()
     yield s
     s.stop_all()

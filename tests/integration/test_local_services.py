@@ -2,8 +2,8 @@
 
 If these fail, every other integration test fails for a reason that is not its own, so they
 check the parts the rest relies on: headers and timestamps survive a round trip, topics get
-the partition count asked for, consumer groups join, and a Redis can be stopped, restarted
-on its port, locked with a password or put behind TLS.
+the partition count asked for, consumer groups join, a local Kafka restarts with its topics,
+and a Redis can be stopped, restarted on its port, locked with a password or put behind TLS.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from limitsync.local_services import (
-    LocalBroker,
+    LocalKafka,
     LocalRedis,
     RedisTLS,
     create_topics,
@@ -42,8 +42,6 @@ def _no_retry() -> Retry:
 
 
 POLL_DEADLINE_S = 20.0
-# tansu holds a first JoinGroup for half the session timeout (DESIGN.md): keep it short.
-SESSION_TIMEOUT_MS = 6000
 
 
 def _produce(bootstrap: str, topic: str, count: int, base_ts_ms: int) -> None:
@@ -106,8 +104,6 @@ def test_consumer_group_joins_and_commits(kafka_bootstrap: str, topic: str, uniq
         group_id=f"{unique_id}.group",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
-        session_timeout_ms=SESSION_TIMEOUT_MS,
-        heartbeat_interval_ms=1000,
     )
     try:
         records = _drain(consumer, 3)
@@ -215,16 +211,47 @@ def test_redis_over_tls(local_redis_factory: LocalRedisFactory, tmp_path: Path) 
         plain.ping()
 
 
-def test_local_processes_start_fast_and_stop_completely(tmp_path: Path) -> None:
-    with LocalBroker(tmp_path) as broker, LocalRedis(tmp_path) as cache:
-        assert broker.start_duration_s is not None and broker.start_duration_s < 5
-        assert cache.start_duration_s is not None and cache.start_duration_s < 5
-        processes = [broker.pid, cache.pid]
-        ports = [broker.port, cache.port]
-    assert not broker.running and not cache.running
-    for pid in processes:
+def _closed(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return True
+    return False
+
+
+def test_local_kafka_restarts_with_its_topics_and_leaves_nothing_behind(
+    tmp_path: Path,
+) -> None:
+    """The one test that runs a broker of its own: it stops and restarts it, which the
+    session's shared broker must not be put through."""
+    with LocalKafka(tmp_path) as broker:
+        create_topics(broker.bootstrap_servers, ["kept"], partitions=2)
+        ports = (broker.port, broker.controller_port)
+        first_pid, data_dir = broker.pid, broker.data_dir
+        broker.stop()
+        assert not broker.running and all(_closed(p) for p in ports)
+        broker.start()
+        assert (broker.port, broker.controller_port) == ports
+        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+        try:
+            assert "kept" in admin.list_topics()
+        finally:
+            admin.close()
+        second_pid = broker.pid
+    assert not broker.running
+    for pid in (first_pid, second_pid):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
-    for port in ports:
-        with pytest.raises(OSError):
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    assert all(_closed(p) for p in ports)
+    assert not data_dir.exists()
+    assert broker.log_path.exists()
+
+
+def test_local_redis_starts_fast_and_stops_completely(tmp_path: Path) -> None:
+    with LocalRedis(tmp_path) as cache:
+        assert cache.start_duration_s is not None and cache.start_duration_s < 5
+        pid, port = cache.pid, cache.port
+    assert not cache.running
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert _closed(port)

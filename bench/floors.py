@@ -1,0 +1,123 @@
+"""The live pipeline's floors (issue "Live pipeline v2"), judged on a pipeline bench result,
+printed beside the transport ceiling and recorded in ``bench/RESULTS.md``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Floor", "judge", "print_floors", "record"]
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+LEDGER_FLOOR_EVENTS_PER_S = 5_000
+LEDGER_AIM_EVENTS_PER_S = 20_000
+LATENCY_RATE_EVENTS_PER_S = 2_000
+LATENCY_FLOOR_P99_MS = 250
+LATENCY_AIM_P99_MS = 100
+SCALE_OUT_FLOOR = 1.6
+E2E_FLOOR_EVENTS_PER_S = 5_000
+
+
+@dataclass(frozen=True)
+class Floor:
+    what: str
+    floor: str
+    measured: str
+    met: bool | None  # None: not measured in this run
+
+
+def judge(result: dict[str, Any]) -> list[Floor]:
+    tps = {tp["workers"]: tp for tp in result.get("throughput", []) if tp["complete"]}
+    one, two = tps.get(1), tps.get(2)
+    floors = [
+        Floor(
+            "ledger bench, 1 worker",
+            f">= {LEDGER_FLOOR_EVENTS_PER_S:,} events/s (aim {LEDGER_AIM_EVENTS_PER_S:,})",
+            f"{one['events_per_s']:,} events/s" if one else "-",
+            one["events_per_s"] >= LEDGER_FLOOR_EVENTS_PER_S if one else None,
+        ),
+        _latency_floor(result.get("latency", [])),
+        Floor(
+            "2 workers against 1",
+            f">= {SCALE_OUT_FLOOR}x",
+            f"{two['events_per_s'] / one['events_per_s']:.2f}x" if one and two else "-",
+            two["events_per_s"] >= SCALE_OUT_FLOOR * one["events_per_s"] if one and two else None,
+        ),
+    ]
+    e2e = result.get("e2e")
+    floors.append(
+        Floor(
+            f"simulated log ({e2e['events']:,} events) produced -> exact cache, 1 worker"
+            if e2e
+            else "simulated log produced -> exact cache, 1 worker",
+            f">= {E2E_FLOOR_EVENTS_PER_S:,} events/s",
+            f"{e2e['events_per_s']:,} events/s" if e2e and e2e["complete"] else "-",
+            (e2e["complete"] and e2e["events_per_s"] >= E2E_FLOOR_EVENTS_PER_S) if e2e else None,
+        )
+    )
+    return floors
+
+
+def _latency_floor(runs: list[dict[str, Any]]) -> Floor:
+    at_rate = next(
+        (r for r in runs if r["target_events_per_s"] == LATENCY_RATE_EVENTS_PER_S), None
+    )
+    what = f"p99 produce -> readable in Redis at {LATENCY_RATE_EVENTS_PER_S:,} events/s"
+    floor = f"<= {LATENCY_FLOOR_P99_MS} ms (aim {LATENCY_AIM_P99_MS})"
+    p99 = (at_rate or {}).get("direct", {}).get("after_warmup", {}).get("p99_ms")
+    if at_rate is None or p99 is None:
+        return Floor(what, floor, "-", None)
+    met = p99 <= LATENCY_FLOOR_P99_MS and not at_rate["accounts_behind_at_end"]
+    return Floor(what, floor, f"{p99:,.0f} ms", met)
+
+
+def _verdict(floor: Floor) -> str:
+    return "not run" if floor.met is None else ("met" if floor.met else "MISSED")
+
+
+def print_floors(floors: list[Floor], result: dict[str, Any]) -> None:
+    print("\nFLOORS  (this machine, one local Apache Kafka broker, one Redis)")
+    for f in floors:
+        print(f"  {f.what:<62}{f.floor:<36}{f.measured:>18}   {_verdict(f)}")
+    if "ceiling" in result:
+        print(
+            f"  {'beside it: a bare aiokafka consumer on the same topic':<62}{'':<36}"
+            f"{result['ceiling']['events_per_s']:>11,} ev/s"
+        )
+
+
+def record(floors: list[Floor], info: dict[str, Any], result: dict[str, Any]) -> Path:
+    """Append this run's floors, with the date and machine, to ``bench/RESULTS.md``."""
+    lines = [
+        "",
+        f"### {info['date']} · {info['nproc']} cores, {info['cpu']} · code {info['git']}",
+        "",
+        f"Python {info['python']}, Kafka {info['kafka']}, redis-server {info['redis_server']}, "
+        f"faust-streaming {info['faust-streaming']}, aiokafka {info['aiokafka']}; load average "
+        f"at start {info['loadavg']}.",
+        "",
+        "| measure | floor | measured | |",
+        "|---|---|---|---|",
+        *(f"| {f.what} | {f.floor} | {f.measured} | {_verdict(f)} |" for f in floors),
+    ]
+    if "ceiling" in result:
+        lines.append(
+            f"| beside it: bare aiokafka consumer | | "
+            f"{result['ceiling']['events_per_s']:,} events/s | |"
+        )
+    if not RESULTS.exists():
+        RESULTS.write_text(_HEADER, encoding="utf-8")
+    with RESULTS.open("a", encoding="utf-8") as out:
+        out.write("\n".join(lines) + "\n")
+    return RESULTS
+
+
+_HEADER = """# Benchmark results
+
+What `make bench` measured, newest last, each with its date, machine and commit. The live
+pipeline's floors come from `python -m bench.pipeline_bench` (`bench/floors.py` says what each
+one is); the bench appends a section here at every full run.
+
+## Live pipeline floors
+"""
