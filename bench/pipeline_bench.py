@@ -843,6 +843,7 @@ def latency_run(
         "events": len(sent),
         "accounts_behind_at_end": left,
         "direct": direct,
+        "records_per_batch": _per_batch(before, after),
         "histogram": {
             "samples": buckets[-1][1] if buckets else 0,
             "p50_s": round(p50, 4),
@@ -856,6 +857,19 @@ def latency_run(
         "watcher_cpu_s": round(watcher.cpu_s, 2),
         "profile": prof,
     }
+
+
+def _per_batch(
+    before: list[tuple[str, dict[str, str], float]], after: list[tuple[str, dict[str, str], float]]
+) -> float | None:
+    """Mean input records a worker took per fetched batch between two metric samples."""
+    batches = metric_sum(after, "limitsync_batches_total") - metric_sum(
+        before, "limitsync_batches_total"
+    )
+    events = metric_sum(after, "limitsync_events_total") - metric_sum(
+        before, "limitsync_events_total"
+    )
+    return round(events / batches, 1) if batches else None
 
 
 def _paced_produce(
@@ -1235,6 +1249,12 @@ def _print_latency(runs: list[dict[str, Any]]) -> None:
         "  'caught up': seconds after the last send until every account showed its last "
         "version. The worker histogram (occurred_at -> write, all events) is interpolated "
         "inside its buckets, no finer than their bounds."
+    )
+    print(
+        "  input records per fetched batch: "
+        + ", ".join(
+            f"{lat.get('records_per_batch')} at {lat['target_events_per_s']:,.0f}/s" for lat in runs
+        )
     )
     for lat in runs:
         if lat.get("profile"):

@@ -230,6 +230,7 @@ class LiveShell:
                 )
                 error = f"internal: {type(exc).__name__}: {exc}"[:_ERROR_TEXT_MAX]
                 batch.dead.append((rec, error, "internal", None, None))
+        self.metrics.batches.inc()
         for kind, n in batch.applied.items():
             self.metrics.events.labels(type=kind).inc(n)
         for rec, error, reason, event_id, account_id in batch.dead:
@@ -378,8 +379,9 @@ class LiveShell:
             self.metrics.cache_writes.labels(outcome=result).inc()
             if result != "written":
                 if result == "refused":
-                    log.error("cache key of %s refused the write (wrong type or value)",
-                              write.account_id)
+                    log.error(
+                        "cache key of %s refused the write (wrong type or value)", write.account_id
+                    )
                 continue
             self._written_at[write.account_id] = now
             if not write.heal:
@@ -405,21 +407,32 @@ class LiveShell:
             event_id = f"obs:{observer}:{account_id}:{version}:{now}"
             occurred_at = format_us(now)
             event = LimitDisplayed(
-                event_id, account_id, occurred_at, now, available, version, "cache",
+                event_id,
+                account_id,
+                occurred_at,
+                now,
+                available,
+                version,
+                "cache",
                 {"observer": observer},
             )
             effects.extend(self.engine.observe_own(event, now))
-            bodies.append((account_id, {
-                "event_id": event_id,
-                "type": "limit.displayed",
-                "account_id": account_id,
-                "occurred_at": occurred_at,
-                "schema_version": 1,
-                "displayed_available": available,
-                "cache_version": version,
-                "source": "cache",
-                "observer": observer,
-            }))
+            bodies.append(
+                (
+                    account_id,
+                    {
+                        "event_id": event_id,
+                        "type": "limit.displayed",
+                        "account_id": account_id,
+                        "occurred_at": occurred_at,
+                        "schema_version": 1,
+                        "displayed_available": available,
+                        "cache_version": version,
+                        "source": "cache",
+                        "observer": observer,
+                    },
+                )
+            )
         self.metrics.own_observations.inc(len(bodies))
         for account_id, body in bodies:
             await self.publisher.publish(
