@@ -22,7 +22,7 @@ from limitsync.settings import Settings
 from streams import batch_consumer
 from streams.cache import RedisLimitCache
 from streams.kafka_out import ChangelogTable, KafkaOut, PartitionMemo
-from streams.live import OWN_HEADER, LiveShell, RawRecord, partition_of
+from streams.live import OWN_HEADER, LiveShell, RawRecord, partition_of, tune_collector
 from streams.metrics import Metrics
 from streams.rescore import Rescorer
 from streams.scorer import load_scorer
@@ -103,6 +103,7 @@ def _app_settings(settings: Settings) -> dict[str, Any]:
 
 
 def create_app(settings: Settings) -> tuple[faust.App, LiveShell]:
+    tune_collector()
     app = faust.App(settings.app_id, **_app_settings(settings))
     topics = settings.topics
     publisher = FaustPublisher(app, list(topics.values()), settings.partitions)
