@@ -47,6 +47,10 @@ def _run_worker(args: argparse.Namespace, guard: StopGuard) -> int:
     if args.no_rescore:
         overrides["rescore_enabled"] = False
     settings = _settings(args, **overrides)
+    if not settings.web_host:  # Compose: each replica by its own name, which Docker's DNS knows
+        import socket
+
+        settings = settings.model_copy(update={"web_host": socket.gethostname()})
     create_topics(
         settings.bootstrap_servers,
         list(settings.topics.values()),

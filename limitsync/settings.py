@@ -90,8 +90,13 @@ class Settings(BaseSettings):
     cache_write_batch_max: int = 500
     cache_retry_backoff_max_s: float = 5.0
 
-    web_bind: str = "127.0.0.1"  # where this worker listens
-    web_host: str = "127.0.0.1"  # how other workers reach it (pod DNS name in Kubernetes)
+    # The alert router's webhook (`alerts route`, `alerts redeliver`) when --webhook is not
+    # given: empty means none. A secret: such URLs often carry their token.
+    alert_webhook_url: SecretStr = SecretStr("")
+
+    web_bind: str = "127.0.0.1"  # where this worker listens (0.0.0.0 in a container)
+    # How other workers reach it (pod DNS name in Kubernetes); empty: this machine's host name.
+    web_host: str = "127.0.0.1"
     web_port: int = 6066
     data_dir: str = ".limitsync/data"
     standby_replicas: int = 1
