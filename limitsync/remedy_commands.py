@@ -91,10 +91,48 @@ def register(sub: Any) -> None:
     p.add_argument("--state-file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_inquire)
-    for extra in _remedies():
-        extra(sub)
+
+    from limitsync.drill import SCENARIOS
+
+    p = sub.add_parser("drill", help="rehearse a fault on the running system (contingency drill)")
+    p.add_argument("scenario", choices=SCENARIOS)
+    p.add_argument("--accounts", type=int, default=20, help="drill accounts (its own, 1..1000)")
+    p.add_argument("--state-file")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--sla-s", type=float, help="the workers' SLA (default: the settings')")
+    p.add_argument("--tolerance-s", type=float, default=5.0,
+                   help="allowed beyond the SLA for detection (default 5)")
+    p.add_argument("--outage-s", type=float, help="redis-outage: how long (default 2 x SLA)")
+    p.add_argument("--timeout-s", type=float, help="give up waiting after this long")
+    p.add_argument("--metrics-file", help="write the result as Prometheus text here")
+    p.set_defaults(handler=cmd_drill)
 
 
-def _remedies() -> list[Any]:
-    """Drill and backtest register themselves beside inquire."""
-    return []
+def cmd_drill(args: argparse.Namespace) -> int:
+    """Exit 0 when the drill passed, 1 when it ran and failed, 2 when it could not run."""
+    import time
+    from pathlib import Path
+
+    from limitsync.drill import DrillError, DrillOptions, metrics_text, render, run_drill
+    from limitsync.live_commands import _settings, _web_urls
+
+    settings = _settings(args)
+    options = DrillOptions(
+        scenario=args.scenario,
+        accounts=args.accounts,
+        sla_s=args.sla_s if args.sla_s is not None else float(settings.sla_seconds),
+        tolerance_s=args.tolerance_s,
+        outage_s=args.outage_s,
+        timeout_s=args.timeout_s,
+    )
+    try:
+        report = run_drill(settings, _web_urls(args), options)
+    except DrillError as exc:
+        return fail(str(exc))
+    if args.metrics_file:
+        target = Path(args.metrics_file)
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(metrics_text(report, time.time()))
+        tmp.replace(target)  # a textfile collector never reads half a file
+    print(json.dumps(report, indent=2) if args.json else render(report))
+    return 0 if report["passed"] else 1
