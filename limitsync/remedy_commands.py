@@ -107,6 +107,57 @@ def register(sub: Any) -> None:
     p.add_argument("--metrics-file", help="write the result as Prometheus text here")
     p.set_defaults(handler=cmd_drill)
 
+    from limitsync.cli_args import time_us
+
+    p = sub.add_parser("backtest", help="what a candidate scorecard would have decided on history")
+    p.add_argument("--input", help="JSON Lines log or archive, in log order")
+    p.add_argument("--from-kafka", action="store_true", help="read the input topics instead")
+    p.add_argument("--start", type=time_us, help="with --from-kafka: first record timestamp")
+    p.add_argument("--end", type=time_us, help="with --from-kafka: last record timestamp")
+    p.add_argument("--scorer", required=True, help="the candidate, as module:callable")
+    p.add_argument("--out", default="backtest-out", help="output directory")
+    p.add_argument("--sla-seconds", type=int, default=60)
+    p.add_argument("--state-file")
+    p.set_defaults(handler=cmd_backtest)
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from limitsync.backtest import run_backtest, write_outputs
+    from limitsync.inputs import InputError, open_input
+    from streams.scorer import load_scorer
+
+    try:
+        scorer = load_scorer(args.scorer)
+    except (ImportError, AttributeError, ValueError, TypeError) as exc:
+        return fail(f"cannot load the scorer {args.scorer!r}: {exc}")
+    if args.from_kafka:
+        from consumers.kafka_replay import read_window
+        from limitsync.live_commands import _settings
+
+        records: Any = (r.as_input() for r in read_window(_settings(args), args.start, args.end))
+    elif args.input:
+        records = open_input(args.input)
+    else:
+        return fail("backtest needs --input FILE or --from-kafka")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with (out / "decisions.jsonl").open("wb") as decisions:
+            result = run_backtest(records, scorer, args.scorer, decisions, args.sla_seconds)
+    except InputError as exc:
+        return fail(str(exc))
+    write_outputs(result, out)
+    s = result.summary()
+    print(
+        f"backtest of {args.scorer}: {s['rescore_points']} rescore points, {s['lines_changed']} "
+        f"lines changed, {s['cuts']} cuts on {s['accounts_cut']} accounts, "
+        f"{s['reason_problems']} with reasons a notice cannot carry, alerts "
+        f"{s['alerts_incumbent']} -> {s['alerts_candidate']} -> {out}"
+    )
+    return 0
+
 
 def cmd_drill(args: argparse.Namespace) -> int:
     """Exit 0 when the drill passed, 1 when it ran and failed, 2 when it could not run."""
