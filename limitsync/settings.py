@@ -115,6 +115,7 @@ class Settings(BaseSettings):
             "rescore_requests": self.topic("rescore-requests"),
             "alerts": self.topic("alerts"),
             "dead_letters": self.topic("dead-letters"),
+            "inquiries": self.topic("inquiries"),  # issue 15: limit inquiries and answers
         }
 
     @property
