@@ -155,7 +155,7 @@ class Engine:
     # -- records -------------------------------------------------------------------------
 
     def ingest(
-        self, event: Event | contract.Event, digest: str | bytes, occurred_us: int | None = None
+        self, event: Event | contract.Event, digest: str | int, occurred_us: int | None = None
     ) -> tuple[Outcome, list[Effect]]:
         """Process one valid record; a duplicate or conflict changes nothing, clock included.
 
@@ -173,7 +173,7 @@ class Engine:
         event_id = event.event_id
         seen = acct.seen.get(event_id)
         if seen is not None:
-            stored = seen[0]  # a digest, or a record's bytes (its digest deferred by the parser)
+            stored = seen[0]  # a digest, in hex or as its number
             same = stored == digest or content_digest(stored) == content_digest(digest)
             outcome = Outcome.DUPLICATE if same else Outcome.CONFLICT
             self._count(outcome.value)
@@ -687,7 +687,7 @@ class Engine:
 
     def drain_journal(self) -> dict[JournalKey, Any]:
         """The per-id changes since the last drain (needs a journal), with the content
-        digests the parser deferred computed now, here and in the remembered ids."""
+        digests in hex, here and in the remembered ids."""
         journal = self._journal
         if journal is None:
             raise CoreError("this engine keeps no journal")

@@ -345,8 +345,8 @@ class AccountState:
         return available if available > 0 else 0
 
     def settle_digests(self) -> None:
-        """Compute the content digests the parser deferred: ``seen`` may hold a record's bytes
-        in place of its digest until the state is saved or the id comes again."""
+        """Write the remembered digests in hex: ``seen`` holds a replay parser's digests as the
+        numbers their hex spells (compact in memory), and saved state holds hex."""
         seen = self.seen
         for event_id, entry in seen.items():
             if type(entry[0]) is not str:
@@ -379,7 +379,7 @@ class AccountState:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        """Lossless, JSON-able form of the whole state; settles deferred digests."""
+        """Lossless, JSON-able form of the whole state; digests in hex."""
         self.settle_digests()
         return {
             **self.hot_dict(),
