@@ -9,6 +9,7 @@ arithmetic only. Key numbers carry stable ids and ``data-*`` attributes for test
 
 from __future__ import annotations
 
+import functools
 import html
 import math
 from collections import Counter
@@ -27,6 +28,7 @@ TIME_BUCKETS_MAX = 48  # columns of the alerts-over-time chart
 EXPLANATION_ROWS_MAX = 100  # rows of one list inside an explanation
 EXPLANATION_DEPTH_MAX = 4
 CHART_DOTS_MAX = 500  # observation dots drawn on one timeline chart
+PARSED_TIMES_MAX = 65_536  # timestamps of alert records kept parsed while rendering
 
 REASONS = (
     "REPAYMENT_NOT_POSTED",
@@ -182,6 +184,12 @@ def _parse_time(value: object) -> datetime | None:
     """RFC 3339 to an aware datetime; None when absent or unparsable (naive = UTC)."""
     if not isinstance(value, str) or not value:
         return None
+    return _parse_time_text(value)
+
+
+# A drift's records repeat its times, and the sections read each record's times again.
+@functools.lru_cache(maxsize=PARSED_TIMES_MAX)
+def _parse_time_text(value: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
@@ -304,6 +312,13 @@ def _accounts_by_drift(drifts: Sequence[_Drift], timelines: dict[str, Any]) -> l
     for account_id in timelines:
         longest.setdefault(account_id, -1.0)
     return sorted(longest, key=lambda account: (-longest[account], account))
+
+
+def timeline_accounts(alerts: Sequence[dict[str, Any]]) -> list[str]:
+    """The accounts whose timelines ``render_report`` shows for these alerts (no focus): the
+    TIMELINES_MAX with the longest drifts. A report's data needs timelines for these only."""
+    drifts = _collect_drifts(alerts, _data_end(alerts))
+    return _accounts_by_drift(drifts, {})[:TIMELINES_MAX]
 
 
 @dataclass(slots=True)
@@ -1199,12 +1214,16 @@ def _account_summary(account: dict[str, Any] | None) -> str:
 
 
 def _timeline_section(
-    view: _View, account_id: str, anchor: str, accounts: dict[str, dict[str, Any]]
+    view: _View,
+    account_id: str,
+    anchor: str,
+    accounts: dict[str, dict[str, Any]],
+    records: list[dict[str, Any]],
+    drifts: list[_Drift],
 ) -> str:
+    """One account's section; ``records`` and ``drifts`` are its own, in the view's order."""
     data = view.data
     points = data.timelines.get(account_id, [])
-    records = [r for r in view.alerts if str(r.get("account_id", "")) == account_id]
-    drifts = [d for d in view.drifts if d.account_id == account_id]
     label = f"Expected available limit of account {account_id}, and what the app and cache showed"
     chart = _svg_timeline(points, records, drifts, view.tz, label) if points else ""
     table = (
@@ -1252,7 +1271,20 @@ def _section_timelines(view: _View, ordered: Sequence[str], anchors: dict[str, s
             f"Showing the timelines of the {len(shown)} accounts with the longest drifts, of "
             f"{len(ordered)} alerted accounts.</p>"
         )
-    sections = "".join(_timeline_section(view, a, anchors[a], accounts) for a in shown)
+    # Each shown account's alerts and drifts, gathered in one pass (not one pass an account).
+    records: dict[str, list[dict[str, Any]]] = {a: [] for a in shown}
+    for record in view.alerts:
+        mine = records.get(str(record.get("account_id", "")))
+        if mine is not None:
+            mine.append(record)
+    drifts: dict[str, list[_Drift]] = {a: [] for a in shown}
+    for drift in view.drifts:
+        theirs = drifts.get(drift.account_id)
+        if theirs is not None:
+            theirs.append(drift)
+    sections = "".join(
+        _timeline_section(view, a, anchors[a], accounts, records[a], drifts[a]) for a in shown
+    )
     return f"{intro}{capped}{legend}{sections}</section>"
 
 
