@@ -73,7 +73,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     print(
         f"replayed {c['records']} records ({c['applied']} applied, {c['duplicate']} duplicates, "
         f"{c['conflict']} conflicts, {c['invalid']} invalid{future}) in {result.elapsed_s:.1f} s "
-        f"({rate:,.0f}/s): {len(result.alerts)} alerts, {len(result.engine.accounts)} accounts "
+        f"({rate:,.0f}/s): {result.alert_count} alerts, {len(result.engine.accounts)} accounts "
         f"-> {out}; {time.perf_counter() - started:.1f} s in all, peak RSS {peak_rss_mb():,.0f} MB"
     )
     return 0

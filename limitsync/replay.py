@@ -239,9 +239,10 @@ class ReplayResult:
     # "", expected, app displayed, cache displayed) after each.
     timelines: dict[str, Timeline] = field(default_factory=dict)
     elapsed_s: float = 0.0
-    # Dead letters went to OutputFiles as they came (``dead_letters`` is then empty); alerts
-    # too, and are also kept in ``alerts`` for the report.
+    # Alerts and dead letters went to OutputFiles as they came (``alerts`` and
+    # ``dead_letters`` are then empty: ``write_outputs`` reads the alerts back for the report).
     streamed: bool = False
+    alert_count: int = 0
 
     def account_lines(self) -> list[dict[str, Any]]:
         return [account_line(a) for _, a in sorted(self.engine.accounts.items())]
@@ -348,6 +349,7 @@ def _run_replay(
     now_us = options.now_us
     max_future_skew_us = options.max_future_skew_s * 1_000_000
     applied = 0
+    alert_count = 0
     n = 0
     read_bytes = 0
     for n, rec in enumerate(records, 1):
@@ -418,8 +420,10 @@ def _run_replay(
         applied += 1
         for eff in effects:
             if type(eff) is AlertRaised:
-                alerts.append(eff.record)
-                if outputs is not None:
+                alert_count += 1
+                if outputs is None:
+                    alerts.append(eff.record)
+                else:
                     outputs.alert(eff.record)
             elif type(eff) is ChangeDisplayed:
                 latencies[eff.source].append(eff.latency_us)
@@ -447,13 +451,16 @@ def _run_replay(
         clock.advance_to(options.until_us)
         for eff in engine.advance():
             if type(eff) is AlertRaised:
-                alerts.append(eff.record)
-                if outputs is not None:
+                alert_count += 1
+                if outputs is None:
+                    alerts.append(eff.record)
+                else:
                     outputs.alert(eff.record)
     for acct in engine.accounts.values():
         for display in (acct.app, acct.cache):
             latencies[display.source].extend(None for _ in display.pending_changes)
     counts["records"] = n
+    result.alert_count = alert_count
     result.elapsed_s = time.perf_counter() - started
     return result
 
@@ -463,6 +470,11 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
         for row in rows:
             fh.write(orjson.dumps(row))
             fh.write(b"\n")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open("rb", buffering=_WRITE_BUFFER) as fh:
+        return [orjson.loads(line) for line in fh]
 
 
 def write_outputs(
@@ -479,6 +491,10 @@ def write_outputs(
         write_jsonl(out_dir / "alerts.jsonl", result.alerts)
         write_jsonl(out_dir / "dead_letters.jsonl", result.dead_letters)
     write_jsonl(out_dir / "accounts.jsonl", result.account_lines())
+    if result.streamed:
+        # The ids are done with; the report's alerts take their place in memory.
+        result.engine.release_ids()
+        result.alerts = read_jsonl(out_dir / "alerts.jsonl")
     from limitsync.report import render_report
     from limitsync.report_data import build_report_data  # the report is optional weight
 
