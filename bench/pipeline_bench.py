@@ -452,7 +452,10 @@ class Profiler:
 
 # Which task a sample belongs to: the first of these found walking from the stack's root.
 _TASKS = (
-    ("LiveShell.handle", "ledger agent: parse, ingest, persist, barrier"),
+    ("LiveShell.take", "ledger batch: parse, ingest, persist"),
+    ("LiveShell.handle", "ledger batch: parse, ingest, persist"),
+    ("_ack_when_durable", "ledger batch: ack once durable"),
+    ("KafkaOut", "records out: batches to the producer"),
     ("CacheWriter.run", "cache writer: Redis CAS + publish observation"),
     ("LiveShell.sample", "sampler: read cache + publish observations"),
     ("LiveShell.tick", "drift monitor"),
@@ -538,9 +541,7 @@ def new_system(services: Services, tag: str, **overrides: str) -> LiveSystem:
     log_dir = services.log_dir / uid
     log_dir.mkdir(parents=True)
     settings = {"sampler_interval_s": SAMPLER_INTERVAL_S, **overrides}
-    return make_live_system(
-        services.bootstrap, services.redis_url, uid, log_dir, **settings
-    )
+    return make_live_system(services.bootstrap, services.redis_url, uid, log_dir, **settings)
 
 
 def start_workers(system: LiveSystem, count: int) -> list[WorkerProcess]:
@@ -730,10 +731,12 @@ def e2e_run(services: Services, accounts: int, hours: float, seed: int) -> dict[
 
     # Yesterday from 01:00 UTC (the morning peak at +08:00): recent, inside the dedupe
     # horizon, and every event (late postings included) in the past.
-    start = (datetime.now(UTC) - timedelta(days=1)).replace(hour=1, minute=0, second=0,
-                                                             microsecond=0)
-    lines = list(simulate(accounts=accounts, hours=hours, seed=seed, faults=0.02, bad=0.001,
-                          start=start))
+    start = (datetime.now(UTC) - timedelta(days=1)).replace(
+        hour=1, minute=0, second=0, microsecond=0
+    )
+    lines = list(
+        simulate(accounts=accounts, hours=hours, seed=seed, faults=0.02, bad=0.001, start=start)
+    )
     replayed = run_replay([InputRecord(x) for x in lines], ReplayOptions(keep_timelines=False))
     expected = {a["account_id"]: a["expected_available"] for a in replayed.account_lines()}
     system = new_system(services, "e2e")
@@ -746,7 +749,10 @@ def e2e_run(services: Services, accounts: int, hours: float, seed: int) -> dict[
         began = time.time()
         subprocess.run(
             [sys.executable, "-m", "limitsync.cli", "produce", "--input", str(path)],
-            env=env, check=True, capture_output=True, timeout=DRAIN_TIMEOUT_S,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=DRAIN_TIMEOUT_S,
         )
         produced = time.time()
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
@@ -776,7 +782,13 @@ def _wrong_limits(system: LiveSystem, expected: dict[str, int]) -> list[str]:
 
 
 def latency_run(
-    services: Services, rate: float, duration_s: float, accounts: int, seed: int, label: str
+    services: Services,
+    rate: float,
+    duration_s: float,
+    accounts: int,
+    seed: int,
+    label: str,
+    profile: bool = False,
 ) -> dict[str, Any]:
     system = new_system(services, "lat")
     watcher = CacheWatcher(system.settings.redis_url, system.settings.cache_prefix, True)
@@ -794,6 +806,11 @@ def latency_run(
             }
         )
         meter.start()
+        profiler = (
+            Profiler(worker.proc.pid, system.log_dir / "profile-latency.raw")  # type: ignore[union-attr]
+            if profile
+            else None
+        )
         sent, achieved = _paced_produce(
             system, LedgerWorkload(accounts, seed, "lat"), rate, duration_s
         )
@@ -804,6 +821,7 @@ def latency_run(
         left = _wait_caught_up(system, expected)
         drain_s = time.monotonic() - stopped
         meter.stop()
+        prof = profiler.stop() if profiler else None
         cpu = meter.between(sent[0][2], sent[-1][2]) if sent else {}
         after = parse_metrics(worker.metrics())
     finally:
@@ -825,6 +843,7 @@ def latency_run(
         "events": len(sent),
         "accounts_behind_at_end": left,
         "direct": direct,
+        "records_per_batch": _per_batch(before, after),
         "histogram": {
             "samples": buckets[-1][1] if buckets else 0,
             "p50_s": round(p50, 4),
@@ -836,7 +855,21 @@ def latency_run(
         "cpu_s": cpu,
         "cpu_window_s": round(duration_s, 2),
         "watcher_cpu_s": round(watcher.cpu_s, 2),
+        "profile": prof,
     }
+
+
+def _per_batch(
+    before: list[tuple[str, dict[str, str], float]], after: list[tuple[str, dict[str, str], float]]
+) -> float | None:
+    """Mean input records a worker took per fetched batch between two metric samples."""
+    batches = metric_sum(after, "limitsync_batches_total") - metric_sum(
+        before, "limitsync_batches_total"
+    )
+    events = metric_sum(after, "limitsync_events_total") - metric_sum(
+        before, "limitsync_events_total"
+    )
+    return round(events / batches, 1) if batches else None
 
 
 def _paced_produce(
@@ -1120,7 +1153,7 @@ def print_report(info: dict[str, Any], result: dict[str, Any]) -> None:
     _print_load(result)
     for tp in result.get("throughput", []):
         if tp.get("profile"):
-            _print_profile(tp["workers"], tp["profile"])
+            _print_profile(f"the {tp['workers']}-worker run", tp["profile"])
 
 
 def _cores(cpu: dict[str, float], name: str, seconds: float) -> str:
@@ -1217,6 +1250,15 @@ def _print_latency(runs: list[dict[str, Any]]) -> None:
         "version. The worker histogram (occurred_at -> write, all events) is interpolated "
         "inside its buckets, no finer than their bounds."
     )
+    print(
+        "  input records per fetched batch: "
+        + ", ".join(
+            f"{lat.get('records_per_batch')} at {lat['target_events_per_s']:,.0f}/s" for lat in runs
+        )
+    )
+    for lat in runs:
+        if lat.get("profile"):
+            _print_profile(f"the {lat['target_events_per_s']:,.0f} events/s run", lat["profile"])
 
 
 def _print_load(result: dict[str, Any]) -> None:
@@ -1238,10 +1280,9 @@ def _topic_label(topic: str) -> str:
     return "changelog" if topic.endswith("-changelog") else topic.rsplit(".", 1)[-1]
 
 
-def _print_profile(workers: int, prof: dict[str, Any]) -> None:
+def _print_profile(run: str, prof: dict[str, Any]) -> None:
     print(
-        f"\npy-spy profile of worker 0 of the {workers}-worker run "
-        f"({prof['samples']} samples at 200 Hz, busy only):"
+        f"\npy-spy profile of worker 0 of {run} ({prof['samples']} samples at 200 Hz, busy only):"
     )
     for title, key in (
         ("by task", "by_task_pct"),
@@ -1300,6 +1341,7 @@ def _run_all(args: argparse.Namespace, tmp_dir: Path, result: dict[str, Any]) ->
                     args.accounts,
                     args.seed + 100,
                     "the fixed rate asked for",
+                    args.profile,
                 )
             )
         one = next((tp for tp in result["throughput"] if tp["workers"] == 1), None)
@@ -1353,7 +1395,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep worker and broker logs")
     parser.add_argument(
-        "--profile", action="store_true", help="py-spy record worker 0 of each throughput run"
+        "--profile",
+        action="store_true",
+        help="py-spy record worker 0 of each throughput run and of the fixed-rate latency run",
     )
     args = parser.parse_args(argv)
     info = machine_info()

@@ -4,6 +4,12 @@ Pending writes are coalesced per account (only the newest version matters, so th
 bounded by the number of accounts owned). While Redis is down the writer retries with
 capped exponential backoff; the ledger keeps going, and the display it observes stays old,
 which the core reports as SYNC_DELAY breaches rather than as lost data.
+
+A write goes to Redis only once the state change it shows is in Kafka (``durable``): a
+worker that died before its change was saved would otherwise leave a version in the cache
+that its successor, replaying the same records, numbers differently (a heal, a deadline
+fired at another time), and the version check would then keep the successor's right
+content out of the cache.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
+from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from streams.cache import RedisLimitCache, WriteResult
@@ -32,8 +39,12 @@ class CacheWriter:
         batch_max: int = 500,
         backoff_max_s: float = 5.0,
         on_error: Callable[[Exception], None] | None = None,
+        durable: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """``durable`` gives what completes when every state change saved so far is in
+        Kafka; the writes taken are made after it."""
         self._cache = cache
+        self._durable = durable
         self._on_written = on_written
         self._batch_max = batch_max
         self._backoff_max_s = backoff_max_s
@@ -61,14 +72,17 @@ class CacheWriter:
                 await self._wake.wait()
             batch = self._take()
             try:
+                if self._durable is not None:
+                    await self._durable()
                 written = await self._cache.write_many(batch)
-            except (RedisError, OSError) as exc:  # down, loading, read-only: retry, never drop
+            except (RedisError, OSError, KafkaError) as exc:
+                # Redis down, loading, read-only, or the state not in Kafka: retry, never drop
                 self.failures += 1
                 if self._on_error is not None:
                     self._on_error(exc)
                 for w in batch:
                     self.submit(w)  # keeps any newer version queued meanwhile
-                log.warning("redis write failed (%s); retrying in %.2f s", exc, backoff)
+                log.warning("cache write failed (%s); retrying in %.2f s", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._backoff_max_s)
                 continue

@@ -60,6 +60,7 @@ class KafkaOut:
         self._partition_of = PartitionMemo(partitions)
         self._pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Any]]] = {}
         self._submitting = asyncio.Lock()  # FIFO: flushes reach the client in their order
+        self._tail: asyncio.Future[None] | None = None  # the newest flush (done after all)
         self.records = 0  # records sent so far (metrics)
         self.bytes = 0
 
@@ -94,20 +95,28 @@ class KafkaOut:
 
     def flush_soon(self) -> Awaitable[None]:
         """Take everything gathered so far now, and send it; the result is done when the
-        broker has acknowledged it. Later records wait for the next flush."""
-        if not self._pending:
+        broker has acknowledged it and everything flushed before it (a flush's batches can
+        be acknowledged before an earlier flush's on another partition, and a caller asks
+        "is all I saved so far in Kafka?"). Later records wait for the next flush."""
+        if self._pending:
+            pending, self._pending = self._pending, {}
+            self._tail = asyncio.ensure_future(self._send(pending, self._tail))
+        if self._tail is None:
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             done.set_result(None)
             return done
-        pending, self._pending = self._pending, {}
-        return asyncio.ensure_future(self._send(pending))
+        return self._tail
 
     async def _send(
-        self, pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Any]]]
+        self,
+        pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Any]]],
+        before: asyncio.Future[None] | None,
     ) -> None:
         async with self._submitting:
             deliveries = await self._submit(pending)
         await asyncio.gather(*deliveries)
+        if before is not None:
+            await before  # its failure is this flush's too: not everything is in Kafka
 
     async def _submit(
         self, pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Any]]]

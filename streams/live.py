@@ -150,7 +150,11 @@ class LiveShell:
             settings.cache_write_batch_max,
             settings.cache_retry_backoff_max_s,
             on_error=lambda _: metrics.cache_writes.labels(outcome="error").inc(),
+            durable=self.flush,
         )
+        # Cache writes of changes not saved yet: handed to the writer by ``persist``, which
+        # waits for them to be in Kafka (see ``CacheWriter``).
+        self._unsaved_writes: list[CacheWrite] = []
         self._future_skew_us = settings.max_future_skew_s * _S
         self.owned: frozenset[int] = frozenset()
         self.ready = False
@@ -177,6 +181,7 @@ class LiveShell:
             # After a crash, a write may have been lost between commit and Redis: the CAS
             # makes re-sending the current state harmless and the cache converges.
             self._resend(acct.account_id)
+        self._release_writes()  # loaded from Kafka: saved already
         self.owned, self.ready = owned, True
         log.info(
             "engine rebuilt: %d accounts on partitions %s (%d unsaved items dropped)",
@@ -189,7 +194,12 @@ class LiveShell:
     def _resend(self, account_id: str) -> None:
         write = self.engine.cache_write_of(account_id)
         if write is not None:
+            self._unsaved_writes.append(write)
+
+    def _release_writes(self) -> None:
+        for write in self._unsaved_writes:
             self.writer.submit(write)
+        self._unsaved_writes.clear()
 
     def revoke(self) -> None:
         self.ready = False
@@ -220,6 +230,7 @@ class LiveShell:
                 )
                 error = f"internal: {type(exc).__name__}: {exc}"[:_ERROR_TEXT_MAX]
                 batch.dead.append((rec, error, "internal", None, None))
+        self.metrics.batches.inc()
         for kind, n in batch.applied.items():
             self.metrics.events.labels(type=kind).inc(n)
         for rec, error, reason, event_id, account_id in batch.dead:
@@ -268,10 +279,12 @@ class LiveShell:
             self.metrics.open_drifts.labels(source=source).set(self.engine.open_drifts_of(source))
 
     def persist(self) -> None:
-        """Save every account changed since the last save, with its new items."""
+        """Save every account changed since the last save, with its new items, and hand
+        the cache writes of what is saved to the writer."""
         changes = self.engine.drain_journal()
         dirty = self.engine.dirty
         if not dirty and not changes:
+            self._release_writes()
             return
         accounts = [a for aid in dirty if (a := self.engine.accounts.get(aid)) is not None]
         dirty.clear()
@@ -281,13 +294,14 @@ class LiveShell:
         self.metrics.state_rows.inc(len(accounts))
         if self.store.large_rows > large_before:
             self.metrics.state_rows_large.inc(self.store.large_rows - large_before)
+        self._release_writes()
 
     # -- effects -------------------------------------------------------------------------
 
     async def carry_out(self, effects: list[Effect]) -> None:
         for eff in effects:
             if type(eff) is CacheWrite:
-                self.writer.submit(eff)
+                self._unsaved_writes.append(eff)
             elif type(eff) is ChangeDisplayed:
                 self.metrics.observe_display_latency(
                     eff.latency_us, self.engine.config.sla_us, eff.source
@@ -365,8 +379,9 @@ class LiveShell:
             self.metrics.cache_writes.labels(outcome=result).inc()
             if result != "written":
                 if result == "refused":
-                    log.error("cache key of %s refused the write (wrong type or value)",
-                              write.account_id)
+                    log.error(
+                        "cache key of %s refused the write (wrong type or value)", write.account_id
+                    )
                 continue
             self._written_at[write.account_id] = now
             if not write.heal:
@@ -392,27 +407,40 @@ class LiveShell:
             event_id = f"obs:{observer}:{account_id}:{version}:{now}"
             occurred_at = format_us(now)
             event = LimitDisplayed(
-                event_id, account_id, occurred_at, now, available, version, "cache",
+                event_id,
+                account_id,
+                occurred_at,
+                now,
+                available,
+                version,
+                "cache",
                 {"observer": observer},
             )
             effects.extend(self.engine.observe_own(event, now))
-            bodies.append((account_id, {
-                "event_id": event_id,
-                "type": "limit.displayed",
-                "account_id": account_id,
-                "occurred_at": occurred_at,
-                "schema_version": 1,
-                "displayed_available": available,
-                "cache_version": version,
-                "source": "cache",
-                "observer": observer,
-            }))
+            bodies.append(
+                (
+                    account_id,
+                    {
+                        "event_id": event_id,
+                        "type": "limit.displayed",
+                        "account_id": account_id,
+                        "occurred_at": occurred_at,
+                        "schema_version": 1,
+                        "displayed_available": available,
+                        "cache_version": version,
+                        "source": "cache",
+                        "observer": observer,
+                    },
+                )
+            )
         self.metrics.own_observations.inc(len(bodies))
         for account_id, body in bodies:
             await self.publisher.publish(
                 self.topics["displayed"], account_id, orjson.dumps(body), [OWN_HEADER]
             )
         await self.carry_out(effects)
+        if self._unsaved_writes:  # a heal: its new version is saved before it is written
+            self.persist()
         # Not awaited: the cache writer must not wait for Kafka between its Redis writes.
         self._flush_in_background()
 

@@ -95,7 +95,14 @@ class Metrics:
             "limitsync_state_rows", "Account rows saved to the state changelog", registry=r
         )
         self.state_bytes = Counter(
-            "limitsync_state_bytes", "Bytes of keys and values saved to the state changelog",
+            "limitsync_state_bytes",
+            "Bytes of keys and values saved to the state changelog",
+            registry=r,
+        )
+        self.batches = Counter(
+            "limitsync_batches",
+            "Fetched batches of input records taken together (records per batch: "
+            "limitsync_events_total and dead letters over this)",
             registry=r,
         )
         self.state_rows_large = Counter(

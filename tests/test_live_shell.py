@@ -199,3 +199,19 @@ def test_a_cache_breach_rewrites_the_cache() -> None:
               "account_id": "A"}
     asyncio.run(s._alert(breach))
     assert s.engine.accounts["A"].version == version + 1
+
+
+def test_a_cache_write_reaches_the_writer_only_once_its_change_is_saved() -> None:
+    s, _ = shell()
+    table: dict[bytes, bytes] = s.store._table  # type: ignore[assignment]
+    saved_at_submit: list[tuple[int, int]] = []
+    submit = s.writer.submit
+
+    def checked(w: Any) -> None:
+        row = orjson.loads(table[b"a|" + w.account_id.encode()])
+        saved_at_submit.append((w.version, row["s"]["version"]))
+        submit(w)
+
+    s.writer.submit = checked  # type: ignore[method-assign]
+    asyncio.run(s.handle(records(recent(credit_line("A", 0, 10_000, 1)))))
+    assert saved_at_submit == [(1, 1)]
