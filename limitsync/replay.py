@@ -32,6 +32,7 @@ from streams.core.engine import core_config_from_seconds
 from streams.core.state import AccountState
 
 __all__ = [
+    "NEVER_SHOWN",
     "InputRecord",
     "OutputFiles",
     "ReplayOptions",
@@ -45,6 +46,7 @@ __all__ = [
 TIMELINE_MAX = 200  # points kept per account for the report's timelines
 TimelineEntry = tuple[int, str, str, str, int, int | None, int | None]
 PROGRESS_EVERY_RECORDS = 20_000  # how often the progress callback is told
+NEVER_SHOWN = -(2**63)  # the sync latency of a change never displayed
 
 # A timeline point's numbers in a row of _NUMBERS machine ints: occurred µs, expected, app
 # shown, cache held. Money is >= 0 (the contract), so -1 can stand for "nothing shown".
@@ -231,9 +233,9 @@ class ReplayResult:
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
     # Per source (app, cache): per ledger change, how long until that source displayed it
-    # (None: never).
-    latencies_us: dict[str, list[int | None]] = field(
-        default_factory=lambda: {"app": [], "cache": []}
+    # (NEVER_SHOWN: never); machine ints, as there is one a ledger change.
+    latencies_us: dict[str, array[int]] = field(
+        default_factory=lambda: {"app": array("q"), "cache": array("q")}
     )
     # Per account, its last records: (occurred_us, event_id, type, source of an observation or
     # "", expected, app displayed, cache displayed) after each.
@@ -426,7 +428,8 @@ def _run_replay(
                 else:
                     outputs.alert(eff.record)
             elif type(eff) is ChangeDisplayed:
-                latencies[eff.source].append(eff.latency_us)
+                latency = eff.latency_us
+                latencies[eff.source].append(NEVER_SHOWN if latency is None else latency)
         if keep_timelines:
             account_id = event.account_id
             acct = accounts[account_id]
@@ -458,7 +461,7 @@ def _run_replay(
                     outputs.alert(eff.record)
     for acct in engine.accounts.values():
         for display in (acct.app, acct.cache):
-            latencies[display.source].extend(None for _ in display.pending_changes)
+            latencies[display.source].extend(NEVER_SHOWN for _ in display.pending_changes)
     counts["records"] = n
     result.alert_count = alert_count
     result.elapsed_s = time.perf_counter() - started
@@ -472,9 +475,27 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
             fh.write(b"\n")
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
+def _read_alerts_for_report(path: Path) -> list[dict[str, Any]]:
+    """alerts.jsonl back, without the fields the report never reads, and with its repeated
+    words (type, reason, account...) shared, not one string a record."""
+    from limitsync.report import ALERT_FIELDS_UNREAD
+
+    words: dict[str, str] = {}
+    alerts = []
     with path.open("rb", buffering=_WRITE_BUFFER) as fh:
-        return [orjson.loads(line) for line in fh]
+        for line in fh:
+            record = orjson.loads(line)
+            for key in ALERT_FIELDS_UNREAD:
+                record.pop(key, None)
+            for key in _REPEATED_WORDS:
+                value = record.get(key)
+                if type(value) is str:
+                    record[key] = words.setdefault(value, value)
+            alerts.append(record)
+    return alerts
+
+
+_REPEATED_WORDS = ("type", "source", "account_id", "reason", "severity", "resolution")
 
 
 def write_outputs(
@@ -494,7 +515,7 @@ def write_outputs(
     if result.streamed:
         # The ids are done with; the report's alerts take their place in memory.
         result.engine.release_ids()
-        result.alerts = read_jsonl(out_dir / "alerts.jsonl")
+        result.alerts = _read_alerts_for_report(out_dir / "alerts.jsonl")
     from limitsync.report import render_report
     from limitsync.report_data import build_report_data  # the report is optional weight
 

@@ -314,6 +314,12 @@ def _accounts_by_drift(drifts: Sequence[_Drift], timelines: dict[str, Any]) -> l
     return sorted(longest, key=lambda account: (-longest[account], account))
 
 
+# Alert fields no section reads: a reader that holds a day's alerts for the report may drop
+# them (the evidence ids are most of a record). A section that starts reading one must take it
+# out of here.
+ALERT_FIELDS_UNREAD = ("evidence_event_ids", "payment_id", "sla_seconds")
+
+
 def timeline_accounts(alerts: Sequence[dict[str, Any]]) -> list[str]:
     """The accounts whose timelines ``render_report`` shows for these alerts (no focus): the
     TIMELINES_MAX with the longest drifts. A report's data needs timelines for these only."""

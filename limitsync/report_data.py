@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from limitsync.replay import ReplayOptions, ReplayResult
+from limitsync.replay import NEVER_SHOWN, ReplayOptions, ReplayResult
 from limitsync.report import ReportData, TimelinePoint, timeline_accounts
 from schemas.timefmt import format_us
 from streams.core.explain import describe, explain
@@ -70,7 +70,7 @@ def build_report_data(
         accounts=result.account_lines(),
         timelines=timelines,
         sync_latencies_s={
-            source: [float("inf") if us is None else us / 1_000_000 for us in latencies]
+            source: [float("inf") if us == NEVER_SHOWN else us / 1_000_000 for us in latencies]
             for source, latencies in result.latencies_us.items()
         },
         dead_letters_by_reason=dead_letters,

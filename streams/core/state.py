@@ -75,6 +75,9 @@ def remembered_keep(entry: Remembered) -> int:
     return keep
 
 
+_NO_REASONS: list[str] = []
+
+
 @dataclass(slots=True, init=False)
 class ChangeEntry:
     """One explained change of an account, for ``explain``."""
@@ -105,7 +108,9 @@ class ChangeEntry:
         self.available_before = available_before
         self.available_after = available_after
         self.facts = facts
-        self.reasons = [] if reasons is None else reasons
+        # Most changes have no reasons: they share one empty list, never appended to (a list
+        # each was a seventh of a replay's explanation history).
+        self.reasons = reasons if reasons else _NO_REASONS
 
     def to_dict(self) -> dict[str, Any]:
         return {
