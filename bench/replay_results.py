@@ -23,8 +23,8 @@ _INTRO = f"""{_SECTION}
 What `python -m bench.replay_bench` measured against the replay floors of issue 14: the whole
 command (`limitsync replay --input F --out D`, start-up, outputs and report included) against
 the rate at which plain `json.loads` parses the same lines in the same run, on a simulated log
-with 10% faults; and the command's peak RSS on a simulated day (20,000 accounts, 10 h). Each run
-appends a table here.
+with 10% faults; and the command's peak RSS on a simulated day of the issue's size (20,000
+accounts, 1.6M events, 349 MB). Each run appends a table here.
 """
 
 

@@ -86,7 +86,7 @@ class ReportData:
     accounts: list[dict[str, Any]]  # accounts.jsonl records
     timelines: dict[str, list[TimelinePoint]]  # only alerted accounts
     # per source ("app", "cache"), per ledger change: seconds until displayed (inf = never)
-    sync_latencies_s: dict[str, list[float]]
+    sync_latencies_s: dict[str, Sequence[float]]  # inf: never displayed
     dead_letters_by_reason: dict[str, int]
     events_total: int
     explanations: dict[str, dict[str, Any]] = field(default_factory=dict)  # account -> explain()
@@ -336,10 +336,15 @@ class _Latency:
 
 def _latency_summary(latencies: Sequence[float], sla_seconds: int) -> _Latency:
     counts = Counter[str]()
+    within_1s = within_10s = within_sla = 0  # counted here: a day has millions of changes
     for value in latencies:
         if math.isnan(value) or math.isinf(value):
             counts["never"] += 1
-        elif value > sla_seconds:
+            continue
+        within_1s += value <= 1
+        within_10s += value <= 10
+        within_sla += value <= sla_seconds
+        if value > sla_seconds:
             counts["over_sla"] += 1
         elif value <= 1:
             counts["le_1s"] += 1
@@ -357,11 +362,10 @@ def _latency_summary(latencies: Sequence[float], sla_seconds: int) -> _Latency:
         ("over_sla", f"> SLA ({sla_seconds} s)", counts["over_sla"]),
         ("never", "never", counts["never"]),
     ]
-    finite = [value for value in latencies if not (math.isnan(value) or math.isinf(value))]
     within = [
-        ("1s", "1 s", sum(1 for value in finite if value <= 1)),
-        ("10s", "10 s", sum(1 for value in finite if value <= 10)),
-        ("sla", f"the SLA ({sla_seconds} s)", sum(1 for value in finite if value <= sla_seconds)),
+        ("1s", "1 s", within_1s),
+        ("10s", "10 s", within_10s),
+        ("sla", f"the SLA ({sla_seconds} s)", within_sla),
     ]
     return _Latency(total=len(latencies), buckets=buckets, within=within)
 

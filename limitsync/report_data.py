@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from array import array
+
 from limitsync.replay import NEVER_SHOWN, ReplayOptions, ReplayResult
 from limitsync.report import ReportData, TimelinePoint, timeline_accounts
 from schemas.timefmt import format_us
@@ -70,7 +72,9 @@ def build_report_data(
         accounts=result.account_lines(),
         timelines=timelines,
         sync_latencies_s={
-            source: [float("inf") if us == NEVER_SHOWN else us / 1_000_000 for us in latencies]
+            source: array(
+                "d", (float("inf") if us == NEVER_SHOWN else us / 1_000_000 for us in latencies)
+            )
             for source, latencies in result.latencies_us.items()
         },
         dead_letters_by_reason=dead_letters,
