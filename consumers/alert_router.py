@@ -41,12 +41,20 @@ class RouterOptions:
     # Records per poll: each may wait for a webhook's retries, and the consumer must poll
     # again within max.poll.interval.ms, so batches stay small.
     poll_records_max: int = 100
+    # Kafka drops a member that does not poll within this (kafka-python's default)...
+    max_poll_interval_ms: int = 300_000
+    # ...so a batch spends at most this on a webhook (WebhookSink.batch_time_max_s): 100 alerts
+    # x a 5 s timeout x retries would otherwise take far longer.
+    batch_time_max_s: float = 60.0
     max_records: int | None = None  # stop after routing this many (tests, one-off runs)
     idle_exit_s: float | None = None  # stop after this long with nothing to route
 
     def __post_init__(self) -> None:
         if self.poll_records_max < 1 or self.poll_timeout_ms < 1:
             raise ValueError("poll_records_max and poll_timeout_ms must be >= 1")
+        # Half the interval: the sinks' flush and the file sink's writes come on top.
+        if not 0 < self.batch_time_max_s * 1000 <= self.max_poll_interval_ms / 2:
+            raise ValueError("batch_time_max_s must be positive and at most half the poll interval")
 
 
 @dataclass
@@ -107,6 +115,7 @@ def route_alerts(
     consumer = make_consumer(
         settings, client_id=group_id, group_id=group_id,
         max_poll_records=options.poll_records_max,
+        max_poll_interval_ms=options.max_poll_interval_ms,
     )
     router = _Router(sinks, undelivered)
     try:

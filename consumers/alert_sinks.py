@@ -11,12 +11,19 @@ sink drops those whose ``(alert_id, type)`` it already wrote. The keys are rebui
 file's tail on start, within bounds (``tail_bytes_max``, ``dedupe_keys_max``): redelivery
 after a restart covers only the records since the last commit, which are recent.
 A webhook gets at least once, with an ``Idempotency-Key`` header so the receiver can drop
-repeats.
+repeats. Only http and https; a redirect is a failed delivery (it could point anywhere, and a
+POST that became a GET delivered nothing); and a batch spends at most ``batch_time_max_s`` on
+the webhook, so the router polls again within Kafka's poll interval whatever the webhook does.
+
+The undelivered log is shared with ``alerts redeliver`` through a lock file beside it
+(``<log>.lock``): the router holds it while a batch writes rows, and redelivery while it takes
+the rows out and while it puts back those that still fail, so no row is lost between them.
 """
 
 from __future__ import annotations
 
 import enum
+import fcntl
 import os
 import sys
 import time
@@ -27,6 +34,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, TextIO
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -47,8 +55,70 @@ __all__ = [
     "alert_key",
     "format_alert_line",
     "redeliver",
+    "shown_url",
     "urllib_post",
+    "webhook_url",
 ]
+
+WEBHOOK_SCHEMES = frozenset({"http", "https"})
+_TIMEOUT_MIN_S = 0.05  # a request's timeout when the batch's time is all but spent (0 = none)
+
+
+def webhook_url(url: str) -> str:
+    """``url`` if it is an http(s) URL with a host; ValueError (naming no secret) otherwise."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ValueError("the webhook URL does not parse") from exc
+    if parts.scheme not in WEBHOOK_SCHEMES or not parts.hostname:
+        raise ValueError(
+            f"the webhook URL must be http:// or https:// with a host, not {parts.scheme!r}://"
+        )
+    return url
+
+
+def shown_url(url: str) -> str:
+    """A webhook URL as logs, prints and undelivered rows show it: scheme, host and port only.
+
+    A webhook's secret is often its path or query (a chat hook's token), or a password in
+    its user part, so none of them is shown."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<unparsable URL>"
+    hidden = "/***" if (parts.path.strip("/") or parts.query or parts.username) else ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{hidden}"
+
+
+class _FileLock:
+    """An exclusive ``flock`` on ``path`` (created if missing), held between acquire and
+    release; blocking: the other holder keeps it for one batch at most."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        if self._fd is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the only descriptor releases the flock
+
+
+def lock_path(undelivered: Path) -> Path:
+    return undelivered.with_name(undelivered.name + ".lock")
 
 SEVERITIES = ("major", "critical")  # lowest first
 _SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
@@ -127,16 +197,22 @@ def _fsync(fh: BinaryIO) -> None:
 
 
 class UndeliveredLog:
-    """Alerts a sink could not deliver, one JSON line each, with the sink and the error."""
+    """Alerts a sink could not deliver, one JSON line each, with the sink and the error.
+
+    The file is opened (under the shared lock) at the first row after a flush and closed by the
+    flush: redelivery may have moved it away in between, and rows must go to the file that is
+    at ``path`` now, not to one that was renamed."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fh: BinaryIO | None = None
+        self._lock = _FileLock(lock_path(path))
         self.count = 0
 
     def record(self, sink: str, target: str, error: str, attempts: int,
                alert: dict[str, Any] | None = None, raw: bytes | None = None) -> None:
         if self._fh is None:
+            self._lock.acquire()
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = self.path.open("ab")
         row: dict[str, Any] = {
@@ -153,14 +229,17 @@ class UndeliveredLog:
         self.count += 1
 
     def flush(self) -> None:
-        if self._fh is not None:
-            _fsync(self._fh)
+        """Make the rows durable and let redelivery at the file."""
+        fh, self._fh = self._fh, None
+        try:
+            if fh is not None:
+                _fsync(fh)
+                fh.close()
+        finally:
+            self._lock.release()
 
     def close(self) -> None:
-        if self._fh is not None:
-            _fsync(self._fh)
-            self._fh.close()
-            self._fh = None
+        self.flush()
 
 
 def _money(value: object) -> str:
@@ -282,11 +361,22 @@ class FileSink:
 HttpPost = Callable[[str, bytes, Mapping[str, str], float], int]
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A 3xx is returned as it is (an HTTPError carrying its status), never followed."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect())
+
+
 def urllib_post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: float) -> int:
-    """POST and return the status; a connection failure raises OSError."""
+    """POST and return the status (a redirect's own 3xx: never followed); a connection failure
+    raises OSError."""
     request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        with _OPENER.open(request, timeout=timeout_s) as response:
             response.read()
             status: int = response.status
             return status
@@ -307,7 +397,11 @@ class WebhookSink:
     alerts in that time go straight to the undelivered log, so an outage costs one retry
     budget per ``down_for_s`` rather than per alert (the router must poll again within
     Kafka's ``max.poll.interval.ms``). A 4xx other than 408/425/429 is not retried: the same
-    request will fail again.
+    request will fail again; nor is a 3xx.
+
+    Between two ``flush()`` calls (one router batch) the sink spends at most
+    ``batch_time_max_s`` on the webhook: each wait and each request's timeout is cut to what is
+    left, and alerts after that go to the undelivered log untried.
     """
 
     name = "webhook"
@@ -323,13 +417,17 @@ class WebhookSink:
         backoff_max_s: float = 5.0,
         timeout_s: float = 5.0,
         down_for_s: float = 30.0,
+        batch_time_max_s: float = 60.0,
         post: HttpPost = urllib_post,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if retries_max < 0 or backoff_initial_s < 0 or backoff_max_s < backoff_initial_s:
             raise ValueError("need retries_max >= 0 and 0 <= backoff_initial_s <= backoff_max_s")
-        self.url = url
+        if batch_time_max_s <= 0 or timeout_s <= 0:
+            raise ValueError("batch_time_max_s and timeout_s must be positive")
+        self.url = webhook_url(url)
+        self.target = shown_url(url)
         self.filter = alert_filter or AlertFilter()
         self._undelivered = undelivered
         self._retries_max = retries_max
@@ -342,19 +440,27 @@ class WebhookSink:
         self._clock = clock
         self._down_until: float | None = None
         self._down_error = ""
+        self._batch_time_max_s = batch_time_max_s
+        self._batch_ends_at: float | None = None  # set by the batch's first alert
 
     def backoff_s(self, attempt: int) -> float:
         """The wait after failed attempt ``attempt`` (1-based)."""
         return min(self._backoff_max_s, self._backoff_initial_s * 2 ** (attempt - 1))
 
+    def _left_s(self) -> float:
+        return float("inf") if self._batch_ends_at is None else self._batch_ends_at - self._clock()
+
     def _attempt(self, body: bytes, headers: Mapping[str, str]) -> tuple[bool, bool, str]:
         """(delivered, worth retrying, error)."""
         try:
-            status = self._post(self.url, body, headers, self._timeout_s)
+            timeout_s = max(_TIMEOUT_MIN_S, min(self._timeout_s, self._left_s()))
+            status = self._post(self.url, body, headers, timeout_s)
         except OSError as exc:
             return False, True, f"{type(exc).__name__}: {exc}"
         if 200 <= status < 300:
             return True, False, ""
+        if 300 <= status < 400:
+            return False, False, f"HTTP {status}: redirects are not followed"
         return False, _retryable(status), f"HTTP {status}"
 
     def send(self, alert: Mapping[str, Any]) -> tuple[bool, int, str]:
@@ -370,30 +476,41 @@ class WebhookSink:
                 return True, attempts, ""
             if not retry or attempts > self._retries_max:
                 break
-            self._sleep(self.backoff_s(attempts))
+            wait_s = self.backoff_s(attempts)
+            if wait_s >= self._left_s():
+                error += "; the batch's time for the webhook ran out"
+                break
+            self._sleep(wait_s)
         return False, attempts, error
 
     def deliver(self, alert: dict[str, Any]) -> Delivery:
         if not self.filter.accepts(alert):
             return Delivery.FILTERED
         now = self._clock()
+        if self._batch_ends_at is None:
+            self._batch_ends_at = now + self._batch_time_max_s
         if self._down_until is not None and now < self._down_until:
-            self._undelivered.record(self.name, self.url, f"webhook down: {self._down_error}",
+            self._undelivered.record(self.name, self.target, f"webhook down: {self._down_error}",
                                      0, alert)
+            return Delivery.UNDELIVERED
+        if self._left_s() <= 0:
+            self._undelivered.record(self.name, self.target, "the batch's time for the webhook "
+                                     f"({self._batch_time_max_s:g} s) ran out", 0, alert)
             return Delivery.UNDELIVERED
         delivered, attempts, error = self.send(alert)
         if delivered:
             self._down_until = None
             return Delivery.DELIVERED
         self._down_until, self._down_error = self._clock() + self._down_for_s, error
-        self._undelivered.record(self.name, self.url, error, attempts, alert)
+        self._undelivered.record(self.name, self.target, error, attempts, alert)
         return Delivery.UNDELIVERED
 
     def flush(self) -> None:
+        self._batch_ends_at = None  # the router commits and polls again: a new batch
         self._undelivered.flush()
 
     def close(self) -> None:
-        self._undelivered.flush()
+        self.flush()
 
 
 def _read_rows(path: Path) -> Iterable[dict[str, Any]]:
@@ -402,27 +519,46 @@ def _read_rows(path: Path) -> Iterable[dict[str, Any]]:
             yield orjson.loads(line)
 
 
+def _taken_path(path: Path) -> Path:
+    return path.with_name(path.name + ".redelivering")
+
+
 def redeliver(path: Path, sink: WebhookSink) -> tuple[int, int]:
-    """Send the undelivered webhook alerts of ``path`` again; keep in it only what still fails.
+    """Send the undelivered webhook alerts of ``path`` again; put back only what still fails.
 
     Returns (delivered, left). Rows of other sinks, and rows without an alert (records that
-    were not alerts at all), stay as they are. The file is replaced atomically.
+    were not alerts at all), are put back as they are. A running router may go on writing:
+    under the shared lock the rows are moved aside (``<log>.redelivering``, where a crash
+    leaves them for the next run), sent without the lock, and the rows left are appended,
+    under the lock again, to whatever the router wrote in the meantime.
     """
+    lock = _FileLock(lock_path(path))
+    taken = _taken_path(path)
+    lock.acquire()
+    try:
+        if not taken.exists() and path.exists():
+            os.replace(path, taken)
+    finally:
+        lock.release()
+    rows = list(_read_rows(taken)) if taken.exists() else []
     delivered, kept = 0, []
-    for row in _read_rows(path):
+    for row in rows:
         alert = row.get("alert")
         if row.get("sink") == WebhookSink.name and isinstance(alert, dict):
             ok, attempts, error = sink.send(alert)
             if ok:
                 delivered += 1
                 continue
-            row = {**row, "error": error, "attempts": attempts,
+            row = {**row, "target": sink.target, "error": error, "attempts": attempts,
                    "failed_at": format_us(time.time_ns() // 1000)}
         kept.append(row)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as fh:
-        for row in kept:
-            fh.write(orjson.dumps(row) + b"\n")
-        _fsync(fh)
-    os.replace(tmp, path)
+    lock.acquire()
+    try:
+        with path.open("ab") as fh:
+            for row in kept:
+                fh.write(orjson.dumps(row) + b"\n")
+            _fsync(fh)
+        taken.unlink(missing_ok=True)
+    finally:
+        lock.release()
     return delivered, len(kept)

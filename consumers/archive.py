@@ -7,6 +7,11 @@ consumer (group ``{app_id}-archive``) that appends every record of ``account-eve
 :mod:`consumers.segments`), and commits an offset only after the data up to it is flushed and
 fsynced, so a crash loses nothing: the uncommitted records come again.
 
+A crash in the middle of a member leaves a torn gzip tail; the next member appended after it
+would make everything behind the tear unreadable. So a segment that exists is checked when
+this process first opens it, and cut back to the end of its last complete member: the records
+of the torn member were never committed, and come again from Kafka.
+
 They must not be archived twice, so each partition directory also holds ``.next_offset``,
 written after the data and before the commit: records below it are skipped. A crash
 between the data and that marker can still write a record twice; readers drop such copies.
@@ -23,6 +28,7 @@ import json
 import os
 import threading
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -47,6 +53,54 @@ __all__ = [
 ]
 
 MARKER_NAME = ".next_offset"
+_READ_CHUNK_BYTES = 1 << 16
+_CHECKED_PATHS_MAX = 4096  # segments known whole in this process (hours x partitions)
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+
+
+def complete_members_end(path: Path) -> int:
+    """The byte offset just past the last complete gzip member of ``path`` (0 if none).
+
+    Streams the file in chunks with each chunk's output bounded (memory stays small whatever
+    the ratio), one decompressor per member; a member that the file ends inside of, or bytes
+    that are no gzip at all, end the complete part.
+    """
+    end = 0
+    with path.open("rb") as fh:
+        decoder = zlib.decompressobj(_GZIP_WBITS)
+        position = 0  # file offset of `chunk`
+        chunk = b""
+        while True:
+            if not chunk:
+                chunk = fh.read(_READ_CHUNK_BYTES)
+                if not chunk:
+                    return end
+            data = chunk
+            try:
+                while data and not decoder.eof:
+                    decoder.decompress(data, _READ_CHUNK_BYTES)
+                    data = decoder.unconsumed_tail
+            except zlib.error:
+                return end
+            if not decoder.eof:
+                position += len(chunk)
+                chunk = b""
+                continue
+            rest = decoder.unused_data
+            end = position + len(chunk) - len(rest)
+            position, chunk = end, rest
+            decoder = zlib.decompressobj(_GZIP_WBITS)
+
+
+def cut_torn_tail(path: Path) -> int:
+    """Truncate ``path`` to its complete gzip members; returns the bytes cut (0: whole)."""
+    end = complete_members_end(path)
+    size = path.stat().st_size
+    if end < size:
+        with path.open("r+b") as fh:
+            fh.truncate(end)
+            os.fsync(fh.fileno())
+    return size - end
 
 
 @dataclass(frozen=True)
@@ -115,7 +169,9 @@ class SegmentWriter:
         self._compresslevel = compresslevel
         self._open: OrderedDict[Path, _OpenSegment] = OrderedDict()
         self._new_dirs: set[Path] = set()
+        self._checked: OrderedDict[Path, None] = OrderedDict()  # whole as of our first open
         self.files_created = 0
+        self.bytes_cut = 0  # torn tails cut off segments found on open
 
     def write(self, record: LogRecord) -> Path:
         path = segment_path(self._root, record.topic, record.partition, record.timestamp_ms)
@@ -138,6 +194,12 @@ class SegmentWriter:
             self._new_dirs.add(path.parent)
         if not path.exists():
             self.files_created += 1
+        elif path not in self._checked:
+            self.bytes_cut += cut_torn_tail(path)
+        self._checked[path] = None
+        self._checked.move_to_end(path)
+        while len(self._checked) > _CHECKED_PATHS_MAX:
+            self._checked.popitem(last=False)
         segment = self._open[path] = _OpenSegment(path, self._compresslevel)
         return segment
 

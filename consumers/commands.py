@@ -57,24 +57,33 @@ def _sink_filter(args: argparse.Namespace, sink: str) -> Any:
     return AlertFilter(severity, reasons)
 
 
-def _build_sinks(args: argparse.Namespace, undelivered: Any) -> list[Any]:
+def _webhook(args: argparse.Namespace, settings: Any) -> str:
+    """--webhook, else the alert_webhook_url setting (a secret: from the environment)."""
+    return str(args.webhook or settings.alert_webhook_url.get_secret_value())
+
+
+def _build_sinks(
+    args: argparse.Namespace, settings: Any, undelivered: Any, batch_time_max_s: float
+) -> list[Any]:
     from consumers.alert_sinks import FileSink, StdoutSink, WebhookSink
 
+    webhook = _webhook(args, settings)
     sinks: list[Any] = []
     if args.stdout:
         sinks.append(StdoutSink(_sink_filter(args, "stdout")))
     if args.file:
         sinks.append(FileSink(Path(args.file), _sink_filter(args, "file")))
-    if args.webhook:
+    if webhook:
         sinks.append(
             WebhookSink(
-                args.webhook,
+                webhook,
                 undelivered,
                 _sink_filter(args, "webhook"),
                 retries_max=args.webhook_retries_max,
                 backoff_max_s=args.webhook_backoff_max_s,
                 timeout_s=args.webhook_timeout_s,
                 down_for_s=args.webhook_down_for_s,
+                batch_time_max_s=batch_time_max_s,
             )
         )
     return sinks
@@ -84,16 +93,22 @@ def cmd_alerts_route(args: argparse.Namespace) -> int:
     from consumers.alert_router import RouterOptions, route_alerts
     from consumers.alert_sinks import UndeliveredLog
 
-    if not (args.stdout or args.file or args.webhook):
-        return _fail("alerts route needs at least one sink: --stdout, --file PATH, --webhook URL")
     settings = _settings(args)
-    undelivered = UndeliveredLog(Path(args.undelivered))
-    sinks = _build_sinks(args, undelivered)
+    if not (args.stdout or args.file or _webhook(args, settings)):
+        return _fail(
+            "alerts route needs at least one sink: --stdout, --file PATH, --webhook URL "
+            "(or LIMITSYNC_ALERT_WEBHOOK_URL)"
+        )
     options = RouterOptions(
         group_id=args.group_id,
         max_records=args.max_records,
         idle_exit_s=args.idle_exit_s,
     )
+    undelivered = UndeliveredLog(Path(args.undelivered))
+    try:
+        sinks = _build_sinks(args, settings, undelivered, options.batch_time_max_s)
+    except ValueError as exc:  # a webhook URL that is not http(s)
+        return _fail(str(exc))
     try:
         with _stop_on_sigterm() as stop:
             stats = route_alerts(settings, sinks, undelivered, options, stop)
@@ -128,18 +143,32 @@ def cmd_alerts_redeliver(args: argparse.Namespace) -> int:
     from consumers.alert_sinks import UndeliveredLog, WebhookSink, redeliver
 
     path = Path(args.undelivered)
-    if not path.is_file():
+    taken = path.with_name(path.name + ".redelivering")  # left by a redelivery that crashed
+    if not (path.is_file() or taken.is_file()):
         return _fail(f"no undelivered log at {path}")
-    sink = WebhookSink(
-        args.webhook,
-        UndeliveredLog(path.with_name(path.name + ".unused")),
-        retries_max=args.webhook_retries_max,
-        backoff_max_s=args.webhook_backoff_max_s,
-        timeout_s=args.webhook_timeout_s,
-    )
+    webhook = _webhook(args, _settings_without_state(args))
+    if not webhook:
+        return _fail("alerts redeliver needs --webhook URL (or LIMITSYNC_ALERT_WEBHOOK_URL)")
+    try:
+        sink = WebhookSink(
+            webhook,
+            UndeliveredLog(path.with_name(path.name + ".unused")),
+            retries_max=args.webhook_retries_max,
+            backoff_max_s=args.webhook_backoff_max_s,
+            timeout_s=args.webhook_timeout_s,
+        )
+    except ValueError as exc:
+        return _fail(str(exc))
     delivered, left = redeliver(path, sink)
-    print(f"redelivered {delivered} alerts to {args.webhook}; {left} rows left in {path}")
+    print(f"redelivered {delivered} alerts to {sink.target}; {left} rows left in {path}")
     return 0 if left == 0 else 1
+
+
+def _settings_without_state(args: argparse.Namespace) -> Any:
+    """Settings for a command that has no --state-file (redeliver reaches no broker)."""
+    from limitsync.settings import load_settings
+
+    return load_settings()
 
 
 # -- archive -----------------------------------------------------------------------------------
@@ -243,7 +272,7 @@ def _register_alerts(sub: Any) -> None:
 
     p = asub.add_parser("redeliver", help="POST the undelivered webhook alerts again")
     p.add_argument("--undelivered", default="undelivered.jsonl")
-    p.add_argument("--webhook", required=True)
+    p.add_argument("--webhook", help="default: the alert_webhook_url setting")
     _add_webhook_limits(p)
     p.set_defaults(handler=cmd_alerts_redeliver)
 

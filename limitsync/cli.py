@@ -175,7 +175,7 @@ def _extensions() -> list[Callable[[Any], None]]:
     import importlib
 
     found = []
-    for name in ("limitsync.live_commands", "consumers.commands"):
+    for name in ("limitsync.live_commands", "consumers.commands", "limitsync.remedy_commands"):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:

@@ -107,7 +107,7 @@ def _sasl_options(settings: Settings) -> dict[str, Any]:
     return {
         "sasl_mechanism": settings.kafka_sasl_mechanism,
         "sasl_plain_username": settings.kafka_sasl_username,
-        "sasl_plain_password": settings.kafka_sasl_password,
+        "sasl_plain_password": settings.kafka_sasl_password.get_secret_value(),
     }
 
 
@@ -176,7 +176,7 @@ def faust_broker_credentials(settings: Settings) -> CredentialsT | None:
     if _uses_sasl(settings):
         return SASLCredentials(
             username=settings.kafka_sasl_username,
-            password=settings.kafka_sasl_password,
+            password=settings.kafka_sasl_password.get_secret_value(),
             mechanism=settings.kafka_sasl_mechanism,
             ssl_context=context,
         )
@@ -212,7 +212,7 @@ def _redis_url_and_options(settings: Settings) -> tuple[str, dict[str, Any]]:
         host = parts.netloc.rpartition("@")[2]
         url = urlunsplit(parts._replace(netloc=host))
         options["username"] = settings.redis_username or None
-        options["password"] = settings.redis_password or None
+        options["password"] = settings.redis_password.get_secret_value() or None
     if parts.scheme == "rediss":
         options["ssl_cert_reqs"] = "required"
         if settings.redis_ssl_ca_certs:

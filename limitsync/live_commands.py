@@ -7,7 +7,10 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from limitsync.supervision import StopGuard
 
 __all__ = ["register"]
 
@@ -19,6 +22,19 @@ def _settings(args: argparse.Namespace, **overrides: object) -> Any:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    import os
+
+    from limitsync.supervision import PARENT_PID_ENV, StopGuard, die_with_parent
+
+    parent_pid = os.environ.get(PARENT_PID_ENV)
+    if parent_pid:  # started by `limitsync up`: its death must not leave this worker behind
+        die_with_parent(int(parent_pid))
+    # Entered before any thread starts, so that SIGTERM reaches only the guard.
+    with StopGuard() as guard:
+        return _run_worker(args, guard)
+
+
+def _run_worker(args: argparse.Namespace, guard: StopGuard) -> int:
     import faust
 
     from limitsync.clients import kafka_python_config
@@ -31,6 +47,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.no_rescore:
         overrides["rescore_enabled"] = False
     settings = _settings(args, **overrides)
+    if not settings.web_host:  # Compose: each replica by its own name, which Docker's DNS knows
+        import socket
+
+        settings = settings.model_copy(update={"web_host": socket.gethostname()})
     create_topics(
         settings.bootstrap_servers,
         list(settings.topics.values()),
@@ -41,6 +61,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     app, _ = create_app(settings)
     worker = faust.Worker(app, loglevel=args.loglevel, override_logging=True)
     worker.spinner = None  # its logging handler sets the root logger to DEBUG: ~6% of CPU
+    # Faust's own SIGTERM handler, run on its loop; the guard's deadline bounds how long it takes.
+
+    def request_stop() -> None:
+        worker.loop.call_soon_threadsafe(worker._on_sigterm)
+
+    guard.request_stop = request_stop
     worker.execute_from_commandline()
     return 0
 

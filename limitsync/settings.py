@@ -10,11 +10,29 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["REDACTED", "Settings", "load_settings", "redact_url"]
+
+REDACTED = "***"
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its user part (``scheme://user:password@host``) replaced by
+    ``***``, for logs, prints and files people read. A webhook's token is often the whole
+    query string or path, so callers that show a webhook URL hide those too (``secret_url``)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return REDACTED
+    if parts.password is None:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    name = user.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{name}:{REDACTED}@{host}"))
 
 
 class Settings(BaseSettings):
@@ -36,14 +54,14 @@ class Settings(BaseSettings):
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: str = ""  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
     kafka_sasl_username: str = ""
-    kafka_sasl_password: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")  # SecretStr: never in a repr or a log
     kafka_ssl_cafile: str = ""
     kafka_ssl_certfile: str = ""
     kafka_ssl_keyfile: str = ""
 
     # Redis security: AUTH via the URL (redis://:password@host) or these; TLS via rediss://.
     redis_username: str = ""
-    redis_password: str = ""
+    redis_password: SecretStr = SecretStr("")
     redis_ssl_ca_certs: str = ""
 
     topic_prefix: str = "limit."
@@ -72,8 +90,13 @@ class Settings(BaseSettings):
     cache_write_batch_max: int = 500
     cache_retry_backoff_max_s: float = 5.0
 
-    web_bind: str = "127.0.0.1"  # where this worker listens
-    web_host: str = "127.0.0.1"  # how other workers reach it (pod DNS name in Kubernetes)
+    # The alert router's webhook (`alerts route`, `alerts redeliver`) when --webhook is not
+    # given: empty means none. A secret: such URLs often carry their token.
+    alert_webhook_url: SecretStr = SecretStr("")
+
+    web_bind: str = "127.0.0.1"  # where this worker listens (0.0.0.0 in a container)
+    # How other workers reach it (pod DNS name in Kubernetes); empty: this machine's host name.
+    web_host: str = "127.0.0.1"
     web_port: int = 6066
     data_dir: str = ".limitsync/data"
     standby_replicas: int = 1
@@ -92,6 +115,7 @@ class Settings(BaseSettings):
             "rescore_requests": self.topic("rescore-requests"),
             "alerts": self.topic("alerts"),
             "dead_letters": self.topic("dead-letters"),
+            "inquiries": self.topic("inquiries"),  # issue 15: limit inquiries and answers
         }
 
     @property
@@ -111,4 +135,7 @@ def load_settings(state_file: str | Path | None = None, **overrides: object) -> 
             values["topic_prefix"] = prefix
     values.update({k: v for k, v in overrides.items() if v is not None})
     base = Settings()
-    return base.model_copy(update=values) if values else base
+    if not values:
+        return base
+    # Validated (model_copy would not be): a password given as text becomes a SecretStr.
+    return Settings.model_validate({**base.model_dump(), **values})

@@ -2,7 +2,10 @@
 
 Starts (or reuses, when ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` are set) an Apache Kafka
 broker and Redis on free loopback ports, creates the topics, runs N worker processes, and
-optionally feeds simulator traffic. Everything it started, it stops on Ctrl-C.
+optionally feeds simulator traffic. Everything it started, it stops on Ctrl-C, SIGTERM (systemd,
+a container runtime, ``timeout``) or SIGHUP (its terminal closed) alike, within
+:data:`STACK_STOP_BUDGET_S`; and its workers die with it even when it is killed outright
+(:mod:`limitsync.supervision`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -19,12 +23,24 @@ from pathlib import Path
 from typing import Any
 
 from limitsync.local_services import LocalKafka, LocalRedis, create_topics, free_port
-from limitsync.settings import Settings, load_settings
+from limitsync.settings import Settings, load_settings, redact_url
+from limitsync.supervision import PARENT_PID_ENV, WORKER_EXIT_DEADLINE_S, stop_processes
 from limitsync.worker_metrics import Snapshot, scrape
 
-__all__ = ["StackOptions", "run_stack"]
+__all__ = ["STACK_STOP_BUDGET_S", "StackOptions", "run_stack"]
 
-WORKER_STOP_TIMEOUT_S = 20.0
+# Everything `up` started is gone this long after it is told to stop (issue 13): the workers,
+# then Redis and the broker, each bounded below.
+STACK_STOP_BUDGET_S = 20.0
+# Workers stop by themselves within WORKER_EXIT_DEADLINE_S of SIGTERM; the margin is for a
+# worker whose interpreter is wedged: it is killed.
+WORKER_STOP_TIMEOUT_S = WORKER_EXIT_DEADLINE_S + 1.0
+# The broker's orderly stop takes 1-3 s once its clients are gone; past this it is killed
+# (its data is removed on the way out anyway).
+BROKER_STOP_TIMEOUT_S = 6.0
+REDIS_STOP_TIMEOUT_S = 2.0
+FEEDER_JOIN_TIMEOUT_S = 1.0  # a daemon thread: what it has not flushed by then is dropped
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass(frozen=True)
@@ -44,12 +60,12 @@ def start_services(stack: ExitStack, run_dir: Path) -> tuple[str, str]:
     """Broker and Redis: the configured ones, or local processes that ``stack`` stops."""
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if not bootstrap:
-        broker = stack.enter_context(LocalKafka(run_dir / "logs").start())
-        bootstrap = broker.bootstrap_servers
+        broker = LocalKafka(run_dir / "logs", stop_timeout_s=BROKER_STOP_TIMEOUT_S)
+        bootstrap = stack.enter_context(broker).bootstrap_servers
     redis_url = os.environ.get("REDIS_URL")
     if not redis_url:
-        redis = stack.enter_context(LocalRedis(run_dir / "logs").start())
-        redis_url = redis.url
+        redis = LocalRedis(run_dir / "logs", stop_timeout_s=REDIS_STOP_TIMEOUT_S)
+        redis_url = stack.enter_context(redis).url
     return bootstrap, redis_url
 
 
@@ -66,6 +82,7 @@ def spawn_worker(
         "LIMITSYNC_RESCORE_ENABLED": "true" if rescore else "false",
         "LIMITSYNC_TOPIC_PREFIX": settings.topic_prefix,
         "LIMITSYNC_APP_ID": settings.app_id,
+        PARENT_PID_ENV: str(os.getpid()),
     }
     log = (run_dir / "logs" / f"worker-{index}.log").open("ab")
     proc = subprocess.Popen(
@@ -79,18 +96,26 @@ def spawn_worker(
     return proc, port
 
 
-def stop_worker(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(WORKER_STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+def _stop_on_signal(signum: int, frame: object) -> None:
+    """The first SIGTERM or SIGHUP unwinds `up` as Ctrl-C does; later ones must not interrupt
+    the stop it started (that would skip the rest of it)."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def _stop_workers(procs: list[subprocess.Popen[bytes]], feeder: Any) -> None:
+    if feeder is not None:
+        feeder.stop()
+    stop_processes(procs, WORKER_STOP_TIMEOUT_S)
+    if feeder is not None:
+        feeder.join(FEEDER_JOIN_TIMEOUT_S)
 
 
 def run_stack(options: StackOptions) -> int:
+    if threading.current_thread() is threading.main_thread():
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, _stop_on_signal)
     run_dir = Path(options.run_dir).resolve()
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
@@ -106,25 +131,27 @@ def run_stack(options: StackOptions) -> int:
             settings.partitions,
             settings.replication_factor,
         )
-        workers = [
-            spawn_worker(settings, i, run_dir, options.rescore) for i in range(options.workers)
-        ]
-        for proc, _ in workers:
-            stack.callback(stop_worker, proc)
-        urls = [f"http://127.0.0.1:{port}" for _, port in workers]
+        procs: list[subprocess.Popen[bytes]] = []
+        feeder = None
+        # One callback for workers and feeder, registered before any starts: all stop at once.
+        stack.callback(lambda: _stop_workers(procs, feeder))
+        ports = []
+        for i in range(options.workers):
+            proc, port = spawn_worker(settings, i, run_dir, options.rescore)
+            procs.append(proc)
+            ports.append(port)
+        urls = [f"http://127.0.0.1:{port}" for port in ports]
         if options.state_file:
             _write_state(Path(options.state_file), settings, urls)
-        feeder = None
         if options.simulate:
             feeder = _start_feeder(settings, options)
-            stack.callback(feeder.join, 10)
-            stack.callback(feeder.stop)
         print(
-            f"limitsync up: broker {bootstrap}, redis {redis_url}, {options.workers} worker(s) "
-            f"at {', '.join(urls)}; logs in {run_dir / 'logs'}. Ctrl-C stops everything.",
+            f"limitsync up: broker {bootstrap}, redis {redact_url(redis_url)}, "
+            f"{options.workers} worker(s) at {', '.join(urls)}; logs in {run_dir / 'logs'}. "
+            "Ctrl-C stops everything.",
             flush=True,
         )
-        last = _watch(urls, options, feeder, [p for p, _ in workers])
+        last = _watch(urls, options, feeder, procs)
         print(_summary(last, feeder), flush=True)
     return 0
 
@@ -150,7 +177,11 @@ def _write_state(path: Path, settings: Settings, urls: list[str]) -> None:
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2))
+    # 0600 from creation, not chmod after: the Redis URL may carry a password.
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(state, indent=2))
     tmp.replace(path)
 
 

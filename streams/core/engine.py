@@ -286,6 +286,22 @@ class Engine:
         self._count("auto_heals")
         return [self._cache_write(acct, self.clock.now(), heal=True)]
 
+    def confirm(self, account_id: str, source: str) -> list[Effect]:
+        """A person confirmed this source's open drift (a user's inquiry, once limitsync has
+        re-read the cache): it breaches now, not at its SLA, through the same firing as a
+        deadline. A drift already breached is joined as it is; no drift, nothing."""
+        acct = self.accounts.get(account_id)
+        if acct is None:
+            return []
+        display = acct.cache if source == "cache" else acct.app
+        drift = display.drift
+        effects: list[Effect] = []
+        if drift is not None and not drift.breached:
+            kind = _CACHE_BREACH if source == "cache" else _BREACH
+            due = drift.opened_us + self.config.sla_us
+            self._fire(acct, due, kind, drift.seq, self.clock.now(), effects)
+        return effects
+
     # -- applying ------------------------------------------------------------------------
 
     def _apply(
