@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from limitsync.cli_args import add_inquiries_argument, replay_options
 from limitsync.cli_args import fail as _fail
-from limitsync.cli_args import replay_options
 from limitsync.cli_args import time_us as _time_us
 
 __all__ = ["register"]
@@ -200,18 +200,22 @@ def cmd_archive(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from limitsync.inputs import InputError, open_input
+    from limitsync.inquiry_report import load_inquiries
     from limitsync.replay import run_replay
     from limitsync.report import render_report
     from limitsync.report_data import build_report_data
 
     options = replay_options(args)
+    inquiries = None
     try:
+        if args.inquiries is not None:
+            inquiries = load_inquiries(args.inquiries, args.account)
         result = run_replay(open_input(args.input), options)
     except InputError as exc:
         return _fail(str(exc))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    data = build_report_data(result, options, args.input, args.account)
+    data = build_report_data(result, options, args.input, args.account, inquiries)
     out.write_text(render_report(data), encoding="utf-8")
     print(f"report of {result.counts['records']} records, {len(result.alerts)} alerts -> {out}")
     return 0
@@ -293,6 +297,7 @@ def register(sub: Any) -> None:
     p.add_argument("--input", required=True, help="JSONL file, archive segment, dir or glob")
     p.add_argument("--out", required=True, help="the report file, e.g. report.html")
     p.add_argument("--account", help="narrow the report to one account")
+    add_inquiries_argument(p)
     p.add_argument("--until", type=_time_us, help="advance the clock to TIME after the last record")
     p.add_argument("--sla-seconds", type=int, default=60)
     p.add_argument("--clearing-sla-seconds", type=int, default=7200)

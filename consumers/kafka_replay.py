@@ -342,6 +342,18 @@ def replay_from_kafka_cli(args: argparse.Namespace) -> int:
         return 2
     settings = load_settings(getattr(args, "state_file", None))
     options = replay_options(args)
+    account = getattr(args, "account", None)
+    inquiries = None
+    spec = getattr(args, "inquiries", None)
+    if spec is not None:
+        from limitsync.inputs import InputError
+        from limitsync.inquiry_report import load_inquiries
+
+        try:
+            inquiries = load_inquiries(spec, account)
+        except InputError as exc:
+            print(f"limitsync: error: {exc}", file=sys.stderr)
+            return 2
     try:
         with progress_reporter(None) as progress, OutputFiles(Path(args.out)) as outputs:
             result, stats = replay_from_kafka(
@@ -353,7 +365,7 @@ def replay_from_kafka_cli(args: argparse.Namespace) -> int:
     out = Path(args.out)
     window = _window_text(start_us, end_us)
     source = f"kafka {settings.bootstrap_servers} {settings.topic_prefix}* {window}"
-    write_outputs(result, out, options, source, getattr(args, "account", None))
+    write_outputs(result, out, options, source, account, inquiries)
     c = result.counts
     modes = ", ".join(f"{n} {mode}" for mode, n in sorted(stats.modes().items()))
     print(

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from limitsync import compiled
+from limitsync.cli_args import add_inquiries_argument, replay_options
 from limitsync.cli_args import fail as _fail
-from limitsync.cli_args import replay_options
 from limitsync.cli_args import seconds as _seconds
 from limitsync.cli_args import time_us as _time_us
 
 if TYPE_CHECKING:
+    from limitsync.inquiry_report import InquirySummary
     from limitsync.replay import OutputFiles, ReplayOptions, ReplayResult
 
 __all__ = ["main"]
@@ -45,6 +46,16 @@ def _run_file_replay(
         return options, run_replay(open_input(args.input), options, progress, outputs)
 
 
+def _inquiries(args: argparse.Namespace, account: str | None) -> InquirySummary | None:
+    """The records of ``--inquiries``, counted for the report; None when not given."""
+    spec = getattr(args, "inquiries", None)
+    if spec is None:
+        return None
+    from limitsync.inquiry_report import load_inquiries
+
+    return load_inquiries(spec, account)
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     import time
 
@@ -60,13 +71,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return _fail("replay needs --input FILE or --from-kafka")
     started = time.perf_counter()
     out = Path(args.out)
+    account = getattr(args, "account", None)
     try:
         resolve_input(args.input)  # a bad input fails before any output is opened
+        inquiries = _inquiries(args, account)
         with OutputFiles(out) as outputs:
             options, result = _run_file_replay(args, outputs=outputs)
     except InputError as exc:
         return _fail(str(exc))
-    write_outputs(result, out, options, args.input, getattr(args, "account", None))
+    write_outputs(result, out, options, args.input, account, inquiries)
     c = result.counts
     rate = c["records"] / result.elapsed_s if result.elapsed_s else 0.0
     future = f", {c['future_timestamp']} future_timestamp" if options.now_us is not None else ""
@@ -133,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=_time_us, help="with --from-kafka: first record timestamp")
     p.add_argument("--end", type=_time_us, help="with --from-kafka: last record timestamp")
     p.add_argument("--account", help="narrow the report to one account")
+    add_inquiries_argument(p)
     p.add_argument("--state-file", help="reach the local stack of `limitsync up`")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--until", type=_time_us, help="advance the clock to TIME after the last record")

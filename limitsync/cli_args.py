@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from limitsync.replay import ReplayOptions
 
-__all__ = ["fail", "replay_options", "seconds", "time_us"]
+__all__ = ["add_inquiries_argument", "fail", "replay_options", "seconds", "time_us"]
 
 
 def fail(message: str) -> int:
@@ -52,3 +52,12 @@ def seconds(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"not a whole number of seconds >= 0: {text!r}")
     return value
+
+
+def add_inquiries_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--inquiries",
+        metavar="FILE",
+        help="records of the limit.inquiries topic (JSONL, segment, dir or glob): the report "
+        "gets an inquiries section (by verdict, faults confirmed, time to answer)",
+    )

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
@@ -30,6 +30,9 @@ from schemas.parse import (
 from streams.core import AlertRaised, ChangeDisplayed, CoreConfig, Engine, EventTimeClock, Outcome
 from streams.core.engine import core_config_from_seconds
 from streams.core.state import AccountState
+
+if TYPE_CHECKING:
+    from limitsync.inquiry_report import InquirySummary
 
 __all__ = [
     "NEVER_SHOWN",
@@ -504,9 +507,10 @@ def write_outputs(
     options: ReplayOptions,
     source: str,
     focus_account: str | None = None,
+    inquiries: InquirySummary | None = None,
 ) -> None:
     """Write alerts.jsonl, dead_letters.jsonl (unless the replay streamed them), accounts.jsonl
-    and report.html into ``out_dir``."""
+    and report.html into ``out_dir``; with ``inquiries``, the report has their section."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if not result.streamed:
         write_jsonl(out_dir / "alerts.jsonl", result.alerts)
@@ -519,5 +523,5 @@ def write_outputs(
     from limitsync.report import render_report
     from limitsync.report_data import build_report_data  # the report is optional weight
 
-    data = build_report_data(result, options, source, focus_account)
+    data = build_report_data(result, options, source, focus_account, inquiries)
     (out_dir / "report.html").write_text(render_report(data), encoding="utf-8")

@@ -17,7 +17,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from limitsync.inquiry_report import InquirySummary
 
 __all__ = ["ReportData", "TimelinePoint", "format_yuan", "nines", "render_report"]
 
@@ -91,6 +94,9 @@ class ReportData:
     events_total: int
     explanations: dict[str, dict[str, Any]] = field(default_factory=dict)  # account -> explain()
     focus_account: str | None = None  # narrow the report to one account's timeline
+    # The records of limit.inquiries given to the replay (--inquiries); None: none given, and
+    # the report has no inquiries section.
+    inquiries: InquirySummary | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1108,6 +1114,93 @@ def _section_unexplained(view: _View, counts: tuple[int, int]) -> str:
     )
 
 
+def _ms_text(ms: float) -> str:
+    return f"{ms:,.1f} ms" if ms < 1000 else f"{ms / 1000:,.2f} s"
+
+
+def _section_inquiries(summary: InquirySummary, focus_account: str | None) -> str:
+    from limitsync.inquiry_report import ACTIONS, ANSWER_TIMES_MAX, VERDICTS
+
+    total = summary.inquiries
+    faults = summary.by_verdict.get("fault", 0)
+    verdicts = _ordered_keys(VERDICTS, summary.by_verdict)
+    actions = _ordered_keys(ACTIONS, summary.by_action)
+    times = summary.answer_times_ms()
+    timed = len(summary.answer_ms)
+    time_items = "".join(
+        f'<li>{key}: <span id="answer-{key}" data-ms="{"" if times is None else times[key]!r}">'
+        f'{"n/a" if times is None else _esc(_ms_text(times[key]))}</span></li>'
+        for key in ("p50", "p99", "max")
+    )
+    cards = [
+        _card(
+            "inquiries", "inquiries-total", str(total),
+            _count_items("inquiries", "verdict", dict(summary.by_verdict), VERDICTS),
+        ),
+        _card(
+            "faults confirmed", "faults-confirmed", str(summary.faults_confirmed),
+            f'<ul><li>of faults: <span id="faults-total">{faults}</span> '
+            f"({_share_text(summary.faults_confirmed, faults)})</li></ul>"
+            + _count_items("fault-actions", "action", dict(summary.by_action), ACTIONS),
+            f' data-faults="{faults}"',
+        ),
+        _card(
+            "time to answer", "answer-timed", str(timed), f"<ul>{time_items}</ul>",
+            f' data-untimed="{summary.untimed}"',
+        ),
+    ]  # fmt: skip
+    chart = (
+        _svg_hbars(
+            "Inquiries by verdict",
+            [(v, [summary.by_verdict.get(v, 0)]) for v in verdicts],
+            ["c-latency"],
+        )
+        if total
+        else '<p class="muted">No inquiries in the records given.</p>'
+    )
+    notes = []
+    if focus_account is not None:
+        notes.append(f"Inquiries about account <code>{_esc(focus_account)}</code> only.")
+    if summary.unreadable:
+        notes.append(
+            f'<span id="inquiries-unreadable">{summary.unreadable}</span> of '
+            f"{summary.records} records were not inquiry records (not JSON, or no verdict) "
+            "and are not counted."
+        )
+    if summary.untimed:
+        notes.append(f"{summary.untimed} inquiries have no <code>answer_ms</code>: untimed.")
+    if summary.times_dropped:
+        notes.append(
+            f"Times to answer are of the first {ANSWER_TIMES_MAX:,} timed inquiries; "
+            f"{summary.times_dropped:,} later ones are counted but not timed."
+        )
+    action_rows = "".join(
+        f'<tr data-action="{_esc(a)}"><td><code>{_esc(a)}</code></td>'
+        f'<td class="num">{summary.by_action.get(a, 0)}</td></tr>'
+        for a in actions
+    )
+    return (
+        '<section id="inquiries"><h2>Limit inquiries</h2>'
+        '<p class="note">What users asked about their limit (额度咨询), from the records of '
+        f"<code>limit.inquiries</code> in <code>{_esc(summary.source)}</code>. A fault is "
+        "confirmed when limitsync found the display wrong and acted: it rewrote the cache "
+        "(<code>cache_rewritten</code>) or opened or joined an alert on the app "
+        "(<code>alert_opened</code>); <code>none</code> is a change still on its way. "
+        "Time to answer: from the request's arrival to its answer (<code>answer_ms</code>), "
+        "nearest rank.</p>"
+        f'<div class="cards">{"".join(cards)}</div>'
+        + "".join(f'<p class="note">{n}</p>' for n in notes)
+        + f"{chart}"
+        + (
+            '<table><thead><tr><th>action on a fault</th><th class="num">faults</th></tr>'
+            f"</thead><tbody>{action_rows}</tbody></table>"
+            if action_rows
+            else ""
+        )
+        + "</section>"
+    )
+
+
 # --- timelines -------------------------------------------------------------------------------
 
 
@@ -1311,7 +1404,9 @@ def render_report(data: ReportData) -> str:
         for target, name in (
             ("by-reason", "by reason"), ("over-time", "over time"),
             ("longest-drifts", "longest drifts"), ("consistency", "consistency"),
-            ("unexplained", "unexplained"), ("timelines", "timelines"),
+            ("unexplained", "unexplained"),
+            *((("inquiries", "inquiries"),) if data.inquiries is not None else ()),
+            ("timelines", "timelines"),
         )
     )  # fmt: skip
     body = "".join(
@@ -1323,6 +1418,9 @@ def render_report(data: ReportData) -> str:
             _section_longest(view, anchors),
             _section_latency(view),
             _section_unexplained(view, unexplained),
+            ""
+            if data.inquiries is None
+            else _section_inquiries(data.inquiries, data.focus_account),
             _section_timelines(view, ordered, anchors),
         ]
     )

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from array import array
+from typing import TYPE_CHECKING
 
 from limitsync.replay import NEVER_SHOWN, ReplayOptions, ReplayResult
 from limitsync.report import ReportData, TimelinePoint, timeline_accounts
 from schemas.timefmt import format_us
 from streams.core.explain import describe, explain
+
+if TYPE_CHECKING:
+    from limitsync.inquiry_report import InquirySummary
 
 __all__ = ["build_report_data"]
 
@@ -28,7 +32,11 @@ def _notes(kind: str, source: str) -> str:
 
 
 def build_report_data(
-    result: ReplayResult, options: ReplayOptions, source: str, focus_account: str | None = None
+    result: ReplayResult,
+    options: ReplayOptions,
+    source: str,
+    focus_account: str | None = None,
+    inquiries: InquirySummary | None = None,
 ) -> ReportData:
     # Only the accounts the report shows are explained: a day has thousands alerted, and
     # explaining them all was most of the command's time after the replay.
@@ -81,4 +89,5 @@ def build_report_data(
         events_total=result.counts["records"],
         explanations=explanations,
         focus_account=focus_account,
+        inquiries=inquiries,
     )
