@@ -6,6 +6,7 @@ Needs Debian's Chromium (`apt-get install -y chromium`); skipped, saying so, wit
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -16,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from limitsync.inquiry_report import summarize_inquiries
+from limitsync.replay import InputRecord
 from limitsync.report import ReportData, TimelinePoint, render_report
 
 CHROMIUM = Path(os.environ.get("LIMITSYNC_CHROMIUM", "/usr/bin/chromium"))
@@ -195,6 +198,47 @@ def test_dom_shows_the_numbers(tmp_path: Path, report_file: Path) -> None:
     assert any(attrs.get("data-account") == EVIL for tag, attrs in dom.tags if tag == "section")
     assert "&lt;script&gt;" in result.stdout
     assert sum(1 for tag, _ in dom.tags if tag == "svg") >= 5
+
+
+def _inquiry(n: int, verdict: str, action: str, answer_ms: float) -> InputRecord:
+    record = {
+        "inquiry_id": f"inq-{n}",
+        "received_at": "2026-11-29T10:05:00+08:00",
+        "request": {"account_id": EVIL, "displayed_available": 712_345},
+        "answer": {"account_id": EVIL, "verdict": verdict, "action": action},
+        "answer_ms": answer_ms,
+    }
+    return InputRecord(json.dumps(record).encode())
+
+
+def test_dom_shows_the_inquiries(tmp_path: Path) -> None:
+    records = [
+        _inquiry(1, "correct", "none", 4.0),
+        _inquiry(2, "fault", "cache_rewritten", 12.5),
+        _inquiry(3, "fault", "alert_opened", 2_500.0),
+        _inquiry(4, "unknown_account", "none", 1.0),
+    ]
+    data = _report_data()
+    data.inquiries = summarize_inquiries(records, EVIL)
+    page = tmp_path / "inquiries.html"
+    page.write_text(render_report(data), encoding="utf-8")
+    result = _chromium(tmp_path, page, "--dump-dom")
+    dom = _ById()
+    dom.feed(result.stdout)
+    dom.close()
+    shown = {
+        key: dom.by_id[key][1].strip()
+        for key in ("inquiries-total", "inquiries-fault", "faults-confirmed", "answer-max")
+    }
+    assert (_console_errors(result.stderr, page), shown) == (
+        [],
+        {
+            "inquiries-total": "4",
+            "inquiries-fault": "2",
+            "faults-confirmed": "2",
+            "answer-max": "2.50 s",
+        },
+    )
 
 
 def test_screenshot_paints(tmp_path: Path, report_file: Path) -> None:
