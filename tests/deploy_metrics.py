@@ -1,5 +1,7 @@
-"""The Prometheus metrics limitsync workers export: the one list that the alert rules, the
-Grafana dashboard and (later) a live ``/metrics`` scrape are checked against.
+"""The Prometheus metrics limitsync exports: the one list that the alert rules, the Grafana
+dashboard and a live ``/metrics`` scrape are checked against. Most come from the workers'
+``/metrics``; the drill's come from ``limitsync drill --metrics-file`` (a node-exporter
+textfile, issue 15), so a worker's scrape has only the ``worker`` ones.
 
 Names are the exposition names (counters with ``_total``). A histogram ``h`` is exposed as
 ``h_bucket`` (with ``le``), ``h_sum`` and ``h_count``; prometheus_client also exposes
@@ -20,9 +22,11 @@ __all__ = [
     "MetricSpec",
     "exposed_series",
     "metric_for_series",
+    "worker_metrics",
 ]
 
 MetricKind = Literal["counter", "gauge", "histogram"]
+Exporter = Literal["worker", "drill"]
 
 ALERT_REASONS = frozenset(
     {
@@ -33,6 +37,10 @@ ALERT_REASONS = frozenset(
         "CACHE_DIVERGED",
     }
 )
+
+INQUIRY_VERDICTS = frozenset({"correct", "fault", "unknown_account"})
+INQUIRY_ACTIONS = frozenset({"none", "cache_rewritten", "alert_opened"})
+DRILL_SCENARIOS = frozenset({"cache-divergence", "cache-loss", "worker-kill", "redis-outage"})
 
 # The observation sources: drifts, breaches, alerts and changes displayed are per source; a
 # REPAYMENT_NOT_POSTED breach or alert has none (the empty value, which Prometheus drops).
@@ -48,6 +56,7 @@ class MetricSpec:
     labels: frozenset[str] = frozenset()
     values: Mapping[str, frozenset[str]] = field(default_factory=dict)
     help: str = ""
+    exporter: Exporter = "worker"
 
 
 EXPORTED_METRICS: Mapping[str, MetricSpec] = MappingProxyType(
@@ -109,8 +118,51 @@ EXPORTED_METRICS: Mapping[str, MetricSpec] = MappingProxyType(
         "limitsync_auto_heals_total": MetricSpec(
             "counter", frozenset({"reason"}), {"reason": ALERT_REASONS}, help="cache rewrites"
         ),
+        # Limit inquiries (streams/inquiries.py, docs/support.md).
+        "limitsync_inquiries_total": MetricSpec(
+            "counter",
+            frozenset({"verdict"}),
+            {"verdict": INQUIRY_VERDICTS},
+            help="limit inquiries answered",
+        ),
+        "limitsync_inquiry_actions_total": MetricSpec(
+            "counter",
+            frozenset({"action"}),
+            {"action": INQUIRY_ACTIONS},
+            help="what limitsync did about an inquiry",
+        ),
+        "limitsync_inquiries_rejected_total": MetricSpec(
+            "counter", help="inquiries refused as bad requests (400)"
+        ),
+        "limitsync_inquiry_answer_seconds": MetricSpec(
+            "histogram", help="from an inquiry's request to its answer"
+        ),
+        # Contingency drills (limitsync/drill.py metrics_text, docs/drills.md): gauges of the
+        # last drill of each scenario.
+        **{
+            name: MetricSpec(
+                "gauge",
+                frozenset({"scenario"}),
+                {"scenario": DRILL_SCENARIOS},
+                help=text,
+                exporter="drill",
+            )
+            for name, text in (
+                ("limitsync_drill_passed", "1 when the last drill of the scenario passed"),
+                ("limitsync_drill_detect_seconds_max", "slowest detection of the last drill"),
+                ("limitsync_drill_heal_seconds_max", "slowest heal of the last drill"),
+                ("limitsync_drill_lost_events", "events lost in the last drill"),
+                ("limitsync_drill_last_run_timestamp_seconds", "when the last drill ended"),
+            )
+        },
     }
 )
+
+
+def worker_metrics() -> list[str]:
+    """The metrics a worker's ``/metrics`` shows."""
+    return [name for name, spec in EXPORTED_METRICS.items() if spec.exporter == "worker"]
+
 
 # Series Prometheus makes itself, and the labels it attaches to every scraped series
 # (``namespace``/``pod`` come from deploy/monitoring/prometheus-kubernetes.yml relabelling).

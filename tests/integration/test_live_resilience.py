@@ -237,7 +237,7 @@ def test_a_cache_value_changed_behind_our_back_is_detected_and_healed(make_syste
 
 
 def test_a_worker_exports_the_metrics_the_alert_rules_use(make_system: Any) -> None:
-    from tests.deploy_metrics import EXPORTED_METRICS
+    from tests.deploy_metrics import worker_metrics
 
     system = make_system()
     worker = system.worker().start()
@@ -245,7 +245,7 @@ def test_a_worker_exports_the_metrics_the_alert_rules_use(make_system: Any) -> N
 
     def missing() -> list[str]:
         text = "\n" + worker.metrics()
-        return [n for n in EXPORTED_METRICS if f"\n{n}" not in text]
+        return [n for n in worker_metrics() if f"\n{n}" not in text]
 
     wait_for(lambda: not missing(), 20, "every metric to be exported (lag is measured every 5 s)")
 
