@@ -44,7 +44,7 @@ class AlertRecord(BaseModel):
     resolution: Literal["synced", "auto_healed", "superseded"] | None = None
 
 
-# CONTRACT.md, "Bad input": why a record was set aside. ``invalid``: it breaks the contract;
+# docs/contract.md, "Bad input": why a record was set aside. ``invalid``: it breaks the contract;
 # ``conflict``: its event_id was seen with other content; ``internal``: processing this one
 # record raised; ``future_timestamp``: stamped too far ahead of the clock (live; a replay only
 # with --now); ``rescore_failed``: the scorer kept failing on a rescore request.

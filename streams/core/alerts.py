@@ -1,4 +1,4 @@
-"""Reason codes, severity and the alert records (CONTRACT.md, "Drift, SLA and alerts")."""
+"""Reason codes, severity and the alert records (docs/contract.md, "Drift, SLA and alerts")."""
 
 from __future__ import annotations
 
