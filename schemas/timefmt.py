@@ -82,8 +82,8 @@ def format_us(us: int) -> str:
 
     Always a four-digit year, which RFC 3339 requires and glibc's ``%Y`` drops before the year
     1000. Assembled from integer parts and tables rather than by ``datetime.isoformat``: every
-    alert writes three or four of these, and the datetime arithmetic cost about 17,000
-    instructions a call (callgrind); the test suite holds this equal to ``isoformat``.
+    alert writes three or four of these, and the datetime arithmetic is costly next to table
+    lookups (measured with callgrind); the test suite holds this equal to ``isoformat``.
     """
     days, rest = divmod(us, _DAY_US)
     day = _days.get(days)
