@@ -2,8 +2,8 @@
 documentation, and a README short enough to read (issue 16).
 
 The contract and the design are ``docs/contract.md`` and ``docs/design.md``; a clone has
-nothing beside the repository, so a tracked file that points at ``../shared`` or at the
-specification's upper-case file names points at nothing.
+nothing beside the repository, so a tracked file that points at a shared folder beside it, or
+at the specification's upper-case file names, points at nothing.
 """
 
 from __future__ import annotations
