@@ -18,8 +18,8 @@ __all__ = [
 ]
 
 _US = 1_000_000
-# On an app alert whose account's cache holds the expected value (README, "Where the contract
-# was ambiguous"): what a support engineer reads first.
+# On an app alert whose account's cache holds the expected value (docs/contract.md, "Decisions
+# where the contract was ambiguous"): what a support engineer reads first.
 CACHE_RIGHT_NOTE = (
     "the cache holds the expected value: the display layer is behind, not the cache"
 )
