@@ -4,8 +4,12 @@ Prints, from one run on one machine: whether the hot modules ran mypyc-compiled 
 replay rate by about 1.5x), the rate at which plain ``json.loads`` merely parses the file's
 lines (the faster of a pass before and one after), the replay's rate (``run_replay``: parse,
 dedupe, core, alerts; the faster of two runs, each in a fresh process) with its peak RSS, and
-the end-to-end time of ``limitsync replay`` (outputs and report included). The floor the
-project holds itself to is replay >= 0.35x the parse rate.
+the end-to-end time of ``limitsync replay`` (outputs and report included) as a ratio beside.
+
+Then the floors of issue 14, recorded in bench/RESULTS.md (``--no-record`` for a trial): the
+whole command against ``json.loads`` on a log with 10% faults (the slower case: many alerts),
+each timed paired in the same run; and the whole command's peak RSS on a simulated day
+(20,000 accounts, the issue's 1.57M-event size; ``--no-day`` skips it, a few minutes).
 """
 
 from __future__ import annotations
@@ -27,6 +31,12 @@ from limitsync import compiled
 
 FLOOR = 0.35
 ACCOUNTS, HOURS, SEED = 3300, 24.0, 5  # 637,339 lines (505,523 before the app refreshes)
+# 10% of each fault kind, 1% bad records: 231,544 lines, 55,542 alerts.
+FAULTY_ACCOUNTS, FAULTY_HOURS, FAULTY_SEED, FAULTY_SHARE, FAULTY_BAD = 2000, 10.0, 8, 0.1, 0.01
+# The day of issue 14 (1.57M events, 340 MB, 20,000 accounts, default faults and bad records):
+# today's simulator writes more events an hour than when it was measured, so 7.3 h gives its
+# size (1,607,839 lines, 349 MB); 10 h now gives 2,154,430 lines, 468 MB.
+DAY_ACCOUNTS, DAY_HOURS, DAY_SEED = 20_000, 7.3, 7
 
 
 def _json_rate(path: Path) -> tuple[int, float]:
@@ -75,6 +85,74 @@ def _replay_child(path: Path) -> dict[str, Any]:
     return result
 
 
+def _run_cli(path: Path, out: Path) -> tuple[float, float]:
+    """``limitsync replay`` as a user runs it: (seconds, peak RSS of that process in MB)."""
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "limitsync.cli", "replay", "--input", str(path), "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _, status, usage = os.wait4(child.pid, 0)
+    took = time.perf_counter() - started
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise SystemExit(f"limitsync replay failed on {path} ({child.returncode})")
+    return took, usage.ru_maxrss / 1024
+
+
+def _paired_cli(path: Path, out: Path) -> dict[str, Any]:
+    """The whole command against json.loads on the same file, each twice, interleaved, the
+    faster of each pair compared (this VM's speed drifts within minutes)."""
+    json_rates, cli_times = [], []
+    for _ in range(2):
+        lines, rate = _json_rate(path)
+        json_rates.append(rate)
+        cli_times.append(_run_cli(path, out)[0])
+    json_rate, cli_s = max(json_rates), min(cli_times)
+    return {
+        "events": lines,
+        "json_loads_per_s": round(json_rate),
+        "cli_s": round(cli_s, 2),
+        "cli_runs_s": [round(t, 2) for t in cli_times],
+        "cli_ratio": round(lines / cli_s / json_rate, 3),
+    }
+
+
+def _faulty(tmp: Path) -> dict[str, Any]:
+    from limitsync.simulate import write_simulation
+
+    path = tmp / "faulty.jsonl"
+    write_simulation(
+        path,
+        accounts=FAULTY_ACCOUNTS,
+        hours=FAULTY_HOURS,
+        seed=FAULTY_SEED,
+        faults=FAULTY_SHARE,
+        bad=FAULTY_BAD,
+    )
+    return _paired_cli(path, tmp / "out-faulty")
+
+
+def _day(tmp: Path) -> dict[str, Any]:
+    from limitsync.simulate import write_simulation
+
+    path = tmp / "day.jsonl"
+    write_simulation(path, accounts=DAY_ACCOUNTS, hours=DAY_HOURS, seed=DAY_SEED)
+    cli_s, rss_mb = _run_cli(path, tmp / "out-day")
+    with path.open("rb") as fh:
+        events = sum(1 for _ in fh)
+    size_mb = path.stat().st_size // 1_000_000
+    path.unlink()
+    return {
+        "events": events,
+        "accounts": DAY_ACCOUNTS,
+        "mb": size_mb,
+        "cli_s": round(cli_s, 1),
+        "peak_rss_mb": round(rss_mb),
+    }
+
+
 def _cpu() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -89,10 +167,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--file", help="replay this file instead of a fresh simulation")
+    parser.add_argument("--no-day", action="store_true", help="skip the day log (RSS floor)")
+    parser.add_argument("--no-record", action="store_true", help="do not write bench/RESULTS.md")
     args = parser.parse_args()
     if args.child:
         _child(Path(args.child))
         return
+    loadavg = " ".join(f"{x:.2f}" for x in os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="limitsync-bench-") as tmp:
         path = Path(args.file) if args.file else Path(tmp) / "events.jsonl"
         if not args.file:
@@ -110,28 +191,15 @@ def main() -> None:
         replay = min(runs, key=lambda r: float(r["elapsed_s"]))
         replay_rate = replay["records"] / replay["elapsed_s"]
         rates = [r["records"] / r["elapsed_s"] for r in runs]
-        started = time.perf_counter()
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "limitsync.cli",
-                "replay",
-                "--input",
-                str(path),
-                "--out",
-                str(Path(tmp) / "out"),
-            ],
-            check=True,
-            capture_output=True,
-        )
-        cli_s = time.perf_counter() - started
+        cli_s, cli_rss_mb = _run_cli(path, Path(tmp) / "out")
         _, json_after = _json_rate(path)
         json_rate = max(json_before, json_after)
         ratio = replay_rate / json_rate
+        cli_ratio = lines / cli_s / json_rate
+        now = datetime.now(UTC)
         print(
-            f"date {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {_cpu()}, "
-            f"Python {platform.python_version()}"
+            f"date {now:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {_cpu()}, "
+            f"Python {platform.python_version()}, load average at start {loadavg}"
         )
         # Compiled or not changes the replay rate a lot: say which code ran, and warn
         # when that code is older than its source (limitsync/compiled.py).
@@ -151,25 +219,54 @@ def main() -> None:
             f"{'replay, run_replay (events/s)':<40}{replay_rate:>14,.0f}   {ratio:.2f}x json.loads"
             f"   (runs {rates[0]:,.0f} and {rates[1]:,.0f}: the faster is used)"
         )
-        print(f"{'replay peak RSS (MB)':<40}{replay['peak_rss_mb']:>14,.0f}")
-        print(f"{'limitsync replay CLI, with outputs (s)':<40}{cli_s:>14.1f}")
-        print(f"{'alerts / accounts':<40}{replay['alerts']:>7,} / {replay['accounts']:,}")
-        print(f"floor {FLOOR}x: {'met' if ratio >= FLOOR else 'NOT met'}")
         print(
-            json.dumps(
-                {
-                    "bench": "replay",
-                    "events": lines,
-                    "json_loads_per_s": round(json_rate),
-                    "replay_per_s": round(replay_rate),
-                    "replay_runs_per_s": [round(r) for r in rates],
-                    "ratio": round(ratio, 3),
-                    "peak_rss_mb": round(replay["peak_rss_mb"]),
-                    "cli_s": round(cli_s, 1),
-                    "compiled": replay["compiled"],
-                }
-            )
+            f"{'limitsync replay, whole command (s)':<40}{cli_s:>14.1f}   {cli_ratio:.2f}x "
+            f"json.loads (start-up, outputs and report included; peak RSS {cli_rss_mb:,.0f} MB)"
         )
+        print(f"{'replay peak RSS (MB)':<40}{replay['peak_rss_mb']:>14,.0f}")
+        print(f"{'alerts / accounts':<40}{replay['alerts']:>7,} / {replay['accounts']:,}")
+        print(f"floor {FLOOR}x (in process): {'met' if ratio >= FLOOR else 'NOT met'}")
+        result: dict[str, Any] = {
+            "bench": "replay",
+            "main": {
+                "events": lines,
+                "json_loads_per_s": round(json_rate),
+                "replay_per_s": round(replay_rate),
+                "replay_runs_per_s": [round(r) for r in rates],
+                "ratio": round(ratio, 3),
+                "peak_rss_mb": round(replay["peak_rss_mb"]),
+                "cli_s": round(cli_s, 1),
+                "cli_ratio": round(cli_ratio, 3),
+                "compiled": replay["compiled"],
+            },
+        }
+        if not args.file:
+            path.unlink()
+        result["faulty"] = _faulty(Path(tmp))
+        if not args.no_day:
+            result["day"] = _day(Path(tmp))
+    _print_floors(result)
+    print(json.dumps(result))
+    if not args.no_record and not args.file:
+        from bench.replay_results import record_replay
+
+        info = {
+            "date": f"{now:%Y-%m-%d %H:%M} UTC",
+            "cores": str(os.cpu_count()),
+            "cpu": _cpu(),
+            "python": platform.python_version(),
+            "code": code,
+            "loadavg": loadavg,
+        }
+        print(f"recorded in {record_replay(result, info)}")
+
+
+def _print_floors(result: dict[str, Any]) -> None:
+    from bench.replay_results import rows
+
+    print("\nREPLAY FLOORS  (issue 14; this machine, figures of this run)")
+    for measure, floor, measured, verdict in rows(result):
+        print(f"  {measure:<78}{floor:<36}{measured:>40}   {verdict}")
 
 
 if __name__ == "__main__":

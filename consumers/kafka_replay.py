@@ -29,7 +29,7 @@ import enum
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +46,8 @@ from consumers.kafka_common import (
 )
 from consumers.merge import LogRecord, PartitionMerger, TopicPartitionId
 from limitsync.cli_args import replay_options
-from limitsync.replay import ReplayOptions, ReplayResult, run_replay, write_outputs
+from limitsync.progress import progress_reporter
+from limitsync.replay import OutputFiles, ReplayOptions, ReplayResult, run_replay, write_outputs
 from limitsync.settings import Settings, load_settings
 from schemas.timefmt import format_us
 
@@ -311,6 +312,8 @@ def replay_from_kafka(
     end_us: int | None,
     replay_options: ReplayOptions,
     read_options: KafkaReadOptions | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    outputs: OutputFiles | None = None,
 ) -> tuple[ReplayResult, KafkaReadStats]:
     """Run the window through ``run_replay``; same result as a file replay of those records."""
     stats = KafkaReadStats()
@@ -321,7 +324,7 @@ def replay_from_kafka(
         read_options,
         stats=stats,
     )
-    result = run_replay((r.as_input() for r in records), replay_options)
+    result = run_replay((r.as_input() for r in records), replay_options, progress, outputs)
     return result, stats
 
 
@@ -340,7 +343,10 @@ def replay_from_kafka_cli(args: argparse.Namespace) -> int:
     settings = load_settings(getattr(args, "state_file", None))
     options = replay_options(args)
     try:
-        result, stats = replay_from_kafka(settings, start_us, end_us, options)
+        with progress_reporter(None) as progress, OutputFiles(Path(args.out)) as outputs:
+            result, stats = replay_from_kafka(
+                settings, start_us, end_us, options, None, progress, outputs
+            )
     except (ConsumerSetupError, KafkaError) as exc:
         print(f"limitsync: error: cannot read from Kafka: {exc}", file=sys.stderr)
         return 2

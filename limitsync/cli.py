@@ -19,7 +19,7 @@ from limitsync.cli_args import seconds as _seconds
 from limitsync.cli_args import time_us as _time_us
 
 if TYPE_CHECKING:
-    from limitsync.replay import ReplayOptions, ReplayResult
+    from limitsync.replay import OutputFiles, ReplayOptions, ReplayResult
 
 __all__ = ["main"]
 
@@ -30,22 +30,27 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _run_file_replay(
-    args: argparse.Namespace, keep_timelines: bool = True
+    args: argparse.Namespace, keep_timelines: bool = True, outputs: OutputFiles | None = None
 ) -> tuple[ReplayOptions, ReplayResult]:
     from dataclasses import replace
 
-    from limitsync.inputs import input_size, open_input
+    from limitsync.inputs import input_size, open_input, reads_plain_files
     from limitsync.progress import progress_reporter
     from limitsync.replay import run_replay
 
     options = replace(replay_options(args), keep_timelines=keep_timelines)
-    with progress_reporter(input_size(args.input)) as progress:
-        return options, run_replay(open_input(args.input), options, progress)
+    # Bytes read measure progress through plain files; an archive's are compressed.
+    total = input_size(args.input) if reads_plain_files(args.input) else None
+    with progress_reporter(total) as progress:
+        return options, run_replay(open_input(args.input), options, progress, outputs)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from limitsync.inputs import InputError
-    from limitsync.replay import write_outputs
+    import time
+
+    from limitsync.inputs import InputError, resolve_input
+    from limitsync.progress import peak_rss_mb
+    from limitsync.replay import OutputFiles, write_outputs
 
     if args.from_kafka:
         from consumers.kafka_replay import replay_from_kafka_cli  # issue 4
@@ -53,11 +58,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return replay_from_kafka_cli(args)
     if not args.input:
         return _fail("replay needs --input FILE or --from-kafka")
+    started = time.perf_counter()
+    out = Path(args.out)
     try:
-        options, result = _run_file_replay(args)
+        resolve_input(args.input)  # a bad input fails before any output is opened
+        with OutputFiles(out) as outputs:
+            options, result = _run_file_replay(args, outputs=outputs)
     except InputError as exc:
         return _fail(str(exc))
-    out = Path(args.out)
     write_outputs(result, out, options, args.input, getattr(args, "account", None))
     c = result.counts
     rate = c["records"] / result.elapsed_s if result.elapsed_s else 0.0
@@ -65,8 +73,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     print(
         f"replayed {c['records']} records ({c['applied']} applied, {c['duplicate']} duplicates, "
         f"{c['conflict']} conflicts, {c['invalid']} invalid{future}) in {result.elapsed_s:.1f} s "
-        f"({rate:,.0f}/s): {len(result.alerts)} alerts, {len(result.engine.accounts)} accounts "
-        f"-> {out}"
+        f"({rate:,.0f}/s): {result.alert_count} alerts, {len(result.engine.accounts)} accounts "
+        f"-> {out}; {time.perf_counter() - started:.1f} s in all, peak RSS {peak_rss_mb():,.0f} MB"
     )
     return 0
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from limitsync.replay import InputRecord, iter_file_records
 
-__all__ = ["InputError", "input_size", "open_input", "resolve_input"]
+__all__ = ["InputError", "input_size", "open_input", "reads_plain_files", "resolve_input"]
 
 _SEGMENT_SUFFIX = ".jsonl.gz"  # consumers.segments.SEGMENT_SUFFIX, without importing it early
 _GLOB_CHARS = frozenset("*?[")
@@ -78,6 +78,11 @@ def open_input(spec: str) -> Iterator[InputRecord]:
         return
     for path in paths:
         yield from iter_file_records(path)
+
+
+def reads_plain_files(spec: str) -> bool:
+    """Whether ``spec`` names JSON Lines files (not compressed archive segments)."""
+    return not _is_segment(resolve_input(spec)[0])
 
 
 def input_size(spec: str) -> int:

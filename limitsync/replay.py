@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import gc
 import time
-from collections import Counter, deque
+from array import array
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -31,9 +32,12 @@ from streams.core.engine import core_config_from_seconds
 from streams.core.state import AccountState
 
 __all__ = [
+    "NEVER_SHOWN",
     "InputRecord",
+    "OutputFiles",
     "ReplayOptions",
     "ReplayResult",
+    "Timeline",
     "iter_file_records",
     "run_replay",
     "write_outputs",
@@ -41,6 +45,135 @@ __all__ = [
 
 TIMELINE_MAX = 200  # points kept per account for the report's timelines
 TimelineEntry = tuple[int, str, str, str, int, int | None, int | None]
+PROGRESS_EVERY_RECORDS = 20_000  # how often the progress callback is told
+NEVER_SHOWN = -(2**63)  # the sync latency of a change never displayed
+
+# A timeline point's numbers in a row of _NUMBERS machine ints: occurred µs, expected, app
+# shown, cache held. Money is >= 0 (the contract), so -1 can stand for "nothing shown".
+_NUMBERS = 4
+_NOTHING = -1
+# (type, observation source) of a point, by a small code: at most a few dozen pairs exist.
+_KIND_CODES: dict[tuple[str, str], int] = {}
+_KINDS: list[tuple[str, str]] = []
+_KINDS_MAX = 256  # a code is one byte
+
+
+def _kind_code(kind: str, source: str) -> int:
+    key = (kind, source)
+    code = _KIND_CODES.get(key)
+    if code is None:
+        code = len(_KINDS)
+        if code >= _KINDS_MAX:
+            raise ValueError(f"more than {_KINDS_MAX} (type, source) pairs on timelines")
+        _KIND_CODES[key] = code
+        _KINDS.append(key)
+    return code
+
+
+class Timeline:
+    """An account's last TIMELINE_MAX points, compact: a replay keeps one per account, and a
+    tuple per point was most of a day-long replay's memory. Points are appended to flat
+    arrays; once twice the cap, the older half is cut (so at most 2 x TIMELINE_MAX are held).
+    A number beyond a machine int (the contract bounds no amount) turns the account's
+    timeline into a list of tuples."""
+
+    __slots__ = ("event_ids", "kinds", "numbers", "wide")
+
+    def __init__(self) -> None:
+        self.numbers = array("q")
+        self.event_ids: list[str] = []
+        self.kinds = bytearray()
+        self.wide: list[TimelineEntry] | None = None
+
+    def add(
+        self,
+        at_us: int,
+        event_id: str,
+        kind: str,
+        source: str,
+        expected: int,
+        shown: int | None,
+        cached: int | None,
+    ) -> None:
+        wide = self.wide
+        if wide is None:
+            try:
+                self.numbers.extend(
+                    (
+                        at_us,
+                        expected,
+                        _NOTHING if shown is None else shown,
+                        _NOTHING if cached is None else cached,
+                    )
+                )
+            except OverflowError:
+                wide = self.wide = list(self.entries())
+                self.numbers, self.event_ids, self.kinds = array("q"), [], bytearray()
+            else:
+                self.event_ids.append(event_id)
+                self.kinds.append(_kind_code(kind, source))
+                if len(self.event_ids) >= 2 * TIMELINE_MAX:
+                    del self.numbers[: _NUMBERS * TIMELINE_MAX]
+                    del self.event_ids[:TIMELINE_MAX]
+                    del self.kinds[:TIMELINE_MAX]
+                return
+        wide.append((at_us, event_id, kind, source, expected, shown, cached))
+        if len(wide) > TIMELINE_MAX:
+            del wide[0]
+
+    def entries(self) -> list[TimelineEntry]:
+        """The last TIMELINE_MAX points, oldest first."""
+        if self.wide is not None:
+            return list(self.wide)
+        numbers, event_ids, kinds = self.numbers, self.event_ids, self.kinds
+        first = max(0, len(event_ids) - TIMELINE_MAX)
+        points: list[TimelineEntry] = []
+        for i in range(first, len(event_ids)):
+            at_us, expected, shown, cached = numbers[_NUMBERS * i : _NUMBERS * i + _NUMBERS]
+            kind, source = _KINDS[kinds[i]]
+            points.append(
+                (
+                    at_us,
+                    event_ids[i],
+                    kind,
+                    source,
+                    expected,
+                    None if shown == _NOTHING else shown,
+                    None if cached == _NOTHING else cached,
+                )
+            )
+        return points
+
+
+class OutputFiles:
+    """alerts.jsonl and dead_letters.jsonl of a replay, written as records are raised: a
+    day's alerts and dead letters need not be held until the end."""
+
+    def __init__(self, out_dir: Path) -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self._alerts: IO[bytes] = (out_dir / "alerts.jsonl").open("wb", buffering=_WRITE_BUFFER)
+        self._dead: IO[bytes] = (out_dir / "dead_letters.jsonl").open(
+            "wb", buffering=_WRITE_BUFFER
+        )
+
+    def alert(self, record: dict[str, Any]) -> None:
+        self._alerts.write(orjson.dumps(record) + b"\n")
+
+    def dead_letter(self, record: dict[str, Any]) -> None:
+        self._dead.write(orjson.dumps(record) + b"\n")
+
+    def close(self) -> None:
+        self._alerts.close()
+        self._dead.close()
+
+    def __enter__(self) -> OutputFiles:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_WRITE_BUFFER = 1 << 20
 
 
 @dataclass(slots=True, init=False)
@@ -100,14 +233,18 @@ class ReplayResult:
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
     # Per source (app, cache): per ledger change, how long until that source displayed it
-    # (None: never).
-    latencies_us: dict[str, list[int | None]] = field(
-        default_factory=lambda: {"app": [], "cache": []}
+    # (NEVER_SHOWN: never); machine ints, as there is one a ledger change.
+    latencies_us: dict[str, array[int]] = field(
+        default_factory=lambda: {"app": array("q"), "cache": array("q")}
     )
     # Per account, its last records: (occurred_us, event_id, type, source of an observation or
     # "", expected, app displayed, cache displayed) after each.
-    timelines: dict[str, deque[TimelineEntry]] = field(default_factory=dict)
+    timelines: dict[str, Timeline] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    # Alerts and dead letters went to OutputFiles as they came (``alerts`` and
+    # ``dead_letters`` are then empty: ``write_outputs`` reads the alerts back for the report).
+    streamed: bool = False
+    alert_count: int = 0
 
     def account_lines(self) -> list[dict[str, Any]]:
         return [account_line(a) for _, a in sorted(self.engine.accounts.items())]
@@ -170,9 +307,12 @@ _CR = ord("\r")
 def run_replay(
     records: Iterable[InputRecord],
     options: ReplayOptions,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    outputs: OutputFiles | None = None,
 ) -> ReplayResult:
-    """Run the records through the core on the event-time clock."""
+    """Run the records through the core on the event-time clock. ``progress`` is told the
+    records and bytes read so far every PROGRESS_EVERY_RECORDS records; with ``outputs``,
+    alerts and dead letters are written there as they are raised."""
     # Replay allocates many small objects that live to the end (ids, deadlines, timelines) and
     # almost no cyclic garbage. The collector's passes over those survivors are a real share of
     # the replay (timed with gc.callbacks), and merely deferring them (turning it off) moves
@@ -184,7 +324,7 @@ def run_replay(
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _run_replay(records, options, progress)
+        return _run_replay(records, options, progress, outputs)
     finally:
         gc.freeze()
         if was_enabled:
@@ -194,12 +334,15 @@ def run_replay(
 def _run_replay(
     records: Iterable[InputRecord],
     options: ReplayOptions,
-    progress: Callable[[int], None] | None,
+    progress: Callable[[int, int], None] | None,
+    outputs: OutputFiles | None,
 ) -> ReplayResult:
     clock = EventTimeClock()
     engine = Engine(options.core_config(), clock)
     result = ReplayResult(engine)
+    result.streamed = outputs is not None
     alerts, counts = result.alerts, result.counts
+    dead_letters = result.dead_letters
     latencies = result.latencies_us
     timelines = result.timelines
     started = time.perf_counter()
@@ -208,32 +351,37 @@ def _run_replay(
     now_us = options.now_us
     max_future_skew_us = options.max_future_skew_s * 1_000_000
     applied = 0
+    alert_count = 0
     n = 0
+    read_bytes = 0
     for n, rec in enumerate(records, 1):
-        parsed = parse_event(rec.value)
+        value = rec.value
+        if progress is not None:
+            read_bytes += 1 if value is None else len(value) + 1
+            if n % PROGRESS_EVERY_RECORDS == 0:
+                progress(n, read_bytes)
+        parsed = parse_event(value)
+        dead: dict[str, Any] | None = None
         if not isinstance(parsed, Parsed):
             counts["invalid"] += 1
-            result.dead_letters.append(
-                dead_letter_record(
-                    rec.value,
-                    parsed.error,
-                    "invalid",
-                    rec.topic,
-                    rec.partition,
-                    rec.offset,
-                    parsed.event_id,
-                    parsed.account_id,
-                )
+            dead = dead_letter_record(
+                value,
+                parsed.error,
+                "invalid",
+                rec.topic,
+                rec.partition,
+                rec.offset,
+                parsed.event_id,
+                parsed.account_id,
             )
-            continue
-        event = parsed.event
-        if now_us is not None:
-            error = future_timestamp_error(parsed.occurred_us, now_us, max_future_skew_us)
-            if error is not None:
-                counts["future_timestamp"] += 1
-                result.dead_letters.append(
-                    dead_letter_record(
-                        rec.value,
+        else:
+            event = parsed.event
+            if now_us is not None:
+                error = future_timestamp_error(parsed.occurred_us, now_us, max_future_skew_us)
+                if error is not None:
+                    counts["future_timestamp"] += 1
+                    dead = dead_letter_record(
+                        value,
                         error,
                         "future_timestamp",
                         rec.topic,
@@ -242,75 +390,112 @@ def _run_replay(
                         event.event_id,
                         event.account_id,
                     )
-                )
-                continue
+        if dead is not None:
+            if outputs is None:
+                dead_letters.append(dead)
+            else:
+                outputs.dead_letter(dead)
+            continue
+        assert isinstance(parsed, Parsed)
+        event = parsed.event
         # Called as a method, not through a saved bound method: compiled, that is a direct C
         # call; the bound method goes through Python's generic calling convention.
         outcome, effects = engine.ingest(event, parsed.digest, parsed.occurred_us)
         if outcome is not Outcome.APPLIED:
             counts[outcome.value] += 1
             if outcome is Outcome.CONFLICT:
-                result.dead_letters.append(
-                    dead_letter_record(
-                        rec.value,
-                        conflict_error(event.event_id),
-                        "conflict",
-                        rec.topic,
-                        rec.partition,
-                        rec.offset,
-                        event.event_id,
-                        event.account_id,
-                    )
+                dead = dead_letter_record(
+                    value,
+                    conflict_error(event.event_id),
+                    "conflict",
+                    rec.topic,
+                    rec.partition,
+                    rec.offset,
+                    event.event_id,
+                    event.account_id,
                 )
+                if outputs is None:
+                    dead_letters.append(dead)
+                else:
+                    outputs.dead_letter(dead)
             continue
         applied += 1
         for eff in effects:
             if type(eff) is AlertRaised:
-                alerts.append(eff.record)
+                alert_count += 1
+                if outputs is None:
+                    alerts.append(eff.record)
+                else:
+                    outputs.alert(eff.record)
             elif type(eff) is ChangeDisplayed:
-                latencies[eff.source].append(eff.latency_us)
+                latency = eff.latency_us
+                latencies[eff.source].append(NEVER_SHOWN if latency is None else latency)
         if keep_timelines:
             account_id = event.account_id
             acct = accounts[account_id]
             line = timelines.get(account_id)
             if line is None:
-                line = timelines[account_id] = deque(maxlen=TIMELINE_MAX)
+                line = timelines[account_id] = Timeline()
             source = ""
             if type(event) is LimitDisplayed:
                 source = "cache" if event.source == "cache" else "app"
-            line.append(
-                (
-                    engine.last_occurred_us,
-                    event.event_id,
-                    event.type,
-                    source,
-                    acct.expected_available,
-                    acct.app.displayed,
-                    acct.cache.displayed,
-                )
+            line.add(
+                engine.last_occurred_us,
+                event.event_id,
+                event.type,
+                source,
+                acct.expected_available,
+                acct.app.displayed,
+                acct.cache.displayed,
             )
-        if progress is not None and n % 20000 == 0:
-            progress(n)
     if applied:
         counts["applied"] += applied
     if options.until_us is not None:
         clock.advance_to(options.until_us)
         for eff in engine.advance():
             if type(eff) is AlertRaised:
-                alerts.append(eff.record)
+                alert_count += 1
+                if outputs is None:
+                    alerts.append(eff.record)
+                else:
+                    outputs.alert(eff.record)
     for acct in engine.accounts.values():
         for display in (acct.app, acct.cache):
-            latencies[display.source].extend(None for _ in display.pending_changes)
+            latencies[display.source].extend(NEVER_SHOWN for _ in display.pending_changes)
     counts["records"] = n
+    result.alert_count = alert_count
     result.elapsed_s = time.perf_counter() - started
     return result
 
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    with path.open("wb") as fh:
+    with path.open("wb", buffering=_WRITE_BUFFER) as fh:
         for row in rows:
             fh.write(orjson.dumps(row))
             fh.write(b"\n")
+
+
+def _read_alerts_for_report(path: Path) -> list[dict[str, Any]]:
+    """alerts.jsonl back, without the fields the report never reads, and with its repeated
+    words (type, reason, account...) shared, not one string a record."""
+    from limitsync.report import ALERT_FIELDS_UNREAD
+
+    words: dict[str, str] = {}
+    alerts = []
+    with path.open("rb", buffering=_WRITE_BUFFER) as fh:
+        for line in fh:
+            record = orjson.loads(line)
+            for key in ALERT_FIELDS_UNREAD:
+                record.pop(key, None)
+            for key in _REPEATED_WORDS:
+                value = record.get(key)
+                if type(value) is str:
+                    record[key] = words.setdefault(value, value)
+            alerts.append(record)
+    return alerts
+
+
+_REPEATED_WORDS = ("type", "source", "account_id", "reason", "severity", "resolution")
 
 
 def write_outputs(
@@ -320,11 +505,17 @@ def write_outputs(
     source: str,
     focus_account: str | None = None,
 ) -> None:
-    """Write alerts.jsonl, dead_letters.jsonl, accounts.jsonl and report.html into ``out_dir``."""
+    """Write alerts.jsonl, dead_letters.jsonl (unless the replay streamed them), accounts.jsonl
+    and report.html into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_jsonl(out_dir / "alerts.jsonl", result.alerts)
-    write_jsonl(out_dir / "dead_letters.jsonl", result.dead_letters)
+    if not result.streamed:
+        write_jsonl(out_dir / "alerts.jsonl", result.alerts)
+        write_jsonl(out_dir / "dead_letters.jsonl", result.dead_letters)
     write_jsonl(out_dir / "accounts.jsonl", result.account_lines())
+    if result.streamed:
+        # The ids are done with; the report's alerts take their place in memory.
+        result.engine.release_ids()
+        result.alerts = _read_alerts_for_report(out_dir / "alerts.jsonl")
     from limitsync.report import render_report
     from limitsync.report_data import build_report_data  # the report is optional weight
 

@@ -9,6 +9,7 @@ arithmetic only. Key numbers carry stable ids and ``data-*`` attributes for test
 
 from __future__ import annotations
 
+import functools
 import html
 import math
 from collections import Counter
@@ -27,6 +28,7 @@ TIME_BUCKETS_MAX = 48  # columns of the alerts-over-time chart
 EXPLANATION_ROWS_MAX = 100  # rows of one list inside an explanation
 EXPLANATION_DEPTH_MAX = 4
 CHART_DOTS_MAX = 500  # observation dots drawn on one timeline chart
+PARSED_TIMES_MAX = 65_536  # timestamps of alert records kept parsed while rendering
 
 REASONS = (
     "REPAYMENT_NOT_POSTED",
@@ -84,7 +86,7 @@ class ReportData:
     accounts: list[dict[str, Any]]  # accounts.jsonl records
     timelines: dict[str, list[TimelinePoint]]  # only alerted accounts
     # per source ("app", "cache"), per ledger change: seconds until displayed (inf = never)
-    sync_latencies_s: dict[str, list[float]]
+    sync_latencies_s: dict[str, Sequence[float]]  # inf: never displayed
     dead_letters_by_reason: dict[str, int]
     events_total: int
     explanations: dict[str, dict[str, Any]] = field(default_factory=dict)  # account -> explain()
@@ -182,6 +184,12 @@ def _parse_time(value: object) -> datetime | None:
     """RFC 3339 to an aware datetime; None when absent or unparsable (naive = UTC)."""
     if not isinstance(value, str) or not value:
         return None
+    return _parse_time_text(value)
+
+
+# A drift's records repeat its times, and the sections read each record's times again.
+@functools.lru_cache(maxsize=PARSED_TIMES_MAX)
+def _parse_time_text(value: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
@@ -306,6 +314,19 @@ def _accounts_by_drift(drifts: Sequence[_Drift], timelines: dict[str, Any]) -> l
     return sorted(longest, key=lambda account: (-longest[account], account))
 
 
+# Alert fields no section reads: a reader that holds a day's alerts for the report may drop
+# them (the evidence ids are most of a record). A section that starts reading one must take it
+# out of here.
+ALERT_FIELDS_UNREAD = ("evidence_event_ids", "payment_id", "sla_seconds")
+
+
+def timeline_accounts(alerts: Sequence[dict[str, Any]]) -> list[str]:
+    """The accounts whose timelines ``render_report`` shows for these alerts (no focus): the
+    TIMELINES_MAX with the longest drifts. A report's data needs timelines for these only."""
+    drifts = _collect_drifts(alerts, _data_end(alerts))
+    return _accounts_by_drift(drifts, {})[:TIMELINES_MAX]
+
+
 @dataclass(slots=True)
 class _Latency:
     total: int
@@ -315,10 +336,15 @@ class _Latency:
 
 def _latency_summary(latencies: Sequence[float], sla_seconds: int) -> _Latency:
     counts = Counter[str]()
+    within_1s = within_10s = within_sla = 0  # counted here: a day has millions of changes
     for value in latencies:
         if math.isnan(value) or math.isinf(value):
             counts["never"] += 1
-        elif value > sla_seconds:
+            continue
+        within_1s += value <= 1
+        within_10s += value <= 10
+        within_sla += value <= sla_seconds
+        if value > sla_seconds:
             counts["over_sla"] += 1
         elif value <= 1:
             counts["le_1s"] += 1
@@ -336,11 +362,10 @@ def _latency_summary(latencies: Sequence[float], sla_seconds: int) -> _Latency:
         ("over_sla", f"> SLA ({sla_seconds} s)", counts["over_sla"]),
         ("never", "never", counts["never"]),
     ]
-    finite = [value for value in latencies if not (math.isnan(value) or math.isinf(value))]
     within = [
-        ("1s", "1 s", sum(1 for value in finite if value <= 1)),
-        ("10s", "10 s", sum(1 for value in finite if value <= 10)),
-        ("sla", f"the SLA ({sla_seconds} s)", sum(1 for value in finite if value <= sla_seconds)),
+        ("1s", "1 s", within_1s),
+        ("10s", "10 s", within_10s),
+        ("sla", f"the SLA ({sla_seconds} s)", within_sla),
     ]
     return _Latency(total=len(latencies), buckets=buckets, within=within)
 
@@ -1199,12 +1224,16 @@ def _account_summary(account: dict[str, Any] | None) -> str:
 
 
 def _timeline_section(
-    view: _View, account_id: str, anchor: str, accounts: dict[str, dict[str, Any]]
+    view: _View,
+    account_id: str,
+    anchor: str,
+    accounts: dict[str, dict[str, Any]],
+    records: list[dict[str, Any]],
+    drifts: list[_Drift],
 ) -> str:
+    """One account's section; ``records`` and ``drifts`` are its own, in the view's order."""
     data = view.data
     points = data.timelines.get(account_id, [])
-    records = [r for r in view.alerts if str(r.get("account_id", "")) == account_id]
-    drifts = [d for d in view.drifts if d.account_id == account_id]
     label = f"Expected available limit of account {account_id}, and what the app and cache showed"
     chart = _svg_timeline(points, records, drifts, view.tz, label) if points else ""
     table = (
@@ -1252,7 +1281,20 @@ def _section_timelines(view: _View, ordered: Sequence[str], anchors: dict[str, s
             f"Showing the timelines of the {len(shown)} accounts with the longest drifts, of "
             f"{len(ordered)} alerted accounts.</p>"
         )
-    sections = "".join(_timeline_section(view, a, anchors[a], accounts) for a in shown)
+    # Each shown account's alerts and drifts, gathered in one pass (not one pass an account).
+    records: dict[str, list[dict[str, Any]]] = {a: [] for a in shown}
+    for record in view.alerts:
+        mine = records.get(str(record.get("account_id", "")))
+        if mine is not None:
+            mine.append(record)
+    drifts: dict[str, list[_Drift]] = {a: [] for a in shown}
+    for drift in view.drifts:
+        theirs = drifts.get(drift.account_id)
+        if theirs is not None:
+            theirs.append(drift)
+    sections = "".join(
+        _timeline_section(view, a, anchors[a], accounts, records[a], drifts[a]) for a in shown
+    )
     return f"{intro}{capped}{legend}{sections}</section>"
 
 

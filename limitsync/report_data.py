@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from limitsync.replay import ReplayOptions, ReplayResult
-from limitsync.report import ReportData, TimelinePoint
+from array import array
+
+from limitsync.replay import NEVER_SHOWN, ReplayOptions, ReplayResult
+from limitsync.report import ReportData, TimelinePoint, timeline_accounts
 from schemas.timefmt import format_us
 from streams.core.explain import describe, explain
 
@@ -28,13 +30,17 @@ def _notes(kind: str, source: str) -> str:
 def build_report_data(
     result: ReplayResult, options: ReplayOptions, source: str, focus_account: str | None = None
 ) -> ReportData:
-    alerted = sorted({a["account_id"] for a in result.alerts})
+    # Only the accounts the report shows are explained: a day has thousands alerted, and
+    # explaining them all was most of the command's time after the replay.
     if focus_account is not None:
-        alerted = [focus_account] if focus_account in result.engine.accounts else []
+        accounts = [focus_account] if focus_account in result.engine.accounts else []
+    else:
+        accounts = timeline_accounts(result.alerts)
     timelines: dict[str, list[TimelinePoint]] = {}
     explanations = {}
-    for account_id in alerted:
+    for account_id in accounts:
         acct = result.engine.accounts[account_id]
+        line = result.timelines.get(account_id)
         details = {h.event_id: describe(h) for h in acct.history}
         timelines[account_id] = [
             TimelinePoint(
@@ -47,8 +53,8 @@ def build_report_data(
                 cached,
                 source,
             )
-            for at, event_id, kind, source, expected, shown, cached in result.timelines.get(
-                account_id, ()
+            for at, event_id, kind, source, expected, shown, cached in (
+                () if line is None else line.entries()
             )
         ]
         explanations[account_id] = explain(acct)
@@ -66,7 +72,9 @@ def build_report_data(
         accounts=result.account_lines(),
         timelines=timelines,
         sync_latencies_s={
-            source: [float("inf") if us is None else us / 1_000_000 for us in latencies]
+            source: array(
+                "d", (float("inf") if us == NEVER_SHOWN else us / 1_000_000 for us in latencies)
+            )
             for source, latencies in result.latencies_us.items()
         },
         dead_letters_by_reason=dead_letters,

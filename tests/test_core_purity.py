@@ -15,7 +15,7 @@ CORE = Path(__file__).resolve().parent.parent / "streams" / "core"
 MODULES = sorted(CORE.rglob("*.py"))
 
 PURE_STDLIB = {
-    "__future__", "abc", "bisect", "collections", "contextlib", "copy", "dataclasses",
+    "__future__", "abc", "array", "bisect", "collections", "contextlib", "copy", "dataclasses",
     "datetime", "decimal", "enum", "functools", "hashlib", "heapq", "itertools", "math",
     "numbers", "operator", "re", "string", "types", "typing", "typing_extensions",
 }

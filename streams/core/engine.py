@@ -9,6 +9,7 @@ when they come due. No I/O: effects are returned to the shell.
 from __future__ import annotations
 
 import heapq
+from array import array
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -53,6 +54,9 @@ from streams.core.state import (
     ClearingWatch,
     Display,
     DriftState,
+    remember,
+    remembered_digest,
+    remembered_keep,
 )
 
 __all__ = ["CoreConfig", "Engine", "Outcome", "core_config_from_seconds"]
@@ -101,6 +105,51 @@ def core_config_from_seconds(
     )
 
 
+class _IdFifo:
+    """Remembered ids in the order they expire: (keep_us, account, event id) in three flat
+    columns. There is one entry per id inside the dedupe horizon, and a tuple per entry was a
+    quarter of a day-long replay's memory. Taken from the front by an index; the taken part
+    is cut once it is half of what is held, so at most twice the live entries are held."""
+
+    __slots__ = ("_accounts", "_event_ids", "_head", "_keeps")
+
+    def __init__(self) -> None:
+        self._keeps = array("q")
+        self._accounts: list[str] = []
+        self._event_ids: list[str] = []
+        self._head = 0
+
+    def empty(self) -> bool:
+        return self._head == len(self._event_ids)
+
+    def first_keep(self) -> int:
+        return self._keeps[self._head]
+
+    def last_keep(self) -> int:
+        return self._keeps[len(self._keeps) - 1]
+
+    def append(self, keep: int, account_id: str, event_id: str) -> None:
+        self._keeps.append(keep)
+        self._accounts.append(account_id)
+        self._event_ids.append(event_id)
+
+    def pop(self) -> tuple[int, str, str]:
+        """The first entry, taken off (the FIFO is not empty)."""
+        head = self._head
+        entry = (self._keeps[head], self._accounts[head], self._event_ids[head])
+        head += 1
+        if head >= _FIFO_CUT_MIN and 2 * head >= len(self._event_ids):
+            del self._keeps[:head]
+            del self._accounts[:head]
+            del self._event_ids[:head]
+            head = 0
+        self._head = head
+        return entry
+
+
+_FIFO_CUT_MIN = 4096  # taken entries below this are not worth a cut
+
+
 class Outcome(Enum):
     """What became of one valid record."""
 
@@ -131,7 +180,7 @@ class Engine:
         # go on a FIFO; a late one goes on a heap. A heap push compares with an entry from half
         # the heap ago, a cache miss on every record. (Written out twice, here and for breach
         # deadlines: a shared helper taking Any-typed entries is slower on the hot path.)
-        self._expiry_fifo: deque[tuple[int, str, str]] = deque()
+        self._expiry_fifo = _IdFifo()
         self._expiry: list[tuple[int, str, str]] = []
         # Postings and waiting reversals to forget at the reversal window: (keep_us, account,
         # kind, id); few records leave one, so a heap is enough.
@@ -155,7 +204,7 @@ class Engine:
     # -- records -------------------------------------------------------------------------
 
     def ingest(
-        self, event: Event | contract.Event, digest: str | bytes, occurred_us: int | None = None
+        self, event: Event | contract.Event, digest: str | int, occurred_us: int | None = None
     ) -> tuple[Outcome, list[Effect]]:
         """Process one valid record; a duplicate or conflict changes nothing, clock included.
 
@@ -173,7 +222,7 @@ class Engine:
         event_id = event.event_id
         seen = acct.seen.get(event_id)
         if seen is not None:
-            stored = seen[0]  # a digest, or a record's bytes (its digest deferred by the parser)
+            stored = remembered_digest(seen)  # in hex or as its number
             same = stored == digest or content_digest(stored) == content_digest(digest)
             outcome = Outcome.DUPLICATE if same else Outcome.CONFLICT
             self._count(outcome.value)
@@ -182,13 +231,12 @@ class Engine:
         # Remembered until both its event time and its arrival are past the horizon: an old
         # record (a backfill, a re-read topic) is remembered as long as a new one.
         keep = occurred if occurred > now else now
-        acct.seen[event_id] = (digest, keep)
-        entry = (keep, acct.account_id, event_id)
+        acct.seen[event_id] = remember(digest, keep)
         fifo = self._expiry_fifo
-        if not fifo or keep >= fifo[-1][0]:  # the same FIFO-or-heap as breach deadlines
-            fifo.append(entry)
+        if fifo.empty() or keep >= fifo.last_keep():  # the FIFO-or-heap of breach deadlines
+            fifo.append(keep, acct.account_id, event_id)
         else:
-            heapq.heappush(self._expiry, entry)
+            heapq.heappush(self._expiry, (keep, acct.account_id, event_id))
         journal = self._journal
         if journal is not None:
             journal[(ID, acct.account_id, event_id)] = (digest, keep)
@@ -628,8 +676,8 @@ class Engine:
         than the reversal window, so memory stays bounded."""
         horizon = now - self.config.dedupe_horizon_us
         fifo, heap = self._expiry_fifo, self._expiry
-        while fifo and fifo[0][0] < horizon:
-            self._forget(fifo.popleft())
+        while not fifo.empty() and fifo.first_keep() < horizon:
+            self._forget(fifo.pop())
         while heap and heap[0][0] < horizon:
             self._forget(heapq.heappop(heap))
         reversals = self._reversal_expiry
@@ -644,7 +692,7 @@ class Engine:
         if acct is None:
             return
         seen = acct.seen.get(event_id)
-        if seen is None or seen[1] != keep:
+        if seen is None or remembered_keep(seen) != keep:
             return
         del acct.seen[event_id]
         if self._journal is not None:
@@ -703,7 +751,7 @@ class Engine:
 
     def drain_journal(self) -> dict[JournalKey, Any]:
         """The per-id changes since the last drain (needs a journal), with the content
-        digests the parser deferred computed now, here and in the remembered ids."""
+        digests in hex, here and in the remembered ids."""
         journal = self._journal
         if journal is None:
             raise CoreError("this engine keeps no journal")
@@ -717,9 +765,17 @@ class Engine:
                 settled = (content_digest(value[0]), value[1])
                 changes[(kind, account_id, event_id)] = settled
                 acct = self.accounts.get(account_id)
-                if acct is not None and acct.seen.get(event_id) == value:
+                if acct is not None and acct.seen.get(event_id) == remember(*value):
                     acct.seen[event_id] = settled
         return changes
+
+    def release_ids(self) -> None:
+        """Forget every remembered id at once, for a shell done with its records (a finished
+        replay): what comes after it, the report, can use their memory."""
+        for acct in self.accounts.values():
+            acct.seen.clear()
+        self._expiry_fifo = _IdFifo()
+        self._expiry = []
 
     def load(self, states: Iterable[AccountState]) -> None:
         """Adopt accounts (after a restart or a partition assignment) and rebuild deadlines."""
@@ -730,8 +786,8 @@ class Engine:
             self._count_open(acct, 1)
             self.accounts[acct.account_id] = acct
             aid = acct.account_id
-            for event_id, (_, keep) in acct.seen.items():
-                heapq.heappush(self._expiry, (keep, aid, event_id))
+            for event_id, entry in acct.seen.items():
+                heapq.heappush(self._expiry, (remembered_keep(entry), aid, event_id))
             for event_id, posting in acct.posted.items():
                 heapq.heappush(self._reversal_expiry, (posting[1], aid, POSTING, event_id))
             for event_id, waiting in acct.orphan_reversals.items():

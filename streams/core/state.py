@@ -16,11 +16,16 @@ __all__ = [
     "CLEARING_WATCHES_MAX",
     "HELD_VALUES_MAX",
     "HISTORY_MAX",
+    "KEEP_BITS",
     "AccountState",
     "ChangeEntry",
     "ClearingWatch",
     "Display",
     "DriftState",
+    "Remembered",
+    "remember",
+    "remembered_digest",
+    "remembered_keep",
 ]
 
 # The one display of a row saved before displays were tracked per source.
@@ -37,6 +42,40 @@ PENDING_CHANGES_MAX = 32  # ledger changes waiting to be displayed (sync latency
 TRIGGERS_MAX = 16  # event ids that triggered one coalesced rescore
 HELD_VALUES_MAX = 256  # expected values one drift remembers (SYNC_DELAY); the oldest go first
 CLEARING_WATCHES_MAX = 64  # unposted payments watched per account; the oldest go first
+
+
+# A remembered id (``AccountState.seen``): (digest, keep_us), or, when the digest is the
+# number a replay's parser gives, one int holding the digest above the low KEEP_BITS and
+# keep_us in them. A day's replay remembers millions of ids: the tuple and its two ints took
+# 132 bytes an id, the one int takes 52.
+KEEP_BITS = 64
+_KEEP_MASK = (1 << KEEP_BITS) - 1
+Remembered = tuple[Any, ...] | int
+
+
+def remember(digest: str | int, keep_us: int) -> Remembered:
+    if type(digest) is int and 0 <= keep_us <= _KEEP_MASK and digest >= 0:
+        return (digest << KEEP_BITS) | keep_us
+    return (digest, keep_us)
+
+
+def remembered_digest(entry: Remembered) -> str | int:
+    if type(entry) is int:
+        return entry >> KEEP_BITS
+    assert type(entry) is tuple
+    digest: str | int = entry[0]
+    return digest
+
+
+def remembered_keep(entry: Remembered) -> int:
+    if type(entry) is int:
+        return entry & _KEEP_MASK
+    assert type(entry) is tuple
+    keep: int = entry[1]
+    return keep
+
+
+_NO_REASONS: list[str] = []
 
 
 @dataclass(slots=True, init=False)
@@ -69,7 +108,9 @@ class ChangeEntry:
         self.available_before = available_before
         self.available_after = available_after
         self.facts = facts
-        self.reasons = [] if reasons is None else reasons
+        # Most changes have no reasons: they share one empty list, never appended to (a list
+        # each was a seventh of a replay's explanation history).
+        self.reasons = reasons if reasons else _NO_REASONS
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -308,10 +349,10 @@ class AccountState:
     drawdowns: int = 0
     repayments: int = 0
     failed_debits: int = 0
-    # Idempotency: event_id -> (digest, or the record's bytes until settled; keep_us), where
+    # Idempotency: event_id -> (digest, keep_us), or both in one int (``remember``), where
     # keep_us is the later of its occurred_at and the clock when it was ingested: an id is
     # forgotten only when both are older than the dedupe horizon.
-    seen: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    seen: dict[str, Remembered] = field(default_factory=dict)
     # Posted repayments a reversal may still undo: event_id -> [principal, keep_us, reversed,
     # payment_id or ""], kept for the reversal window.
     posted: dict[str, list[Any]] = field(default_factory=dict)
@@ -345,12 +386,13 @@ class AccountState:
         return available if available > 0 else 0
 
     def settle_digests(self) -> None:
-        """Compute the content digests the parser deferred: ``seen`` may hold a record's bytes
-        in place of its digest until the state is saved or the id comes again."""
+        """Write the remembered digests in hex: ``seen`` holds a replay parser's digests as the
+        numbers their hex spells (compact in memory), and saved state holds hex."""
         seen = self.seen
         for event_id, entry in seen.items():
-            if type(entry[0]) is not str:
-                seen[event_id] = (content_digest(entry[0]), *entry[1:])
+            digest = remembered_digest(entry)
+            if type(digest) is not str:
+                seen[event_id] = (content_digest(digest), remembered_keep(entry))
 
     def hot_dict(self) -> dict[str, Any]:
         """What each change needs, JSON-able: the live row. Bounded (see the limits above);
@@ -379,7 +421,7 @@ class AccountState:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        """Lossless, JSON-able form of the whole state; settles deferred digests."""
+        """Lossless, JSON-able form of the whole state; digests in hex."""
         self.settle_digests()
         return {
             **self.hot_dict(),

@@ -1,0 +1,111 @@
+"""The replay floors (issue 14, "Incident analysis at day scale"), judged on a replay bench
+result and recorded in ``bench/RESULTS.md`` in a section of their own (before the live
+pipeline's, whose bench appends at the end of the file)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DAY_RSS_FLOOR_MB", "WHOLE_COMMAND_FLOOR", "record_replay", "rows"]
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+WHOLE_COMMAND_FLOOR = 0.35  # `limitsync replay` end to end against plain json.loads
+WHOLE_COMMAND_AIM = 1.0
+DAY_RSS_FLOOR_MB = 600  # peak RSS of `limitsync replay` on the day log
+DAY_RSS_AIM_MB = 300
+_SECTION = "## Replay floors"
+_LIVE_SECTION = "## Live pipeline floors"
+_INTRO = f"""{_SECTION}
+
+What `python -m bench.replay_bench` measured against the replay floors of issue 14: the whole
+command (`limitsync replay --input F --out D`, start-up, outputs and report included) against
+the rate at which plain `json.loads` parses the same lines in the same run, on a simulated log
+with 10% faults; and the command's peak RSS on a simulated day of the issue's size (20,000
+accounts, 1.6M events, 349 MB). Each run appends a table here.
+"""
+
+
+def _verdict(met: bool | None) -> str:
+    return "not run" if met is None else ("met" if met else "MISSED")
+
+
+def _git() -> str:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return f"{head}{' (uncommitted changes)' if dirty else ''}" or "unknown"
+
+
+def rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(measure, floor, measured, verdict) for each floor, and the in-process figure beside."""
+    faulty, day, main = result.get("faulty"), result.get("day"), result["main"]
+    out = []
+    if faulty is not None:
+        out.append(
+            (
+                f"`limitsync replay` end to end, {faulty['events']:,}-event log, 10% faults",
+                f">= {WHOLE_COMMAND_FLOOR}x json.loads (aim {WHOLE_COMMAND_AIM}x)",
+                f"{faulty['cli_ratio']:.2f}x ({faulty['cli_s']:.1f} s; json.loads "
+                f"{faulty['json_loads_per_s']:,}/s)",
+                _verdict(faulty["cli_ratio"] >= WHOLE_COMMAND_FLOOR),
+            )
+        )
+    if day is not None:
+        out.append(
+            (
+                f"peak RSS of `limitsync replay`, {day['events']:,}-event day "
+                f"({day['accounts']:,} accounts, {day['mb']:,} MB)",
+                f"<= {DAY_RSS_FLOOR_MB} MB (aim {DAY_RSS_AIM_MB})",
+                f"{day['peak_rss_mb']:,} MB ({day['cli_s']:.1f} s)",
+                _verdict(day["peak_rss_mb"] <= DAY_RSS_FLOOR_MB),
+            )
+        )
+    out.append(
+        (
+            f"beside them, {main['events']:,}-event bench log: in-process `run_replay`; "
+            "whole command",
+            "",
+            f"{main['ratio']:.2f}x; {main['cli_ratio']:.2f}x json.loads",
+            "",
+        )
+    )
+    return out
+
+
+def record_replay(result: dict[str, Any], info: dict[str, str]) -> Path:
+    """Add this run's table to the replay section of ``bench/RESULTS.md``."""
+    entry = "\n".join(
+        [
+            f"### {info['date']} · {info['cores']} cores, {info['cpu']} · code {_git()}",
+            "",
+            f"Python {info['python']}; {info['code']}; load average at start {info['loadavg']}.",
+            "",
+            "| measure | floor | measured | |",
+            "|---|---|---|---|",
+            *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows(result)),
+            "",
+        ]
+    )
+    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
+    if _SECTION not in text:  # before the live pipeline's section, which grows at the end
+        live = text.find(_LIVE_SECTION)
+        at = live if live >= 0 else len(text)
+        text = text[:at].rstrip("\n") + "\n\n" + _INTRO + "\n" + text[at:]
+    start = text.index(_SECTION) + len(_SECTION)
+    following = re.search(r"^## ", text[start:], flags=re.MULTILINE)
+    at = start + following.start() if following else len(text)
+    text = text[:at].rstrip("\n") + "\n\n" + entry + ("\n" if following else "") + text[at:]
+    RESULTS.write_text(text, encoding="utf-8")
+    return RESULTS

@@ -1,0 +1,42 @@
+"""A replay's outputs stay byte-identical for the same input and options (CONTRACT.md "Replay").
+
+The logs under tests/data/replay_golden/ were written by ``limitsync simulate`` (faults and bad
+records; ``long`` has accounts with more records than a timeline keeps) and replayed by the code
+of main at 518d609, before replay streamed its outputs and kept compact state: outputs.json holds
+the SHA-256 of each output of those runs. The report names its input, so each run is made from
+the folder that holds the log, under the name it was recorded with.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from limitsync.cli import main
+
+GOLDEN = Path(__file__).resolve().parent / "data" / "replay_golden"
+RUNS: dict[str, dict[str, Any]] = json.loads((GOLDEN / "outputs.json").read_text())
+CASES = [(run, name) for run in RUNS for name in RUNS[run]["sha256"]]
+
+
+@pytest.fixture(scope="module")
+def replayed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("golden")
+    for log in ("day.jsonl", "long.jsonl"):
+        (folder / log).write_bytes(gzip.decompress((GOLDEN / f"{log}.gz").read_bytes()))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        for run, spec in RUNS.items():
+            assert main(["replay", "--input", spec["input"], "--out", run, *spec["args"]]) == 0
+    return folder
+
+
+@pytest.mark.parametrize(("run", "name"), CASES, ids=[f"{r}/{n}" for r, n in CASES])
+def test_output_is_byte_identical_to_the_recorded_one(replayed: Path, run: str, name: str) -> None:
+    digest = hashlib.sha256((replayed / run / name).read_bytes()).hexdigest()
+    assert digest == RUNS[run]["sha256"][name]
