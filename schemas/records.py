@@ -40,6 +40,8 @@ class AlertRecord(BaseModel):
     cache_available: int | None = None
     note: str | None = None
     payment_id: str | None = None
+    # On an alert a user's limit inquiry opened or joined (a fault confirmed): that inquiry.
+    inquiry_id: str | None = None
     resolved_at: str | None = None
     resolution: Literal["synced", "auto_healed", "superseded"] | None = None
 
