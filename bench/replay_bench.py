@@ -183,7 +183,7 @@ def main() -> None:
             write_simulation(path, accounts=ACCOUNTS, hours=HOURS, seed=SEED)
             took = time.perf_counter() - started
             print(f"simulated {path.stat().st_size / 1e6:.0f} MB in {took:.1f} s")
-        # This machine's speed drifts by up to 2x over minutes (a shared VM): json.loads is
+        # A shared VM's speed drifts over minutes: json.loads is
         # timed before and after the replay, the replay twice (each in a fresh process), and
         # the faster of each pair is compared.
         lines, json_before = _json_rate(path)
@@ -201,7 +201,7 @@ def main() -> None:
             f"date {now:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {_cpu()}, "
             f"Python {platform.python_version()}, load average at start {loadavg}"
         )
-        # Compiled or not changes the replay rate by about 1.5x: say which code ran, and warn
+        # Compiled or not changes the replay rate a lot: say which code ran, and warn
         # when that code is older than its source (limitsync/compiled.py).
         found = compiled.status()
         code = (

@@ -77,7 +77,7 @@ class KafkaReadOptions:
     # Records buffered per partition before it is paused; it resumes at half.
     buffer_records_max: int = 20_000
     poll_records_max: int = 5_000
-    # kafka-python checks CRC32C in pure Python (about half the read time) unless the
+    # kafka-python checks CRC32C in pure Python (a large share of the read time) unless the
     # ``crc32c`` package is installed; turning the check off trades corruption detection.
     check_crcs: bool = True
     # A partition ends at its end offset taken when the read starts; False reads each one

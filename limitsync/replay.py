@@ -317,12 +317,12 @@ def run_replay(
     records and bytes read so far every PROGRESS_EVERY_RECORDS records; with ``outputs``,
     alerts and dead letters are written there as they are raised."""
     # Replay allocates many small objects that live to the end (ids, deadlines, timelines) and
-    # almost no cyclic garbage: 11 unreachable objects after the 505k-record bench file. The
-    # collector's passes over those survivors took 10% of the replay (1.4 s of 13.8 s, timed
-    # with gc.callbacks), and merely deferring them (turning it off) cost 1.9 s at the first
-    # allocation after the run. So: collect what is already garbage, run without the collector,
-    # then freeze the survivors (gc.freeze: out of every later pass; reference counting still
-    # frees them when they are dropped) and turn the collector back on as it was.
+    # almost no cyclic garbage. The collector's passes over those survivors are a real share of
+    # the replay (timed with gc.callbacks), and merely deferring them (turning it off) moves
+    # the whole cost to the first allocation after the run. So: collect what is already
+    # garbage, run without the collector, then freeze the survivors (gc.freeze: out of every
+    # later pass; reference counting still frees them when they are dropped) and turn the
+    # collector back on as it was.
     gc.collect()
     was_enabled = gc.isenabled()
     gc.disable()
@@ -402,7 +402,7 @@ def _run_replay(
         assert isinstance(parsed, Parsed)
         event = parsed.event
         # Called as a method, not through a saved bound method: compiled, that is a direct C
-        # call; the bound method goes through Python's calling convention (~600 instructions).
+        # call; the bound method goes through Python's generic calling convention.
         outcome, effects = engine.ingest(event, parsed.digest, parsed.occurred_us)
         if outcome is not Outcome.APPLIED:
             counts[outcome.value] += 1

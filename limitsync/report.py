@@ -45,7 +45,7 @@ REASONS = (
 EXPLAINED_REASONS = frozenset(REASONS) - {"CACHE_DIVERGED"}
 ALERT_TYPES = ("mismatch.opened", "mismatch.escalated", "mismatch.resolved")
 SEVERITIES = ("critical", "major")
-# The observation sources (CONTRACT.md, "Drift, SLA and alerts"), and what the report calls the
+# The observation sources (docs/contract.md, "Drift, SLA and alerts"), and what the report calls the
 # drifts of each; clearing watches (REPAYMENT_NOT_POSTED) have no source.
 SOURCES = ("app", "cache")
 _GROUPS = (

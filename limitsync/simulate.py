@@ -16,7 +16,7 @@ the cache syncs after a short delay: a ``limit.displayed`` (``source: cache``) w
 the model expects. App views (``source: app``) show what the cache holds, and once a user has
 opened the app it refreshes 0.1-2 s after each cache write (another ``source: app`` record), so
 the app's display follows the cache and each source is in drift only while a change is on its
-way (CONTRACT.md tracks drift per source).
+way (docs/contract.md tracks drift per source).
 
 Injected faults (each at ``faults`` of its opportunities; the faulty record carries
 ``"sim_fault": KIND``, an extra field the contract keeps and ignores):
@@ -628,7 +628,7 @@ class Simulation:
             InjectedFault(kind, a.id, rec["event_id"], rec["occurred_at"], payment, sources)
         )
 
-    # -- the model (CONTRACT.md, "The expected available limit") ----------------------------
+    # -- the model (docs/contract.md, "The expected available limit") ----------------------------
 
     def _apply(self, a: _Account, rec: dict[str, Any]) -> bool:
         """Apply one new record; True when the account's ledger state changed."""

@@ -5,7 +5,7 @@ of the broker and Redis (a SIGTERM from systemd, a container runtime or ``timeou
 operator stops things, and it comes exactly when something is already wrong):
 
 - a worker exits within :data:`WORKER_EXIT_DEADLINE_S` of a SIGTERM: Faust's orderly stop
-  waits on commits and flushes that a dead broker never answers (measured: more than 50 s),
+  waits on commits and flushes that a dead broker never answers (far longer than a stop may take),
   so a deadline armed at the signal ends the process however far the stop got;
 - a worker dies with its parent: the kernel sends it SIGTERM when ``up`` dies, even by
   SIGKILL (``prctl(PR_SET_PDEATHSIG)``), which then takes the same bounded path.

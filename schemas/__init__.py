@@ -1,4 +1,4 @@
-"""The contract's records (CONTRACT.md) and the one function that parses input."""
+"""The contract's records (docs/contract.md) and the one function that parses input."""
 
 from schemas.events import (
     EVENT_TYPES,

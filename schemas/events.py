@@ -1,4 +1,4 @@
-"""The contract's input events (CONTRACT.md, "Envelope" and "Input events").
+"""The contract's input events (docs/contract.md, "Envelope" and "Input events").
 
 Strict on purpose: money is an integer of minor units (a float or a boolean is an error,
 not a coercion), timestamps carry an offset, and only the known types exist. Unknown extra

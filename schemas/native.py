@@ -61,7 +61,7 @@ class _Envelope:
 
     ``occurred_at`` is kept as it came (the wire text from the fast path, pydantic's datetime
     from a model) and turned into a datetime only when asked: the core reads ``occurred_us``,
-    and building a datetime per record cost a quarter of the fast path.
+    and building a datetime per record was a large share of the fast path.
     """
 
     # The contract's field names of the event (the model's fields), for tests and repr.
@@ -77,7 +77,7 @@ class _Envelope:
     # ``extra``: given as they are (``from_model``), or picked out of the decoded record the
     # fast path keeps in ``_record``, on the first read. Most records of a log carry one
     # (``source``, ``term_months``) and the core reads one only when a breached drift is
-    # resolved, so picking them out per record cost a third of the fast path for nothing.
+    # resolved, so picking them out per record was a large share of the fast path, for nothing.
     _extra: dict[str, Any] | None
     _record: dict[str, Any] | None
 

@@ -41,7 +41,7 @@ __all__ = [
 
 _EVENT_ADAPTER: TypeAdapter[events.Event] = TypeAdapter(events.Event)
 _ERROR_TEXT_MAX = 500
-# The error of a Kafka record whose value is null: no event, invalid (CONTRACT.md, "Envelope").
+# The error of a Kafka record whose value is null: no event, invalid (docs/contract.md, "Envelope").
 TOMBSTONE_ERROR: Final = "tombstone: the record value is null"
 
 
@@ -259,7 +259,7 @@ def conflict_error(event_id: str) -> str:
     return f"conflict: event_id {event_id!r} was seen with other content"
 
 
-# CONTRACT.md, "Bad input": the default of max_future_skew_s.
+# docs/contract.md, "Bad input": the default of max_future_skew_s.
 MAX_FUTURE_SKEW_S: Final = 300
 
 
@@ -284,7 +284,7 @@ def _seconds(us: int) -> str:
     return f"{whole}.{fraction:06d}".rstrip("0").rstrip(".")
 
 
-# CONTRACT.md, "Bad input": a dead letter never exceeds 256 KB written out; a longer original
+# docs/contract.md, "Bad input": a dead letter never exceeds 256 KB written out; a longer original
 # keeps its first 64 KB, its length and its SHA-256.
 DEAD_LETTER_MAX_BYTES: Final = 256 * 1024
 ORIGINAL_KEPT_BYTES: Final = 64 * 1024

@@ -40,11 +40,13 @@ class AlertRecord(BaseModel):
     cache_available: int | None = None
     note: str | None = None
     payment_id: str | None = None
+    # On an alert a user's limit inquiry opened or joined (a fault confirmed): that inquiry.
+    inquiry_id: str | None = None
     resolved_at: str | None = None
     resolution: Literal["synced", "auto_healed", "superseded"] | None = None
 
 
-# CONTRACT.md, "Bad input": why a record was set aside. ``invalid``: it breaks the contract;
+# docs/contract.md, "Bad input": why a record was set aside. ``invalid``: it breaks the contract;
 # ``conflict``: its event_id was seen with other content; ``internal``: processing this one
 # record raised; ``future_timestamp``: stamped too far ahead of the clock (live; a replay only
 # with --now); ``rescore_failed``: the scorer kept failing on a rescore request.

@@ -46,7 +46,7 @@ def parse_rfc3339(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-# CONTRACT.md, "Envelope": the UTC time of ``occurred_at`` lies in 2000-01-01T00:00:00Z ..
+# docs/contract.md, "Envelope": the UTC time of ``occurred_at`` lies in 2000-01-01T00:00:00Z ..
 # 2099-12-31T23:59:59.999Z, both included (read literally: .999000 is the last valid instant).
 OCCURRED_MIN_US: Final = 946_684_800_000_000
 OCCURRED_MAX_US: Final = 4_102_444_799_999_000
@@ -82,8 +82,8 @@ def format_us(us: int) -> str:
 
     Always a four-digit year, which RFC 3339 requires and glibc's ``%Y`` drops before the year
     1000. Assembled from integer parts and tables rather than by ``datetime.isoformat``: every
-    alert writes three or four of these, and the datetime arithmetic cost about 17,000
-    instructions a call (callgrind); the test suite holds this equal to ``isoformat``.
+    alert writes three or four of these, and the datetime arithmetic is costly next to table
+    lookups (measured with callgrind); the test suite holds this equal to ``isoformat``.
     """
     days, rest = divmod(us, _DAY_US)
     day = _days.get(days)

@@ -1,4 +1,4 @@
-"""The Redis limit cache (CONTRACT.md, "The Redis limit cache").
+"""The Redis limit cache (docs/contract.md, "The Redis limit cache").
 
 One hash per account. Every write is a versioned compare-and-set, so an older version never
 overwrites a newer one: redelivery after a crash, two workers during a rebalance, or a retry

@@ -18,7 +18,7 @@ _REASONS = (
     "CACHE_MISSING",
     "CACHE_DIVERGED",
 )
-# The observation sources (CONTRACT.md, "Drift, SLA and alerts"): drifts, breaches, alerts and
+# The observation sources (docs/contract.md, "Drift, SLA and alerts"): drifts, breaches, alerts and
 # changes displayed are counted per source; a REPAYMENT_NOT_POSTED alert has none ("").
 SOURCES = ("app", "cache")
 _LATENCY_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)

@@ -1,4 +1,4 @@
-"""Builders for contract events (CONTRACT.md, "Input events") as dicts and JSON bytes.
+"""Builders for contract events (docs/contract.md, "Input events") as dicts and JSON bytes.
 
 Times are milliseconds after ``T0`` (``at=70 * S + 1`` is 70.001 s after T0), so SLA
 boundaries can be hit exactly. Every builder returns the event as a plain dict; ``line``

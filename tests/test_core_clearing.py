@@ -1,4 +1,4 @@
-"""The clearing watch (CONTRACT.md "Input events": repayment.initiated; "Drift, SLA and
+"""The clearing watch (docs/contract.md "Input events": repayment.initiated; "Drift, SLA and
 alerts": payment_id).
 
 A repayment the user made must be posted by core banking within the clearing SLA (default

@@ -1,4 +1,4 @@
-"""Drift, SLA and alerts on the replay clock (CONTRACT.md "Drift, SLA and alerts" and
+"""Drift, SLA and alerts on the replay clock (docs/contract.md "Drift, SLA and alerts" and
 "Replay clock, exactly").
 
 Account A has a line of 100.00 and agrees with its display at T0; the tests then move the

@@ -1,5 +1,5 @@
-"""Explanations and rescore requests (CONTRACT.md "Explanations"; DESIGN.md: rescore
-requests coalesced per account).
+"""Explanations and rescore requests (docs/contract.md "Explanations" and "Rescore
+requests": coalesced per account).
 
 ``explain(state)`` gives the breakdown of the expected limit and the changes since a time,
 each with a code; a decrease carries at most four of the model's reasons.

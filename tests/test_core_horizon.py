@@ -1,4 +1,4 @@
-"""The idempotency horizon and the reversal window (CONTRACT.md "Idempotency horizon",
+"""The idempotency horizon and the reversal window (docs/contract.md "Idempotency horizon",
 "Input events": repayment.reversed), with event times far from the clock.
 
 Live workers run the core on the wall clock; a backfill or a re-read topic brings events

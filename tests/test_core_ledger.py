@@ -1,4 +1,4 @@
-"""The ledger rules and idempotency (CONTRACT.md "Input events", "The expected available
+"""The ledger rules and idempotency (docs/contract.md "Input events", "The expected available
 limit", "Envelope": event_id; "The Redis limit cache": version).
 
 Each test replays a few events through the same core the workers use and reads the

@@ -1,7 +1,7 @@
 """Properties of the core: order-free state, deterministic output, bounded memory, and a
-lossless state form an engine can be rebuilt from (CONTRACT.md "The expected available
-limit": any order ends in the same state; DESIGN.md: TigerBeetle-style shuffled replays,
-Flink-style timers that survive a restart, a limit on everything).
+lossless state form an engine can be rebuilt from (docs/contract.md "The expected available
+limit": any order ends in the same state; docs/design.md "The core is pure": TigerBeetle-style
+shuffled replays, Flink-style timers that survive a restart, a limit on everything).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The core is pure (DESIGN.md "The core is pure"): every module under ``streams/core``
+"""The core is pure (docs/design.md "The core is pure"): every module under ``streams/core``
 imports only pure standard-library modules, pydantic, ``schemas`` and ``streams.core``, and
 never reads the system clock or touches files, sockets or the event loop.
 """

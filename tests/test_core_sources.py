@@ -1,4 +1,4 @@
-"""Two observation sources, two drifts (CONTRACT.md, "Drift, SLA and alerts"; issue 12).
+"""Two observation sources, two drifts (docs/contract.md, "Drift, SLA and alerts"; issue 12).
 
 ``limit.displayed`` with ``source: app`` (or none) is what a user was shown; ``source: cache`` is
 what the limit cache held. Each source has its own displayed value, drift, deadlines, reason and

@@ -1,4 +1,4 @@
-"""The live shell's handling of a batch, with no broker and no Redis (CONTRACT.md "Bad input":
+"""The live shell's handling of a batch, with no broker and no Redis (docs/contract.md "Bad input":
 one record never stops the batch; "Idempotency horizon": own observations are not ids).
 
 The shell is given a dict for its state table and a publisher that keeps what it is sent;

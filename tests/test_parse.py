@@ -1,6 +1,6 @@
 """schemas.parse_event: the contract's envelope, input events and bad-input rules.
 
-CONTRACT.md "Envelope", "Input events" and "Bad input": every valid type parses; every kind
+docs/contract.md "Envelope", "Input events" and "Bad input": every valid type parses; every kind
 of bad input is a Rejected with a readable error, never an exception; the content digest
 makes idempotency exact (same object = same digest, any difference = another digest).
 """

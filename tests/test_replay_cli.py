@@ -1,4 +1,4 @@
-"""``limitsync replay`` and ``limitsync schema`` on files (CONTRACT.md "Replay", "Bad input").
+"""``limitsync replay`` and ``limitsync schema`` on files (docs/contract.md "Replay", "Bad input").
 
 The replay writes alerts.jsonl, dead_letters.jsonl, accounts.jsonl and a report into DIR,
 byte-identical for the same input; bad records become dead letters with their original

@@ -1,4 +1,5 @@
-"""A replay's outputs stay byte-identical for the same input and options (CONTRACT.md "Replay").
+"""A replay's outputs stay byte-identical for the same input and options (docs/contract.md,
+"Replay").
 
 The logs under tests/data/replay_golden/ were written by ``limitsync simulate`` (faults and bad
 records; ``long`` has accounts with more records than a timeline keeps) and replayed by the code

@@ -1,6 +1,6 @@
 """The live state store: accounts saved as a small row plus write-once items, read back
-whole, and consistent after a crash that loses the newest writes (DESIGN.md "Live state";
-CONTRACT.md "Idempotency horizon": nothing is ever applied twice).
+whole, and consistent after a crash that loses the newest writes (docs/design.md "Live state";
+docs/contract.md "Idempotency horizon": nothing is ever applied twice).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Reason codes, severity and the alert records (CONTRACT.md, "Drift, SLA and alerts")."""
+"""Reason codes, severity and the alert records (docs/contract.md, "Drift, SLA and alerts")."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ __all__ = [
 ]
 
 _US = 1_000_000
-# On an app alert whose account's cache holds the expected value (README, "Where the contract
-# was ambiguous"): what a support engineer reads first.
+# On an app alert whose account's cache holds the expected value (docs/contract.md, "Decisions
+# where the contract was ambiguous"): what a support engineer reads first.
 CACHE_RIGHT_NOTE = (
     "the cache holds the expected value: the display layer is behind, not the cache"
 )

@@ -165,12 +165,12 @@ class Engine:
         self.config = config
         self.clock = clock
         # A live shell's record of per-id changes (replay keeps none); written as a plain dict:
-        # a method call per change from compiled code into an uncompiled class cost as much as
-        # the rest of a ledger event.
+        # a method call per change from compiled code into an uncompiled class is expensive
+        # next to the rest of a ledger event.
         self._journal: dict[JournalKey, Any] | None = None if journal is None else journal.changes
         self.accounts: dict[str, AccountState] = {}
         # A plain dict: collections.Counter defines __delitem__ in Python, which routes every
-        # store through a slot wrapper (~600 instructions an increment, twice a record).
+        # store through a slot wrapper (a Python-level call per increment, twice a record).
         self._counts: dict[str, int] = {}
         self.dirty: set[str] = set()  # accounts changed since the shell last persisted them
         self._deadlines: list[tuple[int, int, int, str, str | int]] = []  # a heap
@@ -179,7 +179,7 @@ class Engine:
         # later of event time and ingestion clock, which mostly grows record by record, so most
         # go on a FIFO; a late one goes on a heap. A heap push compares with an entry from half
         # the heap ago, a cache miss on every record. (Written out twice, here and for breach
-        # deadlines: a shared helper taking Any-typed entries cost 1% of replay's instructions.)
+        # deadlines: a shared helper taking Any-typed entries is slower on the hot path.)
         self._expiry_fifo = _IdFifo()
         self._expiry: list[tuple[int, str, str]] = []
         # Postings and waiting reversals to forget at the reversal window: (keep_us, account,

@@ -1,4 +1,4 @@
-"""Explanations: why the limit a user sees is what it is (CONTRACT.md, "Explanations").
+"""Explanations: why the limit a user sees is what it is (docs/contract.md, "Explanations").
 
 Not every change a user notices is a fault; a support agent needs the breakdown and the
 changes with a code each, and for a decrease the model's specific reasons.

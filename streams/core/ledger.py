@@ -1,4 +1,4 @@
-"""Ledger rules: how each input event changes an account (CONTRACT.md, "Input events").
+"""Ledger rules: how each input event changes an account (docs/contract.md, "Input events").
 
 Every rule is order-free: sums for principal, highest version for line and status, and a
 reversal that may arrive before or after the repayment it undoes. That is what lets a

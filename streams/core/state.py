@@ -265,7 +265,7 @@ class ClearingWatch:
 
 @dataclass(slots=True, init=False)
 class Display:
-    """One observation source of an account (CONTRACT.md, "Drift, SLA and alerts"): ``app``
+    """One observation source of an account (docs/contract.md, "Drift, SLA and alerts"): ``app``
     (what a user was shown) or ``cache`` (what the limit cache held). Each has its own
     displayed value and its own drift; an observation of one never touches the other."""
 

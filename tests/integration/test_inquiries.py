@@ -24,6 +24,7 @@ from limitsync.cli import main
 from limitsync.remedy_commands import post_inquiry
 from limitsync.replay import ReplayOptions, run_replay
 from limitsync.simulate import simulate
+from schemas.records import AlertRecord
 from tests.integration.live_harness import LiveSystem, make_live_system, wait_for
 
 pytestmark = pytest.mark.integration
@@ -142,6 +143,25 @@ def test_a_cache_fault_found_by_an_inquiry_alerts_at_once_with_the_inquiry_as_ev
     assert (first["type"], first["source"], first["alert_id"], first["age_seconds"] < SLA_S) == (
         "mismatch.opened", "cache", reply["alert_ids"][0], True
     )
+
+
+def test_an_alert_an_inquiry_opened_is_a_valid_alert_record(
+    fed: tuple[LiveSystem, dict[str, int], Path],
+) -> None:
+    system, expected, state_file = fed
+    victim = sorted(expected)[TAMPERED + 1]
+    client = system.redis()
+    try:
+        client.hset(f"{system.settings.cache_prefix}{victim}", "available", expected[victim] + 7)
+    finally:
+        client.close()
+    reply = inquire(state_file, victim, expected[victim] + 7)
+    opened = wait_for(
+        lambda: [a for a in system.read_topic("alerts", idle_s=1.0)
+                 if a.get("inquiry_id") == reply["inquiry_id"]],
+        30, "the inquiry's alert",
+    )
+    assert AlertRecord.model_validate(opened[0]).inquiry_id == reply["inquiry_id"]
 
 
 def test_every_inquiry_and_its_answer_is_published_on_the_inquiries_topic(

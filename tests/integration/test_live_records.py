@@ -1,5 +1,5 @@
 """Records that once broke a live worker, and records old enough to be forgotten too early
-(CONTRACT.md "Bad input", "Idempotency horizon"): with a real broker and a real Redis, the
+(docs/contract.md "Bad input", "Idempotency horizon"): with a real broker and a real Redis, the
 cache ends exact, every bad record is a dead letter with its place in the log, and the same
 worker process keeps running.
 """

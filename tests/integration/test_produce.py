@@ -1,5 +1,5 @@
 """``limitsync produce`` against a real broker: what the broker refuses is reported, the rest
-is produced (CONTRACT.md "Bad input": nothing is lost without a clear error)."""
+is produced (docs/contract.md "Bad input": nothing is lost without a clear error)."""
 
 from __future__ import annotations
 
