@@ -60,9 +60,7 @@ def judge(result: dict[str, Any]) -> list[Floor]:
 
 
 def _latency_floor(runs: list[dict[str, Any]]) -> Floor:
-    at_rate = next(
-        (r for r in runs if r["target_events_per_s"] == LATENCY_RATE_EVENTS_PER_S), None
-    )
+    at_rate = next((r for r in runs if r["target_events_per_s"] == LATENCY_RATE_EVENTS_PER_S), None)
     what = f"p99 produce -> readable in Redis at {LATENCY_RATE_EVENTS_PER_S:,} events/s"
     floor = f"<= {LATENCY_FLOOR_P99_MS} ms (aim {LATENCY_AIM_P99_MS})"
     p99 = (at_rate or {}).get("direct", {}).get("after_warmup", {}).get("p99_ms")
@@ -106,11 +104,30 @@ def record(floors: list[Floor], info: dict[str, Any], result: dict[str, Any]) ->
             f"| beside it: bare aiokafka consumer | | "
             f"{result['ceiling']['events_per_s']:,} events/s | |"
         )
+    lines.extend(_cores_used(result))
     if not RESULTS.exists():
         RESULTS.write_text(_HEADER, encoding="utf-8")
     with RESULTS.open("a", encoding="utf-8") as out:
         out.write("\n".join(lines) + "\n")
     return RESULTS
+
+
+def _cores_used(result: dict[str, Any]) -> list[str]:
+    """Where the machine's cores went in each throughput run: on two cores, the broker's share
+    bounds what a second worker can add."""
+    rows = []
+    for tp in result.get("throughput", []):
+        seconds = tp.get("cpu_window_s") or 0
+        if not seconds:
+            continue
+        cpu = tp.get("cpu_s", {})
+        workers = sum(v for k, v in cpu.items() if k.startswith("worker")) / seconds
+        kafka, others, steal = (cpu.get(k, 0) / seconds for k in ("kafka", "others", "steal"))
+        rows.append(
+            f"| cores used, {tp['workers']} worker(s) | | workers {workers:.2f}, "
+            f"kafka {kafka:.2f}, others {others:.2f}, steal {steal:.2f} | |"
+        )
+    return rows
 
 
 _HEADER = """# Benchmark results
