@@ -17,6 +17,13 @@ from limitsync import compiled
 ENGINE = "streams.core.engine"
 
 
+@pytest.fixture(autouse=True)
+def _no_build_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The status of a tree does not depend on the build the suite itself runs on (CI runs the
+    unit tests on the pure-Python build too, with LIMITSYNC_COMPILE=0 set)."""
+    monkeypatch.delenv("LIMITSYNC_COMPILE", raising=False)
+
+
 def _tree(root: Path, *, checkout: bool = True) -> Path:
     """A copy of the hot modules' layout with empty sources, no extensions yet; what they are
     built against was last edited an hour ago."""
