@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
@@ -20,7 +20,7 @@ from redis.exceptions import ResponseError
 from schemas.timefmt import format_us
 from streams.core.effects import CacheWrite
 
-__all__ = ["CachedLimit", "RedisLimitCache", "WriteResult"]
+__all__ = ["CachedLimit", "LimitCache", "MemoryLimitCache", "RedisLimitCache", "WriteResult"]
 
 # "refused": Redis answered this key with an error (WRONGTYPE, a corrupt version): retrying
 # the same write cannot help, so it is counted and logged instead.
@@ -58,6 +58,39 @@ class CachedLimit:
 
     available: int | None
     version: int | None
+
+
+class LimitCache(Protocol):
+    """What the live shell needs of a limit cache: versioned writes, client-like reads."""
+
+    async def write_many(self, writes: Sequence[CacheWrite]) -> list[WriteResult]: ...
+
+    async def read_many(self, account_ids: Sequence[str]) -> list[CachedLimit]: ...
+
+
+class MemoryLimitCache:
+    """The same versioned writes and reads over a dict, in this process: for tests of the shell
+    and its writer without Redis. ``held`` maps an account to its (available, version), and a
+    test may set an entry to what a tamperer would."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, tuple[int | None, int | None]] = {}
+        self.writes = 0  # write calls (batches) made
+
+    async def write_many(self, writes: Sequence[CacheWrite]) -> list[WriteResult]:
+        self.writes += 1
+        results: list[WriteResult] = []
+        for w in writes:
+            _, version = self.held.get(w.account_id, (None, None))
+            if version is not None and version >= w.version:
+                results.append("stale")
+                continue
+            self.held[w.account_id] = (w.available, w.version)
+            results.append("written")
+        return results
+
+    async def read_many(self, account_ids: Sequence[str]) -> list[CachedLimit]:
+        return [CachedLimit(*self.held.get(a, (None, None))) for a in account_ids]
 
 
 class RedisLimitCache:

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
-from streams.cache import RedisLimitCache, WriteResult
+from streams.cache import LimitCache, WriteResult
 from streams.core.effects import CacheWrite
 
 __all__ = ["CacheWriter", "WriteOutcome"]
@@ -34,7 +34,7 @@ OnWritten = Callable[[Sequence[WriteOutcome]], Awaitable[None]]
 class CacheWriter:
     def __init__(
         self,
-        cache: RedisLimitCache,
+        cache: LimitCache,
         on_written: OnWritten,
         batch_max: int = 500,
         backoff_max_s: float = 5.0,

@@ -36,7 +36,7 @@ from schemas.parse import (
     parse_event_digested,
 )
 from schemas.timefmt import format_us
-from streams.cache import RedisLimitCache
+from streams.cache import LimitCache
 from streams.cache_writer import CacheWriter, WriteOutcome
 from streams.core import (
     AlertRaised,
@@ -141,7 +141,7 @@ class LiveShell:
         self,
         settings: Settings,
         publisher: Publisher,
-        cache: RedisLimitCache,
+        cache: LimitCache,
         table: MutableMapping[bytes, bytes],
         metrics: Metrics,
         flush: Callable[[], Awaitable[None]] | None = None,

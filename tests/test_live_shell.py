@@ -18,7 +18,7 @@ from eventlog import credit_line, drawdown, line
 from limitsync.settings import Settings
 from schemas.parse import Parsed, parse_event
 from schemas.timefmt import format_us
-from streams.cache import CachedLimit
+from streams.cache import CachedLimit, MemoryLimitCache
 from streams.core.engine import Engine
 from streams.live import LiveShell, RawRecord, wall_us
 from streams.metrics import Metrics
@@ -111,8 +111,12 @@ def test_a_tombstone_is_an_invalid_dead_letter_with_its_place() -> None:
 def test_an_observation_a_worker_published_of_its_own_write_is_not_applied_again() -> None:
     s, _ = shell()
     shown = {
-        "event_id": "obs:cache_write:A:1:1", "type": "limit.displayed", "account_id": "A",
-        "occurred_at": now_stamp(), "schema_version": 1, "displayed_available": 5,
+        "event_id": "obs:cache_write:A:1:1",
+        "type": "limit.displayed",
+        "account_id": "A",
+        "occurred_at": now_stamp(),
+        "schema_version": 1,
+        "displayed_available": 5,
     }
     asyncio.run(s.handle(records(shown, own=True)))
     assert "A" not in s.engine.accounts
@@ -186,8 +190,12 @@ def test_the_sampler_reports_nothing_when_the_cache_holds_what_it_last_saw() -> 
 def test_an_app_breach_does_not_rewrite_the_cache() -> None:
     s, _ = shell_with_a()
     version = s.engine.accounts["A"].version
-    breach = {"type": "mismatch.opened", "source": "app", "reason": "CACHE_DIVERGED",
-              "account_id": "A"}
+    breach = {
+        "type": "mismatch.opened",
+        "source": "app",
+        "reason": "CACHE_DIVERGED",
+        "account_id": "A",
+    }
     asyncio.run(s._alert(breach))
     assert s.engine.accounts["A"].version == version
 
@@ -195,8 +203,12 @@ def test_an_app_breach_does_not_rewrite_the_cache() -> None:
 def test_a_cache_breach_rewrites_the_cache() -> None:
     s, _ = shell_with_a()
     version = s.engine.accounts["A"].version
-    breach = {"type": "mismatch.opened", "source": "cache", "reason": "CACHE_DIVERGED",
-              "account_id": "A"}
+    breach = {
+        "type": "mismatch.opened",
+        "source": "cache",
+        "reason": "CACHE_DIVERGED",
+        "account_id": "A",
+    }
     asyncio.run(s._alert(breach))
     assert s.engine.accounts["A"].version == version + 1
 
@@ -215,3 +227,20 @@ def test_a_cache_write_reaches_the_writer_only_once_its_change_is_saved() -> Non
     s.writer.submit = checked  # type: ignore[method-assign]
     asyncio.run(s.handle(records(recent(credit_line("A", 0, 10_000, 1)))))
     assert saved_at_submit == [(1, 1)]
+
+
+def test_a_batch_reaches_the_cache_through_the_writer_with_its_last_version() -> None:
+    cache = MemoryLimitCache()
+    s = LiveShell(Settings(), Kept(), cache, {}, Metrics())
+    s.rebuild(range(8))
+
+    async def scenario() -> tuple[int | None, int | None]:
+        running = asyncio.ensure_future(s.writer.run())
+        await s.handle(
+            records(recent(credit_line("A", 0, 10_000, 1)), recent(drawdown("A", 0, 300)))
+        )
+        await asyncio.sleep(0.05)
+        running.cancel()
+        return cache.held["A"]
+
+    assert asyncio.run(scenario()) == (9_700, 2)
