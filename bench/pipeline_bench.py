@@ -1167,6 +1167,12 @@ def _cores(cpu: dict[str, float], name: str, seconds: float) -> str:
     return f"{value / seconds:.2f}" if seconds > 0 else "-"
 
 
+def _steady(rate: float | None) -> str:
+    """The 10-90 % rate, or '-' when the run was too short for the 1 s counter samples to
+    place both marks apart."""
+    return "-" if rate is None else f"{rate:,.0f}"
+
+
 def _print_e2e(e2e: dict[str, Any] | None) -> None:
     if not e2e:
         return
@@ -1206,7 +1212,7 @@ def _print_throughput(result: dict[str, Any]) -> None:
         state = "" if tp["complete"] else f"  INCOMPLETE: {tp['accounts_behind']} accounts behind"
         print(
             f"  {'account-events -> cache, ' + str(tp['workers']) + ' worker(s)':<38}"
-            f"{tp['events_per_s']:>10,}{tp['steady_events_per_s'] or 0:>10,}{tp['seconds']:>9}"
+            f"{tp['events_per_s']:>10,}{_steady(tp['steady_events_per_s']):>10}{tp['seconds']:>9}"
             f"               {cores}{state}"
         )
     if "ceiling" in result:
