@@ -68,8 +68,9 @@ run: install compile
 	$(BIN)/limitsync up --simulate
 
 test: install compile
-	$(BIN)/ruff check schemas streams consumers limitsync tests bench setup.py
+	$(BIN)/ruff check schemas config streams consumers limitsync tests bench setup.py
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 test-unit: install compile
@@ -79,8 +80,9 @@ test-integration: install compile
 	$(BIN)/pytest -m integration
 
 lint: install
-	$(BIN)/ruff check schemas streams consumers limitsync tests bench setup.py
+	$(BIN)/ruff check schemas config streams consumers limitsync tests bench setup.py
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: install compile
 	$(BIN)/python -m bench.replay_bench
@@ -89,4 +91,4 @@ bench: install compile
 
 clean:
 	rm -rf $(VENV) .kafka .pytest_cache .mypy_cache .ruff_cache .hypothesis out build *__mypyc*.so
-	find schemas streams consumers limitsync -name '*.so' -delete
+	find schemas config streams consumers limitsync -name '*.so' -delete

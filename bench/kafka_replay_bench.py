@@ -26,13 +26,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from config.settings import Settings
 from consumers.archive import ArchiveOptions, run_archive
 from consumers.kafka_replay import KafkaReadOptions, KafkaReadStats, read_window
 from limitsync.inputs import open_input
 from limitsync.local_services import LocalKafka, create_topics
+from limitsync.outputs import write_outputs
 from limitsync.producing import RecordRouter, produce_lines
-from limitsync.replay import InputRecord, ReplayOptions, ReplayResult, run_replay, write_outputs
-from limitsync.settings import Settings
+from limitsync.replay import InputRecord, ReplayOptions, ReplayResult, run_replay
 from limitsync.simulate import simulate
 
 _EVENTS_PER_ACCOUNT_HOUR = 8.9  # measured on the simulator's defaults; only sizes the run

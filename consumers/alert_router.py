@@ -27,9 +27,9 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import OffsetAndMetadata
 
+from config.settings import Settings
 from consumers.alert_sinks import Delivery, Sink, UndeliveredLog, format_alert_line
 from consumers.kafka_common import make_consumer, topic_partitions
-from limitsync.settings import Settings
 
 __all__ = ["RouterOptions", "RouterStats", "TailOptions", "route_alerts", "tail_alerts"]
 

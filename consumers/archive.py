@@ -38,10 +38,10 @@ from typing import BinaryIO
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
+from config.settings import Settings
 from consumers.kafka_common import make_consumer
 from consumers.merge import LogRecord
 from consumers.segments import encode_line, segment_path
-from limitsync.settings import Settings
 
 __all__ = [
     "MARKER_NAME",

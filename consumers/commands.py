@@ -27,7 +27,7 @@ def _reasons(text: str) -> frozenset[str]:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from limitsync.settings import load_settings
+    from config.settings import load_settings
 
     return load_settings(getattr(args, "state_file", None))
 
@@ -166,7 +166,7 @@ def cmd_alerts_redeliver(args: argparse.Namespace) -> int:
 
 def _settings_without_state(args: argparse.Namespace) -> Any:
     """Settings for a command that has no --state-file (redeliver reaches no broker)."""
-    from limitsync.settings import load_settings
+    from config.settings import load_settings
 
     return load_settings()
 

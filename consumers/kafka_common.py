@@ -12,8 +12,8 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from limitsync.clients import kafka_python_config
-from limitsync.settings import Settings
+from config.clients import kafka_python_config
+from config.settings import Settings
 
 __all__ = [
     "METADATA_TIMEOUT_S",

@@ -38,6 +38,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndTimestamp
 
+from config.settings import Settings, load_settings
 from consumers.kafka_common import (
     ConsumerSetupError,
     make_consumer,
@@ -46,9 +47,9 @@ from consumers.kafka_common import (
 )
 from consumers.merge import LogRecord, PartitionMerger, TopicPartitionId
 from limitsync.cli_args import replay_options
+from limitsync.outputs import write_outputs
 from limitsync.progress import progress_reporter
-from limitsync.replay import OutputFiles, ReplayOptions, ReplayResult, run_replay, write_outputs
-from limitsync.settings import Settings, load_settings
+from limitsync.replay import OutputFiles, ReplayOptions, ReplayResult, run_replay
 from schemas.timefmt import format_us
 
 __all__ = [

@@ -60,8 +60,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     import time
 
     from limitsync.inputs import InputError, resolve_input
+    from limitsync.outputs import write_outputs
     from limitsync.progress import peak_rss_mb
-    from limitsync.replay import OutputFiles, write_outputs
+    from limitsync.replay import OutputFiles
 
     if args.from_kafka:
         from consumers.kafka_replay import replay_from_kafka_cli  # issue 4
@@ -189,7 +190,12 @@ def _extensions() -> list[Callable[[Any], None]]:
     import importlib
 
     found = []
-    for name in ("limitsync.live_commands", "consumers.commands", "limitsync.remedy_commands"):
+    for name in (
+        "limitsync.live_commands",
+        "limitsync.dev_commands",
+        "consumers.commands",
+        "limitsync.remedy_commands",
+    ):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:

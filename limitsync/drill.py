@@ -40,7 +40,7 @@ from typing import Any
 
 import orjson
 
-from limitsync.settings import Settings
+from config.settings import Settings
 from schemas.timefmt import format_us, parse_rfc3339, to_us
 
 __all__ = [
@@ -196,7 +196,7 @@ class _Drill:
     def __init__(self, settings: Settings, web_urls: list[str], options: DrillOptions) -> None:
         from kafka import KafkaConsumer
 
-        from limitsync.clients import kafka_python_config, make_redis
+        from config.clients import kafka_python_config, make_redis
 
         self.settings = settings
         self.urls = web_urls

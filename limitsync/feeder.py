@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import orjson
 
+from config.settings import Settings
 from limitsync.producing import RecordRouter, make_producer
-from limitsync.settings import Settings
 from schemas.timefmt import format_us
 
 __all__ = ["Feeder"]

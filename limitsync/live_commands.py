@@ -1,4 +1,8 @@
-"""Subcommands of the live system: worker, up, produce, status (and explain's live path)."""
+"""Subcommands of the live system: worker, produce, status (and explain's live path).
+
+Production code: nothing here imports the dev stack (``limitsync up`` is in
+``limitsync.dev_commands``).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ __all__ = ["register"]
 
 
 def _settings(args: argparse.Namespace, **overrides: object) -> Any:
-    from limitsync.settings import load_settings
+    from config.settings import load_settings
 
     return load_settings(getattr(args, "state_file", None), **overrides)
 
@@ -37,8 +41,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def _run_worker(args: argparse.Namespace, guard: StopGuard) -> int:
     import faust
 
-    from limitsync.clients import kafka_python_config
-    from limitsync.local_services import create_topics
+    from config.clients import kafka_python_config
+    from config.topics import create_topics
     from streams.app import create_app
 
     overrides: dict[str, object] = {}
@@ -73,24 +77,6 @@ def _run_worker(args: argparse.Namespace, guard: StopGuard) -> int:
 
 def _admin_security(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k != "bootstrap_servers"}
-
-
-def cmd_up(args: argparse.Namespace) -> int:
-    from limitsync.stack import StackOptions, run_stack
-
-    return run_stack(
-        StackOptions(
-            workers=args.workers,
-            simulate=args.simulate,
-            rate_per_s=args.rate,
-            accounts=args.accounts,
-            seed=args.seed,
-            state_file=args.state_file,
-            run_dir=args.run_dir,
-            rescore=not args.no_rescore,
-            duration_s=args.duration,
-        )
-    )
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
@@ -143,18 +129,6 @@ def register(sub: Any) -> None:
     p.add_argument("--no-rescore", action="store_true")
     p.add_argument("--loglevel", default="info")
     p.set_defaults(handler=cmd_worker)
-
-    p = sub.add_parser("up", help="the embedded local stack: broker, Redis, workers (+ traffic)")
-    p.add_argument("--simulate", action="store_true", help="feed simulator traffic")
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--rate", type=float, default=200.0, help="simulated events per second")
-    p.add_argument("--accounts", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--state-file")
-    p.add_argument("--run-dir", default=".limitsync")
-    p.add_argument("--no-rescore", action="store_true")
-    p.add_argument("--duration", type=float, help="stop by itself after this many seconds")
-    p.set_defaults(handler=cmd_up)
 
     p = sub.add_parser("produce", help="publish a contract JSONL file to the input topics")
     p.add_argument("--input", required=True)

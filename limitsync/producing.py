@@ -11,8 +11,8 @@ import orjson
 from aiokafka.errors import KafkaError as AIOKafkaError
 from kafka.errors import KafkaError
 
-from limitsync.clients import kafka_python_config
-from limitsync.settings import Settings
+from config.clients import kafka_python_config
+from config.settings import Settings
 from schemas.timefmt import parse_rfc3339, to_us
 from streams.kafka_out import key_partition
 
@@ -117,7 +117,7 @@ async def _produce(
 ) -> tuple[int, list[tuple[int, BaseException]]]:
     from aiokafka import AIOKafkaProducer
 
-    from limitsync.clients import aiokafka_config
+    from config.clients import aiokafka_config
 
     producer = AIOKafkaProducer(
         **aiokafka_config(settings), acks="all", max_batch_size=BATCH_BYTES_MAX

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import orjson
 
@@ -31,9 +31,6 @@ from streams.core import AlertRaised, ChangeDisplayed, CoreConfig, Engine, Event
 from streams.core.engine import core_config_from_seconds
 from streams.core.state import AccountState
 
-if TYPE_CHECKING:
-    from limitsync.inquiry_report import InquirySummary
-
 __all__ = [
     "NEVER_SHOWN",
     "InputRecord",
@@ -43,7 +40,6 @@ __all__ = [
     "Timeline",
     "iter_file_records",
     "run_replay",
-    "write_outputs",
 ]
 
 TIMELINE_MAX = 200  # points kept per account for the report's timelines
@@ -154,9 +150,9 @@ class OutputFiles:
 
     def __init__(self, out_dir: Path) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        self._alerts: IO[bytes] = (out_dir / "alerts.jsonl").open("wb", buffering=_WRITE_BUFFER)
+        self._alerts: IO[bytes] = (out_dir / "alerts.jsonl").open("wb", buffering=WRITE_BUFFER)
         self._dead: IO[bytes] = (out_dir / "dead_letters.jsonl").open(
-            "wb", buffering=_WRITE_BUFFER
+            "wb", buffering=WRITE_BUFFER
         )
 
     def alert(self, record: dict[str, Any]) -> None:
@@ -176,7 +172,7 @@ class OutputFiles:
         self.close()
 
 
-_WRITE_BUFFER = 1 << 20
+WRITE_BUFFER = 1 << 20
 
 
 @dataclass(slots=True, init=False)
@@ -229,7 +225,7 @@ class ReplayOptions:
 
 @dataclass
 class ReplayResult:
-    """Everything a replay produced, in memory (written out by ``write_outputs``)."""
+    """Everything a replay produced, in memory (written out by ``outputs.write_outputs``)."""
 
     engine: Engine
     alerts: list[dict[str, Any]] = field(default_factory=list)
@@ -244,8 +240,8 @@ class ReplayResult:
     # "", expected, app displayed, cache displayed) after each.
     timelines: dict[str, Timeline] = field(default_factory=dict)
     elapsed_s: float = 0.0
-    # Alerts and dead letters went to OutputFiles as they came (``alerts`` and
-    # ``dead_letters`` are then empty: ``write_outputs`` reads the alerts back for the report).
+    # Alerts and dead letters went to OutputFiles as they came (``alerts`` and ``dead_letters``
+    # are then empty: ``outputs.write_outputs`` reads the alerts back for the report).
     streamed: bool = False
     alert_count: int = 0
 
@@ -472,56 +468,7 @@ def _run_replay(
 
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    with path.open("wb", buffering=_WRITE_BUFFER) as fh:
+    with path.open("wb", buffering=WRITE_BUFFER) as fh:
         for row in rows:
             fh.write(orjson.dumps(row))
             fh.write(b"\n")
-
-
-def _read_alerts_for_report(path: Path) -> list[dict[str, Any]]:
-    """alerts.jsonl back, without the fields the report never reads, and with its repeated
-    words (type, reason, account...) shared, not one string a record."""
-    from limitsync.report import ALERT_FIELDS_UNREAD
-
-    words: dict[str, str] = {}
-    alerts = []
-    with path.open("rb", buffering=_WRITE_BUFFER) as fh:
-        for line in fh:
-            record = orjson.loads(line)
-            for key in ALERT_FIELDS_UNREAD:
-                record.pop(key, None)
-            for key in _REPEATED_WORDS:
-                value = record.get(key)
-                if type(value) is str:
-                    record[key] = words.setdefault(value, value)
-            alerts.append(record)
-    return alerts
-
-
-_REPEATED_WORDS = ("type", "source", "account_id", "reason", "severity", "resolution")
-
-
-def write_outputs(
-    result: ReplayResult,
-    out_dir: Path,
-    options: ReplayOptions,
-    source: str,
-    focus_account: str | None = None,
-    inquiries: InquirySummary | None = None,
-) -> None:
-    """Write alerts.jsonl, dead_letters.jsonl (unless the replay streamed them), accounts.jsonl
-    and report.html into ``out_dir``; with ``inquiries``, the report has their section."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if not result.streamed:
-        write_jsonl(out_dir / "alerts.jsonl", result.alerts)
-        write_jsonl(out_dir / "dead_letters.jsonl", result.dead_letters)
-    write_jsonl(out_dir / "accounts.jsonl", result.account_lines())
-    if result.streamed:
-        # The ids are done with; the report's alerts take their place in memory.
-        result.engine.release_ids()
-        result.alerts = _read_alerts_for_report(out_dir / "alerts.jsonl")
-    from limitsync.report import render_report
-    from limitsync.report_data import build_report_data  # the report is optional weight
-
-    data = build_report_data(result, options, source, focus_account, inquiries)
-    (out_dir / "report.html").write_text(render_report(data), encoding="utf-8")

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from config.settings import Settings, load_settings, redact_url
 from limitsync.local_services import LocalKafka, LocalRedis, create_topics, free_port
-from limitsync.settings import Settings, load_settings, redact_url
 from limitsync.supervision import PARENT_PID_ENV, WORKER_EXIT_DEADLINE_S, stop_processes
 from limitsync.worker_metrics import Snapshot, scrape
 

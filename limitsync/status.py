@@ -7,8 +7,8 @@ from typing import Any
 
 import orjson
 
-from limitsync.clients import kafka_python_config
-from limitsync.settings import Settings
+from config.clients import kafka_python_config
+from config.settings import Settings
 from limitsync.worker_metrics import scrape
 
 __all__ = ["collect_status"]

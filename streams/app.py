@@ -18,8 +18,8 @@ from typing import Any, cast
 import faust
 from faust.types import Message
 
-from limitsync.clients import faust_broker_credentials, make_async_redis
-from limitsync.settings import Settings
+from config.clients import faust_broker_credentials, make_async_redis
+from config.settings import Settings
 from streams import batch_consumer
 from streams.cache import RedisLimitCache
 from streams.inquiries import install_inquiries

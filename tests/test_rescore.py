@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from limitsync.settings import Settings
+from config.settings import Settings
 from schemas.native import CreditLineChanged
 from schemas.parse import Parsed, parse_event
 from streams.metrics import Metrics

@@ -6,7 +6,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from limitsync.settings import Settings, load_settings, redact_url
+from config.settings import Settings, load_settings, redact_url
 from limitsync.stack import _write_state
 
 PASSWORD = "s3cret-pass"

@@ -17,9 +17,9 @@ from typing import Any
 
 import redis
 
+from config.settings import Settings
 from limitsync.local_services import create_topics, free_port
 from limitsync.producing import produce_lines
-from limitsync.settings import Settings
 
 WORKER_READY_TIMEOUT_S = 60.0
 

@@ -20,6 +20,7 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
+from config.settings import Settings
 from consumers.alert_router import RouterOptions, TailOptions, route_alerts, tail_alerts
 from consumers.alert_sinks import (
     Delivery,
@@ -33,7 +34,6 @@ from consumers.alert_sinks import (
 from limitsync.cli import main
 from limitsync.local_services import LOOPBACK, create_topics, free_port
 from limitsync.replay import InputRecord, ReplayOptions, run_replay
-from limitsync.settings import Settings
 from limitsync.simulate import simulate
 
 pytestmark = pytest.mark.integration

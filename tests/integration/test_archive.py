@@ -15,12 +15,12 @@ from pathlib import Path
 import orjson
 import pytest
 
+from config.settings import Settings
 from consumers.archive import MARKER_NAME, ArchiveOptions, run_archive
 from consumers.segments import hour_of
 from limitsync.cli import main
 from limitsync.local_services import create_topics
 from limitsync.producing import make_producer, produce_lines
-from limitsync.settings import Settings
 from limitsync.simulate import simulate
 
 pytestmark = pytest.mark.integration

@@ -30,8 +30,8 @@ import pytest
 import yaml
 from kafka import KafkaProducer
 
+from config.settings import Settings
 from limitsync.local_services import LocalKafka, LocalRedis, create_topics, free_port
-from limitsync.settings import Settings
 from tests.integration.live_harness import wait_for
 from tests.test_deploy import COMPOSE_FILE, _build, _container, _env, _one, _resolve_secrets
 

@@ -13,6 +13,7 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
+from config.settings import Settings
 from consumers.kafka_replay import (
     KafkaReadOptions,
     KafkaReadStats,
@@ -22,9 +23,9 @@ from consumers.kafka_replay import (
 )
 from limitsync.cli import main
 from limitsync.local_services import create_topics
+from limitsync.outputs import write_outputs
 from limitsync.producing import RecordRouter, make_producer, produce_lines
-from limitsync.replay import InputRecord, ReplayOptions, run_replay, write_outputs
-from limitsync.settings import Settings
+from limitsync.replay import InputRecord, ReplayOptions, run_replay
 from limitsync.simulate import simulate
 
 pytestmark = pytest.mark.integration

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from config.settings import Settings
 from limitsync.producing import ProduceError, produce_lines
-from limitsync.settings import Settings
 from tests.integration.live_harness import make_live_system
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 import redis.asyncio
 
-from limitsync.settings import Settings
+from config.settings import Settings
 
 if TYPE_CHECKING:
     from faust.types.auth import CredentialsT
