@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from limitsync.report import format_yuan
+from schemas.money import format_yuan
 from schemas.timefmt import format_us
 
 __all__ = [

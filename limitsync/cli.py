@@ -193,7 +193,7 @@ def _extensions() -> list[Callable[[Any], None]]:
     for name in (
         "limitsync.live_commands",
         "limitsync.dev_commands",
-        "consumers.commands",
+        "limitsync.consumer_commands",
         "limitsync.remedy_commands",
     ):
         try:

@@ -19,6 +19,8 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from schemas.money import format_yuan
+
 if TYPE_CHECKING:
     from limitsync.inquiry_report import InquirySummary
 
@@ -101,15 +103,6 @@ class ReportData:
 
 # ---------------------------------------------------------------------------------------------
 # Formatting
-
-
-def format_yuan(fen: int) -> str:
-    """Fen as yuan with two decimals and thousands separators: 123456 -> '1,234.56'."""
-    if isinstance(fen, bool) or not isinstance(fen, int):
-        raise TypeError(f"money must be an int count of fen, got {type(fen).__name__}")
-    sign = "-" if fen < 0 else ""
-    yuan, cents = divmod(abs(fen), 100)
-    return f"{sign}{yuan:,}.{cents:02d}"
 
 
 def nines(share: float) -> float:
