@@ -22,11 +22,10 @@ from prometheus_client import Counter, Histogram
 from redis.exceptions import RedisError
 from yarl import URL
 
-from schemas.native import LimitDisplayed
 from schemas.timefmt import format_us
 from streams.core import AlertRaised, Effect
 from streams.core.inquiry import InquiryRequest, answer, decide_action, parse_request
-from streams.live import OWN_HEADER, LiveShell, partition_of, wall_us
+from streams.live import OWN_HEADER, LiveShell, own_observation, partition_of, wall_us
 from streams.metrics import Metrics
 
 __all__ = ["BODY_MAX_BYTES", "InquiryDesk", "install_inquiries"]
@@ -47,15 +46,19 @@ class InquiryMetrics:
             "limitsync_inquiries", "Limit inquiries answered, by verdict", ["verdict"], registry=r
         )
         self.actions = Counter(
-            "limitsync_inquiry_actions", "What limitsync did about an inquiry", ["action"],
+            "limitsync_inquiry_actions",
+            "What limitsync did about an inquiry",
+            ["action"],
             registry=r,
         )
         self.rejected = Counter(
             "limitsync_inquiries_rejected", "Inquiries refused as bad requests (400)", registry=r
         )
         self.answer_seconds = Histogram(
-            "limitsync_inquiry_answer_seconds", "From the request to its answer",
-            buckets=_ANSWER_BUCKETS_S, registry=r,
+            "limitsync_inquiry_answer_seconds",
+            "From the request to its answer",
+            buckets=_ANSWER_BUCKETS_S,
+            registry=r,
         )
         for verdict in ("correct", "fault", "unknown_account"):
             self.inquiries.labels(verdict=verdict)
@@ -169,24 +172,16 @@ class InquiryDesk:
     ) -> list[Effect]:
         """One observation made for the inquiry, applied here and published (marked as ours,
         so workers skip it and replay sees it)."""
-        event_id = f"obs:inquiry:{inquiry_id}:{source}"
-        occurred_at = format_us(now)
-        extra = {"observer": "inquiry", "inquiry_id": inquiry_id}
-        event = LimitDisplayed(
-            event_id, account_id, occurred_at, now, available, version, source, extra
+        event, body = own_observation(
+            f"obs:inquiry:{inquiry_id}:{source}",
+            account_id,
+            now,
+            available,
+            version,
+            source,
+            {"observer": "inquiry", "inquiry_id": inquiry_id},
         )
         effects = self.shell.engine.observe_own(event, now)
-        body = {
-            "event_id": event_id,
-            "type": "limit.displayed",
-            "account_id": account_id,
-            "occurred_at": occurred_at,
-            "schema_version": 1,
-            "displayed_available": available,
-            "cache_version": version,
-            "source": source,
-            **extra,
-        }
         self.shell.metrics.own_observations.inc()
         bodies.append(orjson.dumps(body))
         return effects

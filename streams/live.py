@@ -423,12 +423,9 @@ class LiveShell:
         for account_id, available, version, observer in observed:
             if account_id not in self.engine.accounts:
                 continue  # no longer ours
-            event_id = f"obs:{observer}:{account_id}:{version}:{now}"
-            occurred_at = format_us(now)
-            event = LimitDisplayed(
-                event_id,
+            event, body = own_observation(
+                f"obs:{observer}:{account_id}:{version}:{now}",
                 account_id,
-                occurred_at,
                 now,
                 available,
                 version,
@@ -436,22 +433,7 @@ class LiveShell:
                 {"observer": observer},
             )
             effects.extend(self.engine.observe_own(event, now))
-            bodies.append(
-                (
-                    account_id,
-                    {
-                        "event_id": event_id,
-                        "type": "limit.displayed",
-                        "account_id": account_id,
-                        "occurred_at": occurred_at,
-                        "schema_version": 1,
-                        "displayed_available": available,
-                        "cache_version": version,
-                        "source": "cache",
-                        "observer": observer,
-                    },
-                )
-            )
+            bodies.append((account_id, body))
         self.metrics.own_observations.inc(len(bodies))
         for account_id, body in bodies:
             await self.publisher.publish(
@@ -507,6 +489,35 @@ class LiveShell:
     def explain(self, account_id: str) -> dict[str, Any] | None:
         acct = self.engine.accounts.get(account_id)
         return None if acct is None else explain(acct)
+
+
+def own_observation(
+    event_id: str,
+    account_id: str,
+    now: int,
+    available: int | None,
+    version: int | None,
+    source: str,
+    extra: dict[str, Any],
+) -> tuple[LimitDisplayed, dict[str, Any]]:
+    """An observation limitsync makes itself: the event the core applies at once, and the
+    ``limit.displayed`` record published for the record (``extra`` says which observer)."""
+    occurred_at = format_us(now)
+    event = LimitDisplayed(
+        event_id, account_id, occurred_at, now, available, version, source, extra
+    )
+    body = {
+        "event_id": event_id,
+        "type": "limit.displayed",
+        "account_id": account_id,
+        "occurred_at": occurred_at,
+        "schema_version": 1,
+        "displayed_available": available,
+        "cache_version": version,
+        "source": source,
+        **extra,
+    }
+    return event, body
 
 
 def _done() -> Awaitable[None]:
