@@ -123,22 +123,32 @@ def test_a_fault_whose_cache_was_wrong_ends_with_the_cache_exact(
     )
 
 
-def test_a_cache_fault_found_by_an_inquiry_alerts_at_once_with_the_inquiry_as_evidence(
-    fed: tuple[LiveSystem, dict[str, int], Path],
-) -> None:
+def tamper_and_inquire(
+    fed: tuple[LiveSystem, dict[str, int], Path], victim: str, off_by: int
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The cache of ``victim`` made wrong by ``off_by`` fen, the user asks seeing that value:
+    the inquiry's reply and the alerts that name it."""
     system, expected, state_file = fed
-    victim = sorted(expected)[TAMPERED]
     client = system.redis()
     try:
-        client.hset(f"{system.settings.cache_prefix}{victim}", "available", expected[victim] + 5)
+        client.hset(
+            f"{system.settings.cache_prefix}{victim}", "available", expected[victim] + off_by
+        )
     finally:
         client.close()
-    reply = inquire(state_file, victim, expected[victim] + 5)
+    reply = inquire(state_file, victim, expected[victim] + off_by)
     opened = wait_for(
         lambda: [a for a in system.read_topic("alerts", idle_s=1.0)
                  if a.get("inquiry_id") == reply["inquiry_id"]],
         30, "the inquiry's alert",
     )
+    return reply, opened
+
+
+def test_a_cache_fault_found_by_an_inquiry_alerts_at_once_with_the_inquiry_as_evidence(
+    fed: tuple[LiveSystem, dict[str, int], Path],
+) -> None:
+    reply, opened = tamper_and_inquire(fed, sorted(fed[1])[TAMPERED], 5)
     first = opened[0]
     assert (first["type"], first["source"], first["alert_id"], first["age_seconds"] < SLA_S) == (
         "mismatch.opened", "cache", reply["alert_ids"][0], True
@@ -148,19 +158,7 @@ def test_a_cache_fault_found_by_an_inquiry_alerts_at_once_with_the_inquiry_as_ev
 def test_an_alert_an_inquiry_opened_is_a_valid_alert_record(
     fed: tuple[LiveSystem, dict[str, int], Path],
 ) -> None:
-    system, expected, state_file = fed
-    victim = sorted(expected)[TAMPERED + 1]
-    client = system.redis()
-    try:
-        client.hset(f"{system.settings.cache_prefix}{victim}", "available", expected[victim] + 7)
-    finally:
-        client.close()
-    reply = inquire(state_file, victim, expected[victim] + 7)
-    opened = wait_for(
-        lambda: [a for a in system.read_topic("alerts", idle_s=1.0)
-                 if a.get("inquiry_id") == reply["inquiry_id"]],
-        30, "the inquiry's alert",
-    )
+    reply, opened = tamper_and_inquire(fed, sorted(fed[1])[TAMPERED + 1], 7)
     assert AlertRecord.model_validate(opened[0]).inquiry_id == reply["inquiry_id"]
 
 
