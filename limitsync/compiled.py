@@ -24,6 +24,7 @@ HOT_MODULES: tuple[str, ...] = (
     "streams.core.alerts",
     "streams.core.clock",
     "streams.core.effects",
+    "streams.core.ids",
     "schemas.native",
     "schemas.fastpath",
     "schemas.timefmt",

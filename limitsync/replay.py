@@ -72,15 +72,17 @@ def _kind_code(kind: str, source: str) -> int:
 class Timeline:
     """An account's last TIMELINE_MAX points, compact: a replay keeps one per account, and a
     tuple per point was most of a day-long replay's memory. Points are appended to flat
-    arrays; once twice the cap, the older half is cut (so at most 2 x TIMELINE_MAX are held).
+    arrays, their event ids as UTF-8 in one buffer (a string each kept every id of a day
+    alive); once twice the cap, the older half is cut (so at most 2 x TIMELINE_MAX are held).
     A number beyond a machine int (the contract bounds no amount) turns the account's
     timeline into a list of tuples."""
 
-    __slots__ = ("event_ids", "kinds", "numbers", "wide")
+    __slots__ = ("id_ends", "id_text", "kinds", "numbers", "wide")
 
     def __init__(self) -> None:
         self.numbers = array("q")
-        self.event_ids: list[str] = []
+        self.id_text = bytearray()
+        self.id_ends = array("I")  # where each point's id ends in id_text
         self.kinds = bytearray()
         self.wide: list[TimelineEntry] | None = None
 
@@ -107,33 +109,44 @@ class Timeline:
                 )
             except OverflowError:
                 wide = self.wide = list(self.entries())
-                self.numbers, self.event_ids, self.kinds = array("q"), [], bytearray()
+                self.numbers, self.kinds = array("q"), bytearray()
+                self.id_text, self.id_ends = bytearray(), array("I")
             else:
-                self.event_ids.append(event_id)
+                id_text = self.id_text
+                id_text += event_id.encode("utf-8", "surrogatepass")
+                self.id_ends.append(len(id_text))
                 self.kinds.append(_kind_code(kind, source))
-                if len(self.event_ids) >= 2 * TIMELINE_MAX:
-                    del self.numbers[: _NUMBERS * TIMELINE_MAX]
-                    del self.event_ids[:TIMELINE_MAX]
-                    del self.kinds[:TIMELINE_MAX]
+                if len(self.kinds) >= 2 * TIMELINE_MAX:
+                    self._cut()
                 return
         wide.append((at_us, event_id, kind, source, expected, shown, cached))
         if len(wide) > TIMELINE_MAX:
             del wide[0]
 
+    def _cut(self) -> None:
+        """Drop the older TIMELINE_MAX points."""
+        del self.numbers[: _NUMBERS * TIMELINE_MAX]
+        del self.kinds[:TIMELINE_MAX]
+        ends = self.id_ends
+        cut = ends[TIMELINE_MAX - 1]
+        del self.id_text[:cut]
+        self.id_ends = array("I", [end - cut for end in ends[TIMELINE_MAX:]])
+
     def entries(self) -> list[TimelineEntry]:
         """The last TIMELINE_MAX points, oldest first."""
         if self.wide is not None:
             return list(self.wide)
-        numbers, event_ids, kinds = self.numbers, self.event_ids, self.kinds
-        first = max(0, len(event_ids) - TIMELINE_MAX)
+        numbers, kinds, ends, id_text = self.numbers, self.kinds, self.id_ends, self.id_text
+        first = max(0, len(kinds) - TIMELINE_MAX)
         points: list[TimelineEntry] = []
-        for i in range(first, len(event_ids)):
+        for i in range(first, len(kinds)):
             at_us, expected, shown, cached = numbers[_NUMBERS * i : _NUMBERS * i + _NUMBERS]
             kind, source = _KINDS[kinds[i]]
+            start = ends[i - 1] if i else 0
             points.append(
                 (
                     at_us,
-                    event_ids[i],
+                    id_text[start : ends[i]].decode("utf-8", "surrogatepass"),
                     kind,
                     source,
                     expected,
@@ -337,7 +350,7 @@ def _run_replay(
     outputs: OutputFiles | None,
 ) -> ReplayResult:
     clock = EventTimeClock()
-    engine = Engine(options.core_config(), clock)
+    engine = Engine(options.core_config(), clock, compact_ids=True)
     result = ReplayResult(engine)
     result.streamed = outputs is not None
     alerts, counts = result.alerts, result.counts

@@ -40,6 +40,7 @@ from streams.core.effects import (
     ReversalUnmatched,
 )
 from streams.core.errors import CoreError
+from streams.core.ids import DUPLICATE_AT, IdTable, digest_word, id_hash
 from streams.core.journal import HISTORY, ID, ORPHAN, POSTING, REVERSAL, Journal, JournalKey
 from streams.core.ledger import apply_ledger
 from streams.core.state import (
@@ -161,7 +162,13 @@ class Outcome(Enum):
 class Engine:
     """The domain core for a set of accounts, with an injected clock."""
 
-    def __init__(self, config: CoreConfig, clock: Clock, journal: Journal | None = None) -> None:
+    def __init__(
+        self,
+        config: CoreConfig,
+        clock: Clock,
+        journal: Journal | None = None,
+        compact_ids: bool = False,
+    ) -> None:
         self.config = config
         self.clock = clock
         # A live shell's record of per-id changes (replay keeps none); written as a plain dict:
@@ -185,6 +192,13 @@ class Engine:
         # Postings and waiting reversals to forget at the reversal window: (keep_us, account,
         # kind, id); few records leave one, so a heap is enough.
         self._reversal_expiry: list[tuple[int, str, str, str]] = []
+        # compact_ids: a replay's ids in a flat table (streams.core.ids) instead of
+        # ``AccountState.seen`` and the queues above; nothing a shell persists then holds them,
+        # so it cannot go with a journal.
+        if compact_ids and journal is not None:
+            raise CoreError("compact ids are a replay's: they cannot be journaled")
+        self._id_table: IdTable | None = IdTable() if compact_ids else None
+        self._id_horizon_us = -(2**62)  # ids kept until before this have expired (compact)
         self._seq = 0
         self.last_occurred_us = 0  # occurred_at of the last ingested record (for shells)
         # Kept, not counted: the monitor reads them several times a second. Both sources, and
@@ -220,6 +234,9 @@ class Engine:
             occurred_us = to_us(event.occurred_at)
         occurred = self.last_occurred_us = occurred_us
         event_id = event.event_id
+        table = self._id_table
+        if table is not None:
+            return self._ingest_compact(table, acct, event, digest, occurred)
         seen = acct.seen.get(event_id)
         if seen is not None:
             stored = remembered_digest(seen)  # in hex or as its number
@@ -240,6 +257,24 @@ class Engine:
         journal = self._journal
         if journal is not None:
             journal[(ID, acct.account_id, event_id)] = (digest, keep)
+        self._count(_COUNTER_KEYS[event.type])
+        return Outcome.APPLIED, self._process(acct, event, occurred, now, keep)
+
+    def _ingest_compact(
+        self, table: IdTable, acct: AccountState, event: Event, digest: str | int, occurred: int
+    ) -> tuple[Outcome, list[Effect]]:
+        """``ingest`` with the ids in the flat table: the same outcomes (streams.core.ids)."""
+        account, id_key = id_hash(acct.account_id), id_hash(event.event_id)
+        word = digest_word(digest)
+        horizon = self._id_horizon_us
+        at = table.find(account, id_key, word, horizon)
+        if at < 0:
+            outcome = Outcome.DUPLICATE if at == DUPLICATE_AT else Outcome.CONFLICT
+            self._count(outcome.value)
+            return outcome, []
+        now = self.clock.observe(occurred)
+        keep = occurred if occurred > now else now
+        table.put(at, account, id_key, word, keep, horizon)
         self._count(_COUNTER_KEYS[event.type])
         return Outcome.APPLIED, self._process(acct, event, occurred, now, keep)
 
@@ -675,6 +710,7 @@ class Engine:
         """Forget ids older than the dedupe horizon, and postings and waiting reversals older
         than the reversal window, so memory stays bounded."""
         horizon = now - self.config.dedupe_horizon_us
+        self._id_horizon_us = horizon  # the flat table's ids expire as they are looked up
         fifo, heap = self._expiry_fifo, self._expiry
         while not fifo.empty() and fifo.first_keep() < horizon:
             self._forget(fifo.pop())
@@ -774,6 +810,8 @@ class Engine:
         replay): what comes after it, the report, can use their memory."""
         for acct in self.accounts.values():
             acct.seen.clear()
+        if self._id_table is not None:
+            self._id_table.clear()
         self._expiry_fifo = _IdFifo()
         self._expiry = []
 
