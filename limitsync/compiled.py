@@ -34,6 +34,7 @@ HOT_MODULES: tuple[str, ...] = (
 # Modules the compiled code was built against without being compiled itself (mypyc reads their
 # types): an edit to one of them makes the build stale too.
 BUILT_AGAINST: tuple[str, ...] = (
+    "schemas.contract",
     "schemas.events",
     "streams.core.errors",
     "streams.core.__init__",

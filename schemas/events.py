@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Annotated, Any, Literal, final
+from typing import Annotated, Any, Literal, final, get_args
 
 from pydantic import (
     BaseModel,
@@ -21,23 +21,39 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from schemas.timefmt import check_occurred, parse_rfc3339, to_us
+from schemas.contract import (
+    ACCOUNT_ID_LEN_MAX,
+    ACCOUNT_ID_PATTERN,
+    ID_LEN_MAX,
+    LINE_REASON_LEN_MAX,
+    LINE_REASONS_MAX,
+    MINOR_UNITS_MAX,
+    MODEL_VERSION_LEN_MAX,
+    SCHEMA_VERSION,
+    STATUS_REASON_LEN_MAX,
+    VERSION_MAX,
+    AccountStatus,
+    Cause,
+    Channel,
+    DisplaySource,
+)
+from schemas.timefmt import OCCURRED_BOUNDS_TEXT, check_occurred, parse_rfc3339, to_us
 
 __all__ = [
-    "MINOR_UNITS_MAX",
+    "EVENT_MODELS",
+    "EVENT_TYPES",
     "AccountStatusChanged",
     "CreditLineChanged",
-    "DisplaySource",
     "DrawdownBooked",
     "Event",
     "LimitDisplayed",
     "RepaymentInitiated",
     "RepaymentPosted",
     "RepaymentReversed",
+    "event_fields",
+    "event_type",
+    "own_fields",
 ]
-
-# Ten trillion yuan in fen: larger values are typos or attacks, and they stay in int64.
-MINOR_UNITS_MAX = 10**15
 
 
 def _occurred_at(value: object) -> datetime:
@@ -61,7 +77,7 @@ OccurredAt = Annotated[
         {
             "type": "string",
             "format": "date-time",
-            "description": "UTC time within 2000-01-01T00:00:00Z .. 2099-12-31T23:59:59.999Z",
+            "description": f"UTC time within {OCCURRED_BOUNDS_TEXT}",
         }
     ),
 ]
@@ -77,14 +93,22 @@ def _score(value: object) -> int | float:
 
 
 Score = Annotated[int | float, PlainValidator(_score), WithJsonSchema({"type": "number"})]
+# The limits and value sets are schemas.contract's, shared with the compiled fast path.
 Money = Annotated[StrictInt, Field(ge=0, le=MINOR_UNITS_MAX)]
-Version = Annotated[StrictInt, Field(ge=0, le=2**63 - 1)]
-Id = Annotated[StrictStr, Field(min_length=1, max_length=128)]
+Version = Annotated[StrictInt, Field(ge=0, le=VERSION_MAX)]
+Id = Annotated[StrictStr, Field(min_length=1, max_length=ID_LEN_MAX)]
 SchemaVersion = Annotated[
     StrictInt,
-    Field(ge=1, le=1, description="always 1 in contract v1", json_schema_extra={"const": 1}),
+    Field(
+        ge=SCHEMA_VERSION,
+        le=SCHEMA_VERSION,
+        description=f"always {SCHEMA_VERSION} in contract v1",
+        json_schema_extra={"const": SCHEMA_VERSION},
+    ),
 ]
-AccountId = Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+AccountId = Annotated[
+    StrictStr, Field(min_length=1, max_length=ACCOUNT_ID_LEN_MAX, pattern=ACCOUNT_ID_PATTERN)
+]
 
 
 class _Envelope(BaseModel):
@@ -112,7 +136,7 @@ class RepaymentInitiated(_Envelope):
     type: Literal["repayment.initiated"]
     payment_id: Id
     amount: Money
-    channel: Literal["balance", "bank_card", "auto_debit", "transfer"]
+    channel: Channel
 
 
 @final
@@ -142,11 +166,11 @@ class CreditLineChanged(_Envelope):
     type: Literal["credit_line.changed"]
     credit_line: Money
     version: Version
-    cause: Literal["initial", "rescore", "policy", "manual"]
-    model_version: Annotated[StrictStr, Field(max_length=128)] | None = None
+    cause: Cause
+    model_version: Annotated[StrictStr, Field(max_length=MODEL_VERSION_LEN_MAX)] | None = None
     score: Score | None = None
-    reasons: list[Annotated[StrictStr, Field(max_length=200)]] | None = Field(
-        default=None, max_length=16
+    reasons: list[Annotated[StrictStr, Field(max_length=LINE_REASON_LEN_MAX)]] | None = Field(
+        default=None, max_length=LINE_REASONS_MAX
     )
 
 
@@ -155,12 +179,9 @@ class AccountStatusChanged(_Envelope):
     """Freeze, unfreeze or close: a frozen or closed account has nothing available."""
 
     type: Literal["account.status_changed"]
-    status: Literal["active", "frozen", "closed"]
+    status: AccountStatus
     version: Version
-    reason: Annotated[StrictStr, Field(max_length=200)] | None = None
-
-
-DisplaySource = Literal["app", "cache"]
+    reason: Annotated[StrictStr, Field(max_length=STATUS_REASON_LEN_MAX)] | None = None
 
 
 @final
@@ -185,15 +206,22 @@ Event = Annotated[
     Field(discriminator="type"),
 ]
 
-EVENT_TYPES: tuple[str, ...] = (
-    "drawdown.booked",
-    "repayment.initiated",
-    "repayment.posted",
-    "repayment.reversed",
-    "credit_line.changed",
-    "account.status_changed",
-    "limit.displayed",
-)
+
+def event_type(model: type[BaseModel]) -> str:
+    """The contract type a model stands for: the one value of its ``type`` literal."""
+    (kind,) = get_args(model.model_fields["type"].annotation)
+    return str(kind)
+
+
+def own_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of a model beyond the envelope's and ``type``, in declaration order."""
+    return tuple(name for name in model.model_fields if name not in _ENVELOPE_FIELDS)
+
+
+_ENVELOPE_FIELDS = frozenset({"type", *_Envelope.model_fields})
+# The models of ``Event``, in its order; and the contract's types, read from them.
+EVENT_MODELS: tuple[type[BaseModel], ...] = get_args(get_args(Event)[0])
+EVENT_TYPES: tuple[str, ...] = tuple(event_type(model) for model in EVENT_MODELS)
 
 
 def event_fields(event: BaseModel) -> dict[str, Any]:

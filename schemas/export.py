@@ -11,14 +11,9 @@ from schemas import events, records
 
 __all__ = ["write_json_schemas"]
 
+# Each input event under its contract type, then what limitsync writes.
 _MODELS: dict[str, type[BaseModel]] = {
-    "drawdown.booked": events.DrawdownBooked,
-    "repayment.initiated": events.RepaymentInitiated,
-    "repayment.posted": events.RepaymentPosted,
-    "repayment.reversed": events.RepaymentReversed,
-    "credit_line.changed": events.CreditLineChanged,
-    "account.status_changed": events.AccountStatusChanged,
-    "limit.displayed": events.LimitDisplayed,
+    **{events.event_type(model): model for model in events.EVENT_MODELS},
     "alert": records.AlertRecord,
     "dead_letter": records.DeadLetterRecord,
     "account_line": records.AccountLine,

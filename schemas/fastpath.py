@@ -15,12 +15,15 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
+from schemas.contract import ACCOUNT_ID_CHARS, ACCOUNT_ID_LEN_MAX, ID_LEN_MAX, SCHEMA_VERSION
 from schemas.native import Event, checked_event
 from schemas.timefmt import OCCURRED_MAX_US, OCCURRED_MIN_US, parse_rfc3339, to_us
 
 __all__ = ["fast_event"]
 
-_ACCOUNT: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
+# The contract's account_id, bounded and anchored in one pattern: ``\Z``, not ``$``, which in
+# Python also matches before a final newline (the models' pattern is for pydantic's engine).
+_ACCOUNT: Final = re.compile(f"[{ACCOUNT_ID_CHARS}]{{1,{ACCOUNT_ID_LEN_MAX}}}\\Z")
 # The contract's bounds of occurred_at, copied into Final names (C globals once compiled). The
 # last valid instant itself is left to pydantic: a stamp finer than microseconds can parse to
 # it and lie after it (``check_occurred``), and no log holds it in the common case.
@@ -40,11 +43,11 @@ def fast_event(obj: dict[str, Any]) -> tuple[Event, int] | None:
     version = obj.get("schema_version")
     if not (
         type(event_id) is str
-        and 0 < len(event_id) <= 128
+        and 0 < len(event_id) <= ID_LEN_MAX
         and type(account_id) is str
         and (account_id in _accounts_seen or _account_ok(account_id))
         and type(version) is int
-        and version == 1
+        and version == SCHEMA_VERSION
         and type(stamp) is str
     ):
         return None

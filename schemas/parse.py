@@ -19,6 +19,7 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from schemas import events
+from schemas.contract import ACCOUNT_ID_LEN_MAX, ID_LEN_MAX
 from schemas.events import EVENT_TYPES
 from schemas.fastpath import fast_event
 from schemas.native import Event, from_model
@@ -186,13 +187,9 @@ def _readable_ids(obj: dict[str, Any]) -> tuple[str | None, str | None]:
     """The record's ``event_id`` and ``account_id`` where they are strings of the contract's
     lengths without a lone surrogate: a rejection carries them into its dead letter, which
     must stay small and writable."""
-    return _bounded_id(obj.get("event_id"), _EVENT_ID_MAX), _bounded_id(
-        obj.get("account_id"), _ACCOUNT_ID_MAX
+    return _bounded_id(obj.get("event_id"), ID_LEN_MAX), _bounded_id(
+        obj.get("account_id"), ACCOUNT_ID_LEN_MAX
     )
-
-
-_EVENT_ID_MAX: Final = 128
-_ACCOUNT_ID_MAX: Final = 64
 
 
 def _bounded_id(value: object, longest: int) -> str | None:
@@ -317,7 +314,7 @@ def dead_letter_record(
     ``ORIGINAL_KEPT_BYTES`` of the original (``original_b64``; ``original`` is their text, cut
     further when escaping makes it too long) with ``original_truncated``, ``original_length``
     (bytes) and ``original_sha256`` (of the whole original). ``event_id`` and ``account_id``
-    are kept only as strings within the contract's lengths (128 and 64 characters) that can be
+    are kept only as strings within the contract's lengths (``schemas.contract``) that can be
     written out, else null; ``error`` is cut to 1,000 characters and ``topic`` to 255.
     """
     record: dict[str, Any] = {
@@ -328,8 +325,8 @@ def dead_letter_record(
         "topic": None if topic is None else _writable(topic, _TOPIC_MAX),
         "partition": partition,
         "offset": offset,
-        "event_id": _bounded_id(event_id, _EVENT_ID_MAX),
-        "account_id": _bounded_id(account_id, _ACCOUNT_ID_MAX),
+        "event_id": _bounded_id(event_id, ID_LEN_MAX),
+        "account_id": _bounded_id(account_id, ACCOUNT_ID_LEN_MAX),
     }
     if raw is None:
         return record

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from schemas.contract import AccountStatus, DisplaySource
+
 __all__ = ["AccountLine", "AlertRecord", "DeadLetterReason", "DeadLetterRecord"]
 
 AlertType = Literal["mismatch.opened", "mismatch.escalated", "mismatch.resolved"]
@@ -23,7 +25,7 @@ class AlertRecord(BaseModel):
     alert_id: str
     # which displayed value drifted: "app" (what users see) or "cache" (what the cache holds);
     # absent on REPAYMENT_NOT_POSTED alerts
-    source: Literal["app", "cache"] | None = None
+    source: DisplaySource | None = None
     account_id: str
     reason: Reason
     severity: Literal["critical", "major"]
@@ -70,8 +72,8 @@ class DeadLetterRecord(BaseModel):
     topic: str | None
     partition: int | None
     offset: int | None
-    event_id: str | None = None  # within the contract's 128 characters, else null
-    account_id: str | None = None  # within the contract's 64 characters, else null
+    event_id: str | None = None  # within the contract's ID_LEN_MAX characters, else null
+    account_id: str | None = None  # within ACCOUNT_ID_LEN_MAX characters, else null
     original_truncated: bool = False
     original_length: int | None = None  # bytes of the whole original
     original_sha256: str | None = None  # hex SHA-256 of the whole original
@@ -85,7 +87,7 @@ class AccountLine(BaseModel):
     account_id: str
     credit_line: int
     outstanding: int
-    status: Literal["active", "frozen", "closed"]
+    status: AccountStatus
     expected_available: int
     displayed_available: int | None  # the latest app observation; null if none
     cache_available: int | None  # the latest cache observation; null if none

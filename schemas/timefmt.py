@@ -12,6 +12,7 @@ from typing import Final
 
 __all__ = [
     "EPOCH",
+    "OCCURRED_BOUNDS_TEXT",
     "OCCURRED_MAX_US",
     "OCCURRED_MIN_US",
     "check_occurred",
@@ -50,7 +51,7 @@ def parse_rfc3339(text: str) -> datetime:
 # 2099-12-31T23:59:59.999Z, both included (read literally: .999000 is the last valid instant).
 OCCURRED_MIN_US: Final = 946_684_800_000_000
 OCCURRED_MAX_US: Final = 4_102_444_799_999_000
-_BOUNDS_TEXT: Final = "2000-01-01T00:00:00Z .. 2099-12-31T23:59:59.999Z"
+OCCURRED_BOUNDS_TEXT: Final = "2000-01-01T00:00:00Z .. 2099-12-31T23:59:59.999Z"
 
 
 def check_occurred(occurred_us: int, text: str | None = None) -> None:
@@ -61,7 +62,7 @@ def check_occurred(occurred_us: int, text: str | None = None) -> None:
         return
     if occurred_us == OCCURRED_MAX_US and (text is None or not _below_microseconds(text)):
         return
-    raise ValueError(f"UTC time must lie in {_BOUNDS_TEXT}")
+    raise ValueError(f"UTC time must lie in {OCCURRED_BOUNDS_TEXT}")
 
 
 def _below_microseconds(text: str) -> bool:
