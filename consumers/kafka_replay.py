@@ -1,8 +1,9 @@
-"""Replay from Kafka: the input topics between two record timestamps, through the same core.
+"""Reading a window of the input topics from Kafka, merged into one log, for a replay.
 
 The consumer is isolated: a group id of its own, ``assign()`` instead of ``subscribe()`` (no
 group membership, so no rebalance of the live workers), auto-commit off and no commit ever.
-Nothing is produced and Redis is never touched; the outputs are the files of a file replay.
+Nothing is produced and Redis is never touched. This module reads; `limitsync replay
+--from-kafka` (limitsync/kafka_replay_command.py) runs what it reads through the replay.
 
 Finding the start. ``offsets_for_times`` answers, per partition, the earliest offset whose
 timestamp is at or after ``start``; the reader seeks there, so every record before it is
@@ -24,33 +25,23 @@ that runs ahead is paused until the merge catches up.
 
 from __future__ import annotations
 
-import argparse
 import enum
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import KafkaError
 from kafka.structs import OffsetAndTimestamp
 
-from config.settings import Settings, load_settings
+from config.settings import Settings
 from consumers.kafka_common import (
-    ConsumerSetupError,
     make_consumer,
     release_parked_records,
     topic_partitions,
 )
 from consumers.merge import LogRecord, PartitionMerger, TopicPartitionId
-from limitsync.cli_args import replay_options
-from limitsync.outputs import write_outputs
-from limitsync.progress import progress_reporter
-from limitsync.replay import OutputFiles, ReplayOptions, ReplayResult, run_replay
-from schemas.timefmt import format_us
 
 __all__ = [
     "KafkaReadOptions",
@@ -58,8 +49,6 @@ __all__ = [
     "PartitionStats",
     "StartMode",
     "read_window",
-    "replay_from_kafka",
-    "replay_from_kafka_cli",
 ]
 
 
@@ -305,73 +294,3 @@ def read_window(
         yield from reader
     finally:
         consumer.close(autocommit=False)
-
-
-def replay_from_kafka(
-    settings: Settings,
-    start_us: int | None,
-    end_us: int | None,
-    replay_options: ReplayOptions,
-    read_options: KafkaReadOptions | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    outputs: OutputFiles | None = None,
-) -> tuple[ReplayResult, KafkaReadStats]:
-    """Run the window through ``run_replay``; same result as a file replay of those records."""
-    stats = KafkaReadStats()
-    records = read_window(
-        settings,
-        start_us,
-        end_us,
-        read_options,
-        stats=stats,
-    )
-    result = run_replay((r.as_input() for r in records), replay_options, progress, outputs)
-    return result, stats
-
-
-def _window_text(start_us: int | None, end_us: int | None) -> str:
-    start = "earliest" if start_us is None else format_us(start_us)
-    end = "latest" if end_us is None else format_us(end_us)
-    return f"{start} .. {end}"
-
-
-def replay_from_kafka_cli(args: argparse.Namespace) -> int:
-    """``limitsync replay --from-kafka``: the CLI's entry point (see limitsync/cli.py)."""
-    start_us, end_us = args.start, args.end
-    if start_us is not None and end_us is not None and start_us > end_us:
-        print("limitsync: error: --start is after --end", file=sys.stderr)
-        return 2
-    settings = load_settings(getattr(args, "state_file", None))
-    options = replay_options(args)
-    account = getattr(args, "account", None)
-    inquiries = None
-    spec = getattr(args, "inquiries", None)
-    if spec is not None:
-        from limitsync.inputs import InputError
-        from limitsync.inquiry_report import load_inquiries
-
-        try:
-            inquiries = load_inquiries(spec, account)
-        except InputError as exc:
-            print(f"limitsync: error: {exc}", file=sys.stderr)
-            return 2
-    try:
-        with progress_reporter(None) as progress, OutputFiles(Path(args.out)) as outputs:
-            result, stats = replay_from_kafka(
-                settings, start_us, end_us, options, None, progress, outputs
-            )
-    except (ConsumerSetupError, KafkaError) as exc:
-        print(f"limitsync: error: cannot read from Kafka: {exc}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    window = _window_text(start_us, end_us)
-    source = f"kafka {settings.bootstrap_servers} {settings.topic_prefix}* {window}"
-    write_outputs(result, out, options, source, account, inquiries)
-    c = result.counts
-    modes = ", ".join(f"{n} {mode}" for mode, n in sorted(stats.modes().items()))
-    print(
-        f"replayed {c['records']} records from Kafka ({window}; partition starts: {modes}) "
-        f"in {result.elapsed_s:.1f} s: {len(result.alerts)} alerts, "
-        f"{len(result.engine.accounts)} accounts -> {out}"
-    )
-    return 0

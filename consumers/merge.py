@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from limitsync.replay import InputRecord
+from schemas.parse import InputRecord
 
 __all__ = [
     "LogRecord",

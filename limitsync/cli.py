@@ -65,7 +65,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from limitsync.replay import OutputFiles
 
     if args.from_kafka:
-        from consumers.kafka_replay import replay_from_kafka_cli  # issue 4
+        from limitsync.kafka_replay_command import replay_from_kafka_cli
 
         return replay_from_kafka_cli(args)
     if not args.input:

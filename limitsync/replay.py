@@ -21,6 +21,7 @@ import orjson
 from schemas.native import LimitDisplayed
 from schemas.parse import (
     MAX_FUTURE_SKEW_S,
+    InputRecord,
     Parsed,
     conflict_error,
     dead_letter_record,
@@ -186,30 +187,6 @@ class OutputFiles:
 
 
 WRITE_BUFFER = 1 << 20
-
-
-@dataclass(slots=True, init=False)
-class InputRecord:
-    """One record of the log and where it came from (for dead letters). Built per line: a
-    written-out constructor, as neither a NamedTuple's nor a dataclass's is compiled. The
-    value of a Kafka tombstone is None (the parser rejects it)."""
-
-    value: bytes | None
-    topic: str | None
-    partition: int | None
-    offset: int | None
-
-    def __init__(
-        self,
-        value: bytes | None,
-        topic: str | None = None,
-        partition: int | None = None,
-        offset: int | None = None,
-    ) -> None:
-        self.value = value
-        self.topic = topic
-        self.partition = partition
-        self.offset = offset
 
 
 @dataclass(frozen=True, slots=True)

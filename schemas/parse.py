@@ -30,6 +30,7 @@ __all__ = [
     "MAX_FUTURE_SKEW_S",
     "ORIGINAL_KEPT_BYTES",
     "TOMBSTONE_ERROR",
+    "InputRecord",
     "Parsed",
     "Rejected",
     "conflict_error",
@@ -61,6 +62,31 @@ class Parsed:
         self.event = event
         self.digest = digest
         self.occurred_us = occurred_us
+
+
+@dataclass(slots=True, init=False)
+class InputRecord:
+    """One record of a log as read, and where it came from (what its dead letter names). The
+    record type of every replay input: files, archive segments, Kafka. Built per line: a
+    written-out constructor, as neither a NamedTuple's nor a dataclass's is compiled. The
+    value of a Kafka tombstone is None (the parser rejects it)."""
+
+    value: bytes | None
+    topic: str | None
+    partition: int | None
+    offset: int | None
+
+    def __init__(
+        self,
+        value: bytes | None,
+        topic: str | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        self.value = value
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
 
 
 @dataclass(frozen=True, slots=True)

@@ -123,26 +123,26 @@ class IdTable:
             if old[at] >= horizon_us:
                 live += 1
         self._resize(max(_MIN_SLOTS, live * 3 // 2 * _LOAD_DEN // _LOAD_NUM))
+        # Each entry kept goes to the first free slot of its probe: a key has one entry inside
+        # the horizon (a second is added only once the first has expired), so none is looked
+        # for. Written out here, not as a method per entry: a growth moves every entry.
+        slots, size = self._slots, self._size
         for at in range(0, len(old), _WORDS):
             keep = old[at]
-            if keep >= horizon_us:
-                self._place(keep, old[at + 1], old[at + 2], old[at + 3])
-
-    def _place(self, keep_us: int, account: int, event: int, digest: int) -> None:
-        """Put an entry of a growth. Its key is not in the new table: a key has one entry inside
-        the horizon (a second is added only once the first has expired)."""
-        slots, size = self._slots, self._size
-        i = (account ^ event) % size
-        while slots[i * _WORDS] != _FREE:
-            i += 1
-            if i == size:
-                i = 0
-        at = i * _WORDS
-        slots[at] = keep_us
-        slots[at + 1] = account
-        slots[at + 2] = event
-        slots[at + 3] = digest
-        self._used += 1
+            if keep < horizon_us:
+                continue
+            account, event = old[at + 1], old[at + 2]
+            i = (account ^ event) % size
+            while slots[i * _WORDS] != _FREE:
+                i += 1
+                if i == size:
+                    i = 0
+            to = i * _WORDS
+            slots[to] = keep
+            slots[to + 1] = account
+            slots[to + 2] = event
+            slots[to + 3] = old[at + 3]
+        self._used = live
 
     def clear(self) -> None:
         """Forget everything and give the memory back."""

@@ -19,9 +19,9 @@ from consumers.kafka_replay import (
     KafkaReadStats,
     StartMode,
     read_window,
-    replay_from_kafka,
 )
 from limitsync.cli import main
+from limitsync.kafka_replay_command import replay_from_kafka
 from limitsync.local_services import create_topics
 from limitsync.outputs import write_outputs
 from limitsync.producing import RecordRouter, make_producer, produce_lines
