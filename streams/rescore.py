@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from schemas.contract import ACCOUNT_ID_CHARS, ACCOUNT_ID_LEN_MAX
 from schemas.parse import TOMBSTONE_ERROR, dead_letter_record
 from schemas.records import DeadLetterReason
 from schemas.timefmt import OCCURRED_MAX_US, OCCURRED_MIN_US, format_us
@@ -115,7 +116,7 @@ class Rescorer:
         self.metrics.dead_letters.labels(reason=reason).inc()
 
 
-_ACCOUNT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")  # the contract's account_id
+_ACCOUNT_ID = re.compile(f"[{ACCOUNT_ID_CHARS}]{{1,{ACCOUNT_ID_LEN_MAX}}}\\Z")
 
 
 def read_request(raw: bytes | None) -> tuple[dict[str, Any], Features] | str:

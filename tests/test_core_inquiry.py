@@ -130,6 +130,13 @@ def test_a_negative_amount_is_refused() -> None:
     assert isinstance(parse_request({"account_id": "a1", "displayed_available": -1}), str)
 
 
+def test_an_amount_beyond_the_envelope_money_is_refused() -> None:
+    # A fault is published as a limit.displayed of this value: the parser must accept it.
+    assert isinstance(parse_request({"account_id": "a1", "displayed_available": 10**15 + 1}), str)
+    assert isinstance(parse_request({"account_id": "a1", "displayed_available": 10**15}),
+                      InquiryRequest)
+
+
 def test_a_boolean_amount_is_refused() -> None:
     assert isinstance(parse_request({"account_id": "a1", "displayed_available": True}), str)
 

@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from schemas.contract import ACCOUNT_ID_CHARS, ACCOUNT_ID_LEN_MAX, MINOR_UNITS_MAX
 from streams.core.explain import explain
 from streams.core.ledger import yuan
 from streams.core.state import AccountState
@@ -35,8 +36,10 @@ __all__ = [
 Verdict = Literal["correct", "fault", "unknown_account"]
 Action = Literal["none", "cache_rewritten", "alert_opened"]
 
-_ACCOUNT_ID: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # the contract's account_id
-AMOUNT_MAX: Final = 2**63 - 1  # what a Redis integer and a Kafka consumer's int64 hold
+_ACCOUNT_ID: Final = re.compile(f"[{ACCOUNT_ID_CHARS}]{{1,{ACCOUNT_ID_LEN_MAX}}}")
+# Money as in the envelope: a fault is published as a limit.displayed of the reported value,
+# which the parser must accept.
+AMOUNT_MAX: Final = MINOR_UNITS_MAX
 CHANNEL_MAX_CHARS: Final = 32
 TEXT_MAX_CHARS: Final = 2000  # the user's own words, kept with the record
 CHANGES_MAX: Final = 5  # recent changes in an answer: what an agent can read out
@@ -64,7 +67,10 @@ def parse_request(body: object) -> InquiryRequest | str:
         return "the request must be a JSON object"
     account_id = body.get("account_id")
     if not isinstance(account_id, str) or _ACCOUNT_ID.fullmatch(account_id) is None:
-        return "account_id must be a string of 1..64 characters [A-Za-z0-9_.:-]"
+        return (
+            f"account_id must be a string of 1..{ACCOUNT_ID_LEN_MAX} characters "
+            f"[{ACCOUNT_ID_CHARS}]"
+        )
     shown = body.get("displayed_available")
     # bool is an int in Python; the contract says booleans are not integers.
     if type(shown) is not int:
