@@ -18,17 +18,26 @@ from typing import IO, Any
 
 import orjson
 
-from schemas.native import LimitDisplayed
+from schemas.native import Event, LimitDisplayed
 from schemas.parse import (
     MAX_FUTURE_SKEW_S,
     InputRecord,
     Parsed,
+    Rejected,
     conflict_error,
     dead_letter_record,
     future_timestamp_error,
     parse_event,
 )
-from streams.core import AlertRaised, ChangeDisplayed, CoreConfig, Engine, EventTimeClock, Outcome
+from streams.core import (
+    AlertRaised,
+    ChangeDisplayed,
+    CoreConfig,
+    Effect,
+    Engine,
+    EventTimeClock,
+    Outcome,
+)
 from streams.core.engine import core_config_from_seconds
 from streams.core.state import AccountState
 
@@ -330,17 +339,12 @@ def _run_replay(
     engine = Engine(options.core_config(), clock, compact_ids=True)
     result = ReplayResult(engine)
     result.streamed = outputs is not None
-    alerts, counts = result.alerts, result.counts
-    dead_letters = result.dead_letters
-    latencies = result.latencies_us
-    timelines = result.timelines
+    counts = result.counts
     started = time.perf_counter()
-    accounts = engine.accounts
     keep_timelines = options.keep_timelines
     now_us = options.now_us
     max_future_skew_us = options.max_future_skew_s * 1_000_000
     applied = 0
-    alert_count = 0
     n = 0
     read_bytes = 0
     for n, rec in enumerate(records, 1):
@@ -350,40 +354,9 @@ def _run_replay(
             if n % PROGRESS_EVERY_RECORDS == 0:
                 progress(n, read_bytes)
         parsed = parse_event(value)
-        dead: dict[str, Any] | None = None
-        if not isinstance(parsed, Parsed):
-            counts["invalid"] += 1
-            dead = dead_letter_record(
-                value,
-                parsed.error,
-                "invalid",
-                rec.topic,
-                rec.partition,
-                rec.offset,
-                parsed.event_id,
-                parsed.account_id,
-            )
-        else:
-            event = parsed.event
-            if now_us is not None:
-                error = future_timestamp_error(parsed.occurred_us, now_us, max_future_skew_us)
-                if error is not None:
-                    counts["future_timestamp"] += 1
-                    dead = dead_letter_record(
-                        value,
-                        error,
-                        "future_timestamp",
-                        rec.topic,
-                        rec.partition,
-                        rec.offset,
-                        event.event_id,
-                        event.account_id,
-                    )
+        dead = _refused(rec, parsed, now_us, max_future_skew_us, counts)
         if dead is not None:
-            if outputs is None:
-                dead_letters.append(dead)
-            else:
-                outputs.dead_letter(dead)
+            _dead_letter(result, outputs, dead)
             continue
         assert isinstance(parsed, Parsed)
         event = parsed.event
@@ -393,9 +366,10 @@ def _run_replay(
         if outcome is not Outcome.APPLIED:
             counts[outcome.value] += 1
             if outcome is Outcome.CONFLICT:
+                error = conflict_error(event.event_id)
                 dead = dead_letter_record(
                     value,
-                    conflict_error(event.event_id),
+                    error,
                     "conflict",
                     rec.topic,
                     rec.partition,
@@ -403,58 +377,121 @@ def _run_replay(
                     event.event_id,
                     event.account_id,
                 )
-                if outputs is None:
-                    dead_letters.append(dead)
-                else:
-                    outputs.dead_letter(dead)
+                _dead_letter(result, outputs, dead)
             continue
         applied += 1
-        for eff in effects:
-            if type(eff) is AlertRaised:
-                alert_count += 1
-                if outputs is None:
-                    alerts.append(eff.record)
-                else:
-                    outputs.alert(eff.record)
-            elif type(eff) is ChangeDisplayed:
-                latency = eff.latency_us
-                latencies[eff.source].append(NEVER_SHOWN if latency is None else latency)
+        if effects:
+            _carry(effects, result, outputs)
         if keep_timelines:
-            account_id = event.account_id
-            acct = accounts[account_id]
-            line = timelines.get(account_id)
-            if line is None:
-                line = timelines[account_id] = Timeline()
-            source = ""
-            if type(event) is LimitDisplayed:
-                source = "cache" if event.source == "cache" else "app"
-            line.add(
-                engine.last_occurred_us,
-                event.event_id,
-                event.type,
-                source,
-                acct.expected_available,
-                acct.app.displayed,
-                acct.cache.displayed,
-            )
+            _add_point(result, event)
     if applied:
         counts["applied"] += applied
+    _finish(result, clock, options, outputs)
+    counts["records"] = n
+    result.elapsed_s = time.perf_counter() - started
+    return result
+
+
+def _refused(
+    rec: InputRecord,
+    parsed: Parsed | Rejected,
+    now_us: int | None,
+    max_future_skew_us: int,
+    counts: Counter[str],
+) -> dict[str, Any] | None:
+    """The dead letter of a record that never reaches the core: invalid, or (with --now)
+    stamped too far after the live clock; None for a record the core judges."""
+    if not isinstance(parsed, Parsed):
+        counts["invalid"] += 1
+        return dead_letter_record(
+            rec.value,
+            parsed.error,
+            "invalid",
+            rec.topic,
+            rec.partition,
+            rec.offset,
+            parsed.event_id,
+            parsed.account_id,
+        )
+    if now_us is None:
+        return None
+    error = future_timestamp_error(parsed.occurred_us, now_us, max_future_skew_us)
+    if error is None:
+        return None
+    counts["future_timestamp"] += 1
+    event = parsed.event
+    return dead_letter_record(
+        rec.value,
+        error,
+        "future_timestamp",
+        rec.topic,
+        rec.partition,
+        rec.offset,
+        event.event_id,
+        event.account_id,
+    )
+
+
+def _dead_letter(result: ReplayResult, outputs: OutputFiles | None, dead: dict[str, Any]) -> None:
+    if outputs is None:
+        result.dead_letters.append(dead)
+    else:
+        outputs.dead_letter(dead)
+
+
+def _carry(effects: list[Effect], result: ReplayResult, outputs: OutputFiles | None) -> None:
+    """Alerts to their output; per source, how long each ledger change took to be shown."""
+    latencies = result.latencies_us
+    for eff in effects:
+        if type(eff) is AlertRaised:
+            result.alert_count += 1
+            if outputs is None:
+                result.alerts.append(eff.record)
+            else:
+                outputs.alert(eff.record)
+        elif type(eff) is ChangeDisplayed:
+            latency = eff.latency_us
+            latencies[eff.source].append(NEVER_SHOWN if latency is None else latency)
+
+
+def _add_point(result: ReplayResult, event: Event) -> None:
+    """The account's timeline point after an applied record."""
+    engine = result.engine
+    account_id = event.account_id
+    acct = engine.accounts[account_id]
+    line = result.timelines.get(account_id)
+    if line is None:
+        line = result.timelines[account_id] = Timeline()
+    source = ""
+    if type(event) is LimitDisplayed:
+        source = "cache" if event.source == "cache" else "app"
+    line.add(
+        engine.last_occurred_us,
+        event.event_id,
+        event.type,
+        source,
+        acct.expected_available,
+        acct.app.displayed,
+        acct.cache.displayed,
+    )
+
+
+def _finish(
+    result: ReplayResult,
+    clock: EventTimeClock,
+    options: ReplayOptions,
+    outputs: OutputFiles | None,
+) -> None:
+    """After the last record: the clock moved to --until (what falls due fires), and every
+    ledger change still waiting to be shown counted as never shown."""
+    engine = result.engine
     if options.until_us is not None:
         clock.advance_to(options.until_us)
-        for eff in engine.advance():
-            if type(eff) is AlertRaised:
-                alert_count += 1
-                if outputs is None:
-                    alerts.append(eff.record)
-                else:
-                    outputs.alert(eff.record)
+        _carry(engine.advance(), result, outputs)
+    latencies = result.latencies_us
     for acct in engine.accounts.values():
         for display in (acct.app, acct.cache):
             latencies[display.source].extend(NEVER_SHOWN for _ in display.pending_changes)
-    counts["records"] = n
-    result.alert_count = alert_count
-    result.elapsed_s = time.perf_counter() - started
-    return result
 
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
