@@ -163,6 +163,61 @@ def _cpu() -> str:
     return platform.processor() or "unknown"
 
 
+def _main_log(path: Path, tmp: Path, loadavg: str) -> tuple[dict[str, Any], str]:
+    """The bench log: json.loads before and after, two in-process replays, the whole command
+    (a shared VM's speed drifts over minutes: the faster of each pair is compared)."""
+    lines, json_before = _json_rate(path)
+    runs = [_replay_child(path) for _ in range(2)]
+    replay = min(runs, key=lambda r: float(r["elapsed_s"]))
+    replay_rate = replay["records"] / replay["elapsed_s"]
+    rates = [r["records"] / r["elapsed_s"] for r in runs]
+    cli_s, cli_rss_mb = _run_cli(path, tmp / "out")
+    _, json_after = _json_rate(path)
+    json_rate = max(json_before, json_after)
+    ratio = replay_rate / json_rate
+    cli_ratio = lines / cli_s / json_rate
+    print(
+        f"date {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {_cpu()}, "
+        f"Python {platform.python_version()}, load average at start {loadavg}"
+    )
+    # Compiled or not changes the replay rate a lot: say which code ran, and warn
+    # when that code is older than its source (limitsync/compiled.py).
+    found = compiled.status()
+    code = (
+        f"{replay['compiled']} of {len(compiled.HOT_MODULES)} hot modules compiled (mypyc)"
+        if replay["compiled"]
+        else "pure Python (LIMITSYNC_COMPILE=0 or no compiler)"
+    )
+    print(f"{'code':<40}{code}" + (f"; STALE: {', '.join(found.stale)}" if found.stale else ""))
+    print(f"{'events in file':<40}{lines:>14,}")
+    print(
+        f"{'json.loads only (lines/s)':<40}{json_rate:>14,.0f}   "
+        f"(before {json_before:,.0f}, after {json_after:,.0f}: the faster is used)"
+    )
+    print(
+        f"{'replay, run_replay (events/s)':<40}{replay_rate:>14,.0f}   {ratio:.2f}x json.loads"
+        f"   (runs {rates[0]:,.0f} and {rates[1]:,.0f}: the faster is used)"
+    )
+    print(
+        f"{'limitsync replay, whole command (s)':<40}{cli_s:>14.1f}   {cli_ratio:.2f}x "
+        f"json.loads (start-up, outputs and report included; peak RSS {cli_rss_mb:,.0f} MB)"
+    )
+    print(f"{'replay peak RSS (MB)':<40}{replay['peak_rss_mb']:>14,.0f}")
+    print(f"{'alerts / accounts':<40}{replay['alerts']:>7,} / {replay['accounts']:,}")
+    print(f"floor {FLOOR}x (in process): {'met' if ratio >= FLOOR else 'NOT met'}")
+    return {
+        "events": lines,
+        "json_loads_per_s": round(json_rate),
+        "replay_per_s": round(replay_rate),
+        "replay_runs_per_s": [round(r) for r in rates],
+        "ratio": round(ratio, 3),
+        "peak_rss_mb": round(replay["peak_rss_mb"]),
+        "cli_s": round(cli_s, 1),
+        "cli_ratio": round(cli_ratio, 3),
+        "compiled": replay["compiled"],
+    }, code
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -174,6 +229,7 @@ def main() -> None:
         _child(Path(args.child))
         return
     loadavg = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    now = datetime.now(UTC)
     with tempfile.TemporaryDirectory(prefix="limitsync-bench-") as tmp:
         path = Path(args.file) if args.file else Path(tmp) / "events.jsonl"
         if not args.file:
@@ -183,63 +239,8 @@ def main() -> None:
             write_simulation(path, accounts=ACCOUNTS, hours=HOURS, seed=SEED)
             took = time.perf_counter() - started
             print(f"simulated {path.stat().st_size / 1e6:.0f} MB in {took:.1f} s")
-        # A shared VM's speed drifts over minutes: json.loads is
-        # timed before and after the replay, the replay twice (each in a fresh process), and
-        # the faster of each pair is compared.
-        lines, json_before = _json_rate(path)
-        runs = [_replay_child(path) for _ in range(2)]
-        replay = min(runs, key=lambda r: float(r["elapsed_s"]))
-        replay_rate = replay["records"] / replay["elapsed_s"]
-        rates = [r["records"] / r["elapsed_s"] for r in runs]
-        cli_s, cli_rss_mb = _run_cli(path, Path(tmp) / "out")
-        _, json_after = _json_rate(path)
-        json_rate = max(json_before, json_after)
-        ratio = replay_rate / json_rate
-        cli_ratio = lines / cli_s / json_rate
-        now = datetime.now(UTC)
-        print(
-            f"date {now:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {_cpu()}, "
-            f"Python {platform.python_version()}, load average at start {loadavg}"
-        )
-        # Compiled or not changes the replay rate a lot: say which code ran, and warn
-        # when that code is older than its source (limitsync/compiled.py).
-        found = compiled.status()
-        code = (
-            f"{replay['compiled']} of {len(compiled.HOT_MODULES)} hot modules compiled (mypyc)"
-            if replay["compiled"]
-            else "pure Python (LIMITSYNC_COMPILE=0 or no compiler)"
-        )
-        print(f"{'code':<40}{code}" + (f"; STALE: {', '.join(found.stale)}" if found.stale else ""))
-        print(f"{'events in file':<40}{lines:>14,}")
-        print(
-            f"{'json.loads only (lines/s)':<40}{json_rate:>14,.0f}   "
-            f"(before {json_before:,.0f}, after {json_after:,.0f}: the faster is used)"
-        )
-        print(
-            f"{'replay, run_replay (events/s)':<40}{replay_rate:>14,.0f}   {ratio:.2f}x json.loads"
-            f"   (runs {rates[0]:,.0f} and {rates[1]:,.0f}: the faster is used)"
-        )
-        print(
-            f"{'limitsync replay, whole command (s)':<40}{cli_s:>14.1f}   {cli_ratio:.2f}x "
-            f"json.loads (start-up, outputs and report included; peak RSS {cli_rss_mb:,.0f} MB)"
-        )
-        print(f"{'replay peak RSS (MB)':<40}{replay['peak_rss_mb']:>14,.0f}")
-        print(f"{'alerts / accounts':<40}{replay['alerts']:>7,} / {replay['accounts']:,}")
-        print(f"floor {FLOOR}x (in process): {'met' if ratio >= FLOOR else 'NOT met'}")
-        result: dict[str, Any] = {
-            "bench": "replay",
-            "main": {
-                "events": lines,
-                "json_loads_per_s": round(json_rate),
-                "replay_per_s": round(replay_rate),
-                "replay_runs_per_s": [round(r) for r in rates],
-                "ratio": round(ratio, 3),
-                "peak_rss_mb": round(replay["peak_rss_mb"]),
-                "cli_s": round(cli_s, 1),
-                "cli_ratio": round(cli_ratio, 3),
-                "compiled": replay["compiled"],
-            },
-        }
+        main_log, code = _main_log(path, Path(tmp), loadavg)
+        result: dict[str, Any] = {"bench": "replay", "main": main_log}
         if not args.file:
             path.unlink()
         result["faulty"] = _faulty(Path(tmp))
