@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.results_file import record_run
+
 __all__ = ["Floor", "judge", "print_floors", "record"]
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 LEDGER_FLOOR_EVENTS_PER_S = 5_000
 LEDGER_AIM_EVENTS_PER_S = 20_000
 LATENCY_RATE_EVENTS_PER_S = 2_000
@@ -86,7 +87,7 @@ def print_floors(floors: list[Floor], result: dict[str, Any]) -> None:
 
 
 def record(floors: list[Floor], info: dict[str, Any], result: dict[str, Any]) -> Path:
-    """Append this run's floors, with the date and machine, to ``bench/RESULTS.md``."""
+    """Put this run's floors, with the date and machine, in ``bench/RESULTS.md``."""
     lines = [
         "",
         f"### {info['date']} · {info['nproc']} cores, {info['cpu']} · code {info['git']}",
@@ -105,11 +106,7 @@ def record(floors: list[Floor], info: dict[str, Any], result: dict[str, Any]) ->
             f"{result['ceiling']['events_per_s']:,} events/s | |"
         )
     lines.extend(_cores_used(result))
-    if not RESULTS.exists():
-        RESULTS.write_text(_HEADER, encoding="utf-8")
-    with RESULTS.open("a", encoding="utf-8") as out:
-        out.write("\n".join(lines) + "\n")
-    return RESULTS
+    return record_run(_SECTION, _INTRO, "\n".join(lines))
 
 
 def _cores_used(result: dict[str, Any]) -> list[str]:
@@ -130,11 +127,9 @@ def _cores_used(result: dict[str, Any]) -> list[str]:
     return rows
 
 
-_HEADER = """# Benchmark results
+_SECTION = "## Live pipeline floors"
+_INTRO = f"""{_SECTION}
 
-What `make bench` measured, newest last, each with its date, machine and commit. The live
-pipeline's floors come from `python -m bench.pipeline_bench` (`bench/floors.py` says what each
-one is); the bench appends a section here at every full run.
-
-## Live pipeline floors
+What `python -m bench.pipeline_bench` measured against the live pipeline's floors (this module
+says what each one is). The latest runs, newest last.
 """

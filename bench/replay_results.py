@@ -1,30 +1,28 @@
 """The replay floors (issue 14, "Incident analysis at day scale"), judged on a replay bench
-result and recorded in ``bench/RESULTS.md`` in a section of their own (before the live
-pipeline's, whose bench appends at the end of the file)."""
+result and recorded in ``bench/RESULTS.md`` in a section of their own."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
+from bench.results_file import record_run
+
 __all__ = ["DAY_RSS_FLOOR_MB", "WHOLE_COMMAND_FLOOR", "record_replay", "rows"]
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 WHOLE_COMMAND_FLOOR = 0.35  # `limitsync replay` end to end against plain json.loads
 WHOLE_COMMAND_AIM = 1.0
 DAY_RSS_FLOOR_MB = 600  # peak RSS of `limitsync replay` on the day log
 DAY_RSS_AIM_MB = 300
 _SECTION = "## Replay floors"
-_LIVE_SECTION = "## Live pipeline floors"
 _INTRO = f"""{_SECTION}
 
 What `python -m bench.replay_bench` measured against the replay floors of issue 14: the whole
 command (`limitsync replay --input F --out D`, start-up, outputs and report included) against
 the rate at which plain `json.loads` parses the same lines in the same run, on a simulated log
 with 10% faults; and the command's peak RSS on a simulated day of the issue's size (20,000
-accounts, 1.6M events, 349 MB). Each run appends a table here.
+accounts, 1.6M events, 349 MB). The latest runs, newest last.
 """
 
 
@@ -85,7 +83,7 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 
 
 def record_replay(result: dict[str, Any], info: dict[str, str]) -> Path:
-    """Add this run's table to the replay section of ``bench/RESULTS.md``."""
+    """Put this run's table in the replay section of ``bench/RESULTS.md``."""
     entry = "\n".join(
         [
             f"### {info['date']} · {info['cores']} cores, {info['cpu']} · code {_git()}",
@@ -98,14 +96,4 @@ def record_replay(result: dict[str, Any], info: dict[str, str]) -> Path:
             "",
         ]
     )
-    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-    if _SECTION not in text:  # before the live pipeline's section, which grows at the end
-        live = text.find(_LIVE_SECTION)
-        at = live if live >= 0 else len(text)
-        text = text[:at].rstrip("\n") + "\n\n" + _INTRO + "\n" + text[at:]
-    start = text.index(_SECTION) + len(_SECTION)
-    following = re.search(r"^## ", text[start:], flags=re.MULTILINE)
-    at = start + following.start() if following else len(text)
-    text = text[:at].rstrip("\n") + "\n\n" + entry + ("\n" if following else "") + text[at:]
-    RESULTS.write_text(text, encoding="utf-8")
-    return RESULTS
+    return record_run(_SECTION, _INTRO, entry)
