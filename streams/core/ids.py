@@ -36,6 +36,7 @@ _MIN_SLOTS: Final = 1 << 10
 # At most four fifths of the slots are used (expired entries included), and a growth makes
 # half again as many as the entries still inside the horizon need: a doubling table that has
 # just grown is mostly empty, and the memory it holds is what a day's replay is measured by.
+_QUADRUPLE_BELOW: Final = 1 << 20  # slots (32 MiB)
 _LOAD_NUM: Final = 4
 _LOAD_DEN: Final = 5
 _LOW_BITS: Final = (1 << 62) - 1
@@ -122,7 +123,10 @@ class IdTable:
         for at in range(0, len(old), _WORDS):
             if old[at] >= horizon_us:
                 live += 1
-        self._resize(max(_MIN_SLOTS, live * 3 // 2 * _LOAD_DEN // _LOAD_NUM))
+        # A growth moves every entry kept: a small table quadruples (few moves, little memory
+        # either way); a large one grows by half again what its entries need.
+        factor_x2 = 8 if self._size < _QUADRUPLE_BELOW else 3
+        self._resize(max(_MIN_SLOTS, live * factor_x2 // 2 * _LOAD_DEN // _LOAD_NUM))
         # Each entry kept goes to the first free slot of its probe: a key has one entry inside
         # the horizon (a second is added only once the first has expired), so none is looked
         # for. Written out here, not as a method per entry: a growth moves every entry.
