@@ -27,7 +27,7 @@ from schemas.parse import (
     conflict_error,
     dead_letter_record,
     future_timestamp_error,
-    parse_event,
+    parse_event_for_replay,
 )
 from streams.core import (
     AlertRaised,
@@ -353,7 +353,7 @@ def _run_replay(
             read_bytes += 1 if value is None else len(value) + 1
             if n % PROGRESS_EVERY_RECORDS == 0:
                 progress(n, read_bytes)
-        parsed = parse_event(value)
+        parsed = parse_event_for_replay(value)
         dead = _refused(rec, parsed, now_us, max_future_skew_us, counts)
         if dead is not None:
             _dead_letter(result, outputs, dead)

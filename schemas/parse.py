@@ -39,6 +39,7 @@ __all__ = [
     "future_timestamp_error",
     "parse_event",
     "parse_event_digested",
+    "parse_event_for_replay",
 ]
 
 _EVENT_ADAPTER: TypeAdapter[events.Event] = TypeAdapter(events.Event)
@@ -107,16 +108,29 @@ def parse_event(raw: bytes | str | None) -> Parsed | Rejected:
     number takes 44 bytes where the hex takes 81 and the record's bytes several hundred.
     ``content_digest`` gives its hex, so remembered numbers save and compare as digests.
     """
-    return _parse(raw, True)
+    return _parse(raw, _NUMBER)
 
 
 def parse_event_digested(raw: bytes | str | None) -> Parsed | Rejected:
     """``parse_event`` with the content digest in hex: for a live worker, which stores the
     digest of every id it applies with the batch."""
-    return _parse(raw, False)
+    return _parse(raw, _HEX)
 
 
-def _parse(raw: bytes | str | None, compact: bool) -> Parsed | Rejected:
+def parse_event_for_replay(raw: bytes | str | None) -> Parsed | Rejected:
+    """``parse_event`` with a fingerprint that lives only as long as this process: Python's
+    hash of the content's canonical bytes (non-negative), for a replay, whose id table keeps
+    62 bits of a digest and dies with it (streams/core/ids.py). Cheaper than the BLAKE2b
+    digest, which a digest saved or compared across processes needs."""
+    return _parse(raw, _PROCESS_HASH)
+
+
+_NUMBER: Final = 0
+_HEX: Final = 1
+_PROCESS_HASH: Final = 2
+
+
+def _parse(raw: bytes | str | None, digests: int) -> Parsed | Rejected:
     if raw is None:
         return Rejected(TOMBSTONE_ERROR)
     try:
@@ -127,15 +141,24 @@ def _parse(raw: bytes | str | None, compact: bool) -> Parsed | Rejected:
         fast = fast_event(obj)
         if fast is not None:  # the common case: plainly valid, checked without pydantic
             try:
-                digest: str | int = _digest_number(obj) if compact else _digest(obj)
+                digest = _fingerprint(obj, digests)
             except (RecursionError, ValueError):
                 pass  # the slow path below says why
             else:
                 return Parsed(fast[0], digest, fast[1])
-    return _parse_slowly(obj)
+    return _parse_slowly(obj, digests)
 
 
-def _parse_slowly(obj: Any) -> Parsed | Rejected:
+def _fingerprint(obj: dict[str, Any], digests: int) -> str | int:
+    if digests == _PROCESS_HASH:
+        return hash(_canonical(obj)) & _HASH_BITS
+    return _digest_number(obj) if digests == _NUMBER else _digest(obj)
+
+
+_HASH_BITS: Final = (1 << 63) - 1
+
+
+def _parse_slowly(obj: Any, digests: int = _NUMBER) -> Parsed | Rejected:
     if isinstance(obj, Rejected):
         return obj
     if not isinstance(obj, dict):
@@ -147,7 +170,7 @@ def _parse_slowly(obj: Any) -> Parsed | Rejected:
         return Rejected(_cut(error), event_id, account_id)
     try:
         event = _EVENT_ADAPTER.validate_python(obj)  # the fast path declined it already
-        digest = _digest(obj)
+        digest = _fingerprint(obj, digests) if digests == _PROCESS_HASH else _digest(obj)
     except ValidationError as exc:
         return Rejected(_describe(exc), event_id, account_id)
     except (RecursionError, ValueError) as exc:

@@ -8,6 +8,7 @@ horizon"). Only how much memory they take differs.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from eventlog import S, drawdown, line, repayment_posted
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.parse import Parsed, parse_event
+from schemas.parse import Parsed, Rejected, parse_event, parse_event_for_replay
 from streams.core import CoreConfig, CoreError, Engine, EventTimeClock
 from streams.core.ids import CONFLICT_AT, DUPLICATE_AT, IdTable
 from streams.core.journal import Journal
@@ -25,11 +26,13 @@ PROPS = settings(max_examples=80, deadline=None,
 HORIZON_S = 20
 
 
-def outcomes(engine: Engine, raws: list[bytes]) -> list[tuple[str, list[str]]]:
+def outcomes(
+    engine: Engine, raws: list[bytes], parse: Callable[[bytes], Parsed | Rejected] = parse_event
+) -> list[tuple[str, list[str]]]:
     """Per record: the outcome and its effects, spelled out."""
     out = []
     for raw in raws:
-        parsed = parse_event(raw)
+        parsed = parse(raw)
         assert isinstance(parsed, Parsed)
         outcome, effects = engine.ingest(parsed.event, parsed.digest, parsed.occurred_us)
         out.append((outcome.value, [repr(e) for e in effects]))
@@ -73,6 +76,15 @@ def test_the_flat_table_decides_every_record_as_the_per_account_ids_do(raws: lis
     kept = Engine(config, EventTimeClock())
     flat = Engine(config, EventTimeClock(), compact_ids=True)
     assert outcomes(flat, raws) == outcomes(kept, raws)
+
+
+@PROPS
+@given(logs_with_repeats())
+def test_a_replay_fingerprint_decides_as_the_saved_digest_does(raws: list[bytes]) -> None:
+    config = CoreConfig(dedupe_horizon_us=HORIZON_S * 1_000_000)
+    kept = Engine(config, EventTimeClock())
+    flat = Engine(config, EventTimeClock(), compact_ids=True)
+    assert outcomes(flat, raws, parse_event_for_replay) == outcomes(kept, raws)
 
 
 def test_an_id_stays_remembered_while_the_table_grows() -> None:

@@ -3,8 +3,9 @@
 A replay remembers every id of a day (the horizon is a week), and an id kept as its string in a
 per-account dict, with its digest and keep time as a Python int and an entry in an expiry
 queue, cost several Python objects an id. Here an id is four machine words in one array: its
-account's and its own hash, the low bits of its content digest, and the time it may be
-forgotten. No Python object is kept an id, so a day's ids cost tens of bytes each.
+account's and its own hash, the low bits of its content's digest (a replay parses with a
+fingerprint that lives as long as the process: ``schemas.parse.parse_event_for_replay``), and
+the time it may be forgotten. No Python object is kept an id, so a day's ids cost tens of bytes each.
 
 What it gives up, and why that is safe:
 - An id is known by its hash, not its text: two ids of one account with the same 62-bit hash,
