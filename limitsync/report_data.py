@@ -6,7 +6,13 @@ from array import array
 from typing import TYPE_CHECKING
 
 from limitsync.replay import NEVER_SHOWN, ReplayOptions, ReplayResult
-from limitsync.report import ReportData, TimelinePoint, timeline_accounts
+from limitsync.report import (
+    AlertDigest,
+    ReportData,
+    TimelinePoint,
+    digest_alerts,
+    timeline_accounts,
+)
 from schemas.timefmt import format_us
 from streams.core.explain import describe, explain
 
@@ -37,13 +43,22 @@ def build_report_data(
     source: str,
     focus_account: str | None = None,
     inquiries: InquirySummary | None = None,
+    alerts: AlertDigest | None = None,
 ) -> ReportData:
+    """``alerts``: the replay's alert records as read back and digested (``outputs``), for a
+    replay that streamed them; by default ``result.alerts``, digested here. With a focus
+    account, the report's alerts are that account's only."""
+    if alerts is None:
+        records = result.alerts
+        if focus_account is not None:
+            records = [a for a in records if a["account_id"] == focus_account]
+        alerts = digest_alerts(records, focus_account)
     # Only the accounts the report shows are explained: a day has thousands alerted, and
     # explaining them all was most of the command's time after the replay.
     if focus_account is not None:
         accounts = [focus_account] if focus_account in result.engine.accounts else []
     else:
-        accounts = timeline_accounts(result.alerts)
+        accounts = timeline_accounts(alerts)
     timelines: dict[str, list[TimelinePoint]] = {}
     explanations = {}
     for account_id in accounts:
@@ -66,9 +81,6 @@ def build_report_data(
             )
         ]
         explanations[account_id] = explain(acct)
-    alerts = result.alerts
-    if focus_account is not None:
-        alerts = [a for a in alerts if a["account_id"] == focus_account]
     dead_letters = {"invalid": result.counts["invalid"], "conflict": result.counts["conflict"]}
     if options.now_us is not None:  # a replay applies the future-timestamp rule only then
         dead_letters["future_timestamp"] = result.counts["future_timestamp"]
