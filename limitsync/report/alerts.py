@@ -26,7 +26,9 @@ __all__ = [
     "accounts_by_drift",
     "alert_time",
     "digest_alerts",
+    "longest_by_account",
     "longest_key",
+    "ranked_accounts",
     "timeline_accounts",
 ]
 
@@ -142,10 +144,18 @@ class AlertDigest:
     where: dict[str, list[int]] = field(default_factory=dict)  # account -> record indexes
     source: Sequence[dict[str, Any]] | None = None  # all the records, when held anyway
     kept: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    _longest: dict[str, float] | None = None
 
     @property
     def alerted_accounts(self) -> int:
         return len(self.where)
+
+    def longest_by_account(self) -> dict[str, float]:
+        """``longest_by_account(all_drifts)``, worked out once: both the reader and the
+        report rank the accounts by it."""
+        if self._longest is None:
+            self._longest = longest_by_account(self.all_drifts)
+        return self._longest
 
     def keep_records(self, records: dict[str, list[dict[str, Any]]]) -> None:
         """The records of these accounts (in input order), fetched again by the reader."""
@@ -283,12 +293,23 @@ def longest_key(drift: Drift) -> tuple[float, str, str]:
     return (-duration if duration is not None else math.inf, drift.account_id, drift.alert_id)
 
 
-def accounts_by_drift(drifts: Sequence[Drift], timelines: Iterable[str]) -> list[str]:
-    """Alerted accounts, the one with the longest drift first."""
+def accounts_by_drift(drifts: Sequence[Drift], timelines: Iterable[str] = ()) -> list[str]:
+    """Alerted accounts (and those of ``timelines``), the one with the longest drift first."""
+    return ranked_accounts(longest_by_account(drifts), timelines)
+
+
+def longest_by_account(drifts: Sequence[Drift]) -> dict[str, float]:
+    """Per account, its longest drift's duration (-1.0 when none is known)."""
     longest: dict[str, float] = {}
     for drift in drifts:
         duration = drift.duration_s if drift.duration_s is not None else -1.0
         longest[drift.account_id] = max(longest.get(drift.account_id, -1.0), duration)
+    return longest
+
+
+def ranked_accounts(longest: dict[str, float], timelines: Iterable[str] = ()) -> list[str]:
+    """The accounts of ``longest`` and of ``timelines`` (-1.0 if not in it), longest first."""
+    longest = dict(longest)
     for account_id in timelines:
         longest.setdefault(account_id, -1.0)
     return sorted(longest, key=lambda account: (-longest[account], account))
@@ -298,4 +319,4 @@ def timeline_accounts(alerts: Sequence[dict[str, Any]] | AlertDigest) -> list[st
     """The accounts whose timelines ``render_report`` shows for these alerts (no focus): the
     TIMELINES_MAX with the longest drifts. A report's data needs timelines for these only."""
     digest = alerts if isinstance(alerts, AlertDigest) else digest_alerts(alerts)
-    return accounts_by_drift(digest.all_drifts, ())[:TIMELINES_MAX]
+    return ranked_accounts(digest.longest_by_account())[:TIMELINES_MAX]

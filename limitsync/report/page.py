@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from limitsync.report.alerts import accounts_by_drift
+from limitsync.report.alerts import accounts_by_drift, ranked_accounts
 from limitsync.report.css import REPORT_CSS
 from limitsync.report.drift_sections import anchor_ids, section_longest, section_over_time
 from limitsync.report.inquiries_section import section_inquiries
@@ -46,8 +46,10 @@ def _nav(with_inquiries: bool) -> str:
 def render_report(data: ReportData) -> str:
     """The whole HTML document for ``data``; the same data gives the same string."""
     view = build_view(data)
-    ordered = accounts_by_drift(view.drifts, data.timelines)
-    if data.focus_account is not None:
+    if data.focus_account is None:
+        ordered = ranked_accounts(view.alerts.longest_by_account(), data.timelines)
+    else:
+        ordered = accounts_by_drift(view.drifts, data.timelines)
         ordered = [a for a in ordered if a == data.focus_account]
     anchors = anchor_ids(ordered[:TIMELINES_MAX])
     body = "".join(

@@ -43,6 +43,16 @@ class _Frame:
         return self.top + self.height - share * self.height
 
 
+def _xs(frame: _Frame, timed: _Timed) -> list[str]:
+    """Each point's x, written once: the three lines and the dots all pass through it. As
+    ``fmt1(frame.x(moment))``, inlined: a day's report has thousands of points."""
+    t0, span_s, left, width = frame.t0, frame.span_s, frame.left, frame.width
+    return [
+        f"{left + min(max((moment - t0).total_seconds() / span_s, 0.0), 1.0) * width:.1f}"
+        for moment, _ in timed
+    ]
+
+
 def _step_path(xs: Sequence[str], values: Sequence[int | None], ys: _YText, end_x: str) -> str:
     """A step line through the points at ``xs`` (written coordinates) with these values; None
     lifts the pen (no value shown)."""
@@ -224,8 +234,7 @@ def svg_timeline(
     numbers = [(as_int(p.expected), as_int(p.displayed), as_int(p.cached)) for _, p in timed]
     raised = [alert_time(record) for record in records]
     frame = _timeline_frame(timed, numbers, [moment for moment in raised if moment is not None])
-    # Each point's x, written once: the three lines and the dots all pass through it.
-    xs = [fmt1(frame.x(moment)) for moment, _ in timed]
+    xs = _xs(frame, timed)
     ys = _YText(frame)
     width, height = int(frame.left + frame.width + 16), int(frame.top + frame.height + 28)
     return "".join(
