@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from limitsync.inquiry_report import InquirySummary
     from limitsync.report import AlertDigest
 
-__all__ = ["read_alerts_for_report", "write_outputs"]
+__all__ = ["AlertTap", "read_alerts_for_report", "write_outputs"]
 
 _BLOCK = 1 << 20
 
@@ -32,7 +32,7 @@ def read_alerts_for_report(path: Path, focus_account: str | None = None) -> Aler
     holding its records; then the records of the accounts whose timelines the report shows,
     read again. With a focus account, the report's alerts are that account's only: they are
     few, and held."""
-    from limitsync.report import digest_alerts, timeline_accounts
+    from limitsync.report import digest_alerts
 
     offsets = array("q")  # where each record's line starts
     with path.open("rb") as fh, _collector_paused():
@@ -40,13 +40,64 @@ def read_alerts_for_report(path: Path, focus_account: str | None = None) -> Aler
             mine = [r for r in _records(fh, offsets) if r["account_id"] == focus_account]
             return digest_alerts(mine, focus_account)
         digest = digest_alerts(_records(fh, offsets))
-        digest.keep_records(
-            {
-                account: [_record_at(fh, offsets[i]) for i in digest.where[account]]
-                for account in timeline_accounts(digest)
-            }
-        )
+        _keep_shown(digest, fh, offsets)
     return digest
+
+
+class AlertTap:
+    """The report's digest of a streamed replay's alerts, taken as they are written: given as
+    ``OutputFiles``' ``on_alert``, it is told each record and the length of its line. The
+    report then reads back only the records of the accounts whose timelines it shows, not a
+    day of them. Records are digested a batch at a time: the replay builds a new dict for
+    each alert and keeps none, so a batch may be held until digested."""
+
+    def __init__(self, focus_account: str | None = None) -> None:
+        from limitsync.report.alerts import AlertReader  # the report is optional weight
+
+        self.focus_account = focus_account
+        self._reader = AlertReader(focus_account)
+        self._batch: list[dict[str, Any]] = []  # with a focus: all that account's records
+        self._offsets = array("q")  # where each record's line starts (without a focus)
+        self._position = 0
+
+    def __call__(self, record: dict[str, Any], length: int) -> None:
+        if self.focus_account is None:
+            self._offsets.append(self._position)
+            self._batch.append(record)
+            if len(self._batch) == _TAP_BATCH:
+                self._reader.read(self._batch)
+                self._batch = []
+        elif record["account_id"] == self.focus_account:
+            self._batch.append(record)
+        self._position += length
+
+    def digest(self, path: Path) -> AlertDigest:
+        """The digest, once the replay has written and closed ``path`` (its alerts.jsonl)."""
+        from limitsync.report import digest_alerts
+
+        if self.focus_account is not None:
+            return digest_alerts(self._batch, self.focus_account)
+        self._reader.read(self._batch)
+        self._batch = []
+        digest = self._reader.digest()
+        with path.open("rb") as fh:
+            _keep_shown(digest, fh, self._offsets)
+        return digest
+
+
+_TAP_BATCH = 4096  # records: the digest's loop runs a batch at once, on locals
+
+
+def _keep_shown(digest: AlertDigest, fh: IO[bytes], offsets: array[int]) -> None:
+    """The records of the accounts whose timelines the report shows, read again."""
+    from limitsync.report import timeline_accounts
+
+    digest.keep_records(
+        {
+            account: [_record_at(fh, offsets[i]) for i in digest.where[account]]
+            for account in timeline_accounts(digest)
+        }
+    )
 
 
 @contextmanager
@@ -101,21 +152,30 @@ def write_outputs(
     source: str,
     focus_account: str | None = None,
     inquiries: InquirySummary | None = None,
+    alerts: AlertTap | None = None,
 ) -> None:
     """Write alerts.jsonl, dead_letters.jsonl (unless the replay streamed them), accounts.jsonl
-    and report.html into ``out_dir``; with ``inquiries``, the report has their section."""
+    and report.html into ``out_dir``; with ``inquiries``, the report has their section. A
+    streamed replay's alerts are read back for the report, unless ``alerts`` took them as
+    they were written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if not result.streamed:
         write_jsonl(out_dir / "alerts.jsonl", result.alerts)
         write_jsonl(out_dir / "dead_letters.jsonl", result.dead_letters)
     write_jsonl(out_dir / "accounts.jsonl", result.account_lines())
-    alerts = None
+    digest = None
     if result.streamed:
         # The ids are done with; the report's alerts take their place in memory.
         result.engine.release_ids()
-        alerts = read_alerts_for_report(out_dir / "alerts.jsonl", focus_account)
+        path = out_dir / "alerts.jsonl"
+        if alerts is None:
+            digest = read_alerts_for_report(path, focus_account)
+        elif alerts.focus_account != focus_account:
+            raise ValueError("the alerts were tapped for another focus than the report's")
+        else:
+            digest = alerts.digest(path)
     from limitsync.report import render_report  # the report is optional weight
     from limitsync.report_data import build_report_data
 
-    data = build_report_data(result, options, source, focus_account, inquiries, alerts)
+    data = build_report_data(result, options, source, focus_account, inquiries, digest)
     (out_dir / "report.html").write_text(render_report(data), encoding="utf-8")

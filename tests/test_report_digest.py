@@ -19,7 +19,8 @@ from eventlog import S, credit_line, displayed, drawdown, line
 from test_report import EVIL, alert, sample
 
 from limitsync.cli import main
-from limitsync.outputs import read_alerts_for_report
+from limitsync.outputs import AlertTap, read_alerts_for_report, write_outputs
+from limitsync.replay import InputRecord, OutputFiles, ReplayOptions, run_replay
 from limitsync.report import TIMELINES_MAX, digest_alerts, render_report
 from limitsync.report.latency import _counts_one_by_one, _counts_sorted
 from limitsync.report.text import Memo, esc, money_html, plain_money
@@ -154,3 +155,31 @@ def test_amounts_written_once_read_as_written_each_time(value: object) -> None:
     for _ in range(2):
         assert memo.money(value) == money_html(value)
         assert memo.plain_money(value) == plain_money(value)
+
+
+@pytest.mark.parametrize("account", [None, "A007"])
+def test_alerts_tapped_as_written_report_as_alerts_read_back(
+    tmp_path: Path, account: str | None
+) -> None:
+    # What OutputFiles would tell the tap as it writes each alert: the record and its line.
+    records = stale_apps(TIMELINES_MAX + 5)
+    outputs = {}
+    for name, tap in (("read-back", None), ("tapped", AlertTap(account))):
+        out = tmp_path / name
+        with OutputFiles(out) as files:
+            result = run_replay(
+                (InputRecord(line(r)) for r in records), ReplayOptions(), None, files
+            )
+        if tap is not None:
+            for written in (out / "alerts.jsonl").read_bytes().splitlines(keepends=True):
+                tap(orjson.loads(written), len(written))
+        write_outputs(result, out, ReplayOptions(), "events.jsonl", account, None, tap)
+        outputs[name] = (out / "report.html").read_bytes()
+    assert outputs["tapped"] == outputs["read-back"]
+
+
+def test_alerts_tapped_for_another_focus_are_refused(tmp_path: Path) -> None:
+    with OutputFiles(tmp_path) as files:
+        result = run_replay(iter([]), ReplayOptions(), None, files)
+    with pytest.raises(ValueError, match="focus"):
+        write_outputs(result, tmp_path, ReplayOptions(), "x", "A001", None, AlertTap())

@@ -247,30 +247,34 @@ class AlertReader:
                     drift._opened_raw = get("opened_at") or None
             text = get("detected_at")
             if text == drift._detected_text and text is not None:
-                detected = drift._detected
+                detected = drift._detected  # and already weighed for the end of the data
             else:
                 detected = drift._detected = parse_time(text)
                 drift._detected_text = text
-            if detected is not None and (data_end is None or detected > data_end):
-                data_end = detected
+                if detected is not None and (data_end is None or detected > data_end):
+                    data_end = detected
             text = get("resolved_at")  # any record's counts for the end of the data
             resolved_at = None if text is None else parse_time(text)
             if resolved_at is not None and (data_end is None or resolved_at > data_end):
                 data_end = resolved_at
             if tz is None:
                 tz = _record_tz(record)
-            if kind == RESOLVED:
+            if kind == OPENED:
+                if detected is not None and (focus is None or account == focus):
+                    opened_times.append(detected.timestamp())
+                    if first_timed is None:
+                        first_timed = detected
+            elif kind == RESOLVED:
                 if drift.resolution is None:
                     drift._resolve(record, resolved_at)
             elif kind == ESCALATED:
                 drift.escalated = True
-            if kind in (OPENED, ESCALATED) and (focus is None or account == focus):
-                moment = detected if kind == OPENED else drift._escalated_at(record, detected)
-                if moment is not None:
-                    times = opened_times if kind == OPENED else escalated_times
-                    times.append(moment.timestamp())
-                    if first_timed is None:
-                        first_timed = moment
+                if focus is None or account == focus:
+                    moment = drift._escalated_at(record, detected)
+                    if moment is not None:
+                        escalated_times.append(moment.timestamp())
+                        if first_timed is None:
+                            first_timed = moment
         self._records = index + 1
         self._data_end, self._first_timed, self._tz = data_end, first_timed, tz
 
