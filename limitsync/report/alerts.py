@@ -44,9 +44,11 @@ class Drift:
         "group", "opened_at", "reason", "resolution", "severity", "start",
     )  # fmt: skip
 
-    def __init__(self, alert_id: str, record: dict[str, Any], opened: bool) -> None:
+    def __init__(
+        self, alert_id: str, record: dict[str, Any], opened: bool, words: dict[str, str]
+    ) -> None:
         self.alert_id = alert_id
-        self._take_first(record, opened)
+        self._take_first(record, opened, words)
         self.opened_at = ""  # as in the data
         self.start: datetime | None = None
         self.end: datetime | None = None  # resolved_at, or the end of the data while open
@@ -59,7 +61,8 @@ class Drift:
         self._detected_text: object = None  # the detected_at last parsed, and its time
         self._detected: datetime | None = None
 
-    def _take_first(self, record: dict[str, Any], opened: bool) -> None:
+    def _take_first(self, record: dict[str, Any], opened: bool, words: dict[str, str]) -> None:
+        """``words``: the texts drifts repeat (reasons, accounts...), one string each."""
         get = record.get
         self._first_opened = opened
         reason = get("reason") or "(none)"
@@ -67,16 +70,20 @@ class Drift:
             reason = str(reason)
         source = get("source")
         # "app", "cache", "payments" (REPAYMENT_NOT_POSTED) or "other" (no source)
-        self.group = (
+        group = (
             str(source) if source in SOURCES
             else "payments" if reason == "REPAYMENT_NOT_POSTED"
             else "other"
         )  # fmt: skip
-        self.reason = reason
         account = get("account_id", "")
-        self.account_id = account if type(account) is str else str(account)
+        if type(account) is not str:
+            account = str(account)
         severity = get("severity") or "(none)"
-        self.severity = severity if type(severity) is str else str(severity)
+        if type(severity) is not str:
+            severity = str(severity)
+        intern = words.setdefault
+        self.group, self.reason = intern(group, group), intern(reason, reason)
+        self.account_id, self.severity = intern(account, account), intern(severity, severity)
         self.drift: object = get("drift")
 
     def _opened(self, value: object) -> datetime | None:
@@ -88,9 +95,12 @@ class Drift:
     def _escalated_at(self, record: dict[str, Any], detected: datetime | None) -> datetime | None:
         return _escalated_at(self._opened(record.get("opened_at")), record, detected)
 
-    def _resolve(self, record: dict[str, Any], resolved_at: datetime | None) -> None:
+    def _resolve(
+        self, record: dict[str, Any], resolved_at: datetime | None, words: dict[str, str]
+    ) -> None:
         self.end = resolved_at or parse_time(record.get("detected_at"))
-        self.resolution = str(record.get("resolution") or "?")
+        resolution = str(record.get("resolution") or "?")
+        self.resolution = words.setdefault(resolution, resolution)
 
     def _finish(self, data_end: datetime | None) -> None:
         opened_text = "" if self._opened_raw is None else self._opened_raw
@@ -141,7 +151,7 @@ class AlertDigest:
     first_timed: datetime | None = None
     tz: tzinfo | None = None  # of the first opened_at or detected_at that parses
     data_end: datetime | None = None  # the last detected/resolved time
-    where: dict[str, list[int]] = field(default_factory=dict)  # account -> record indexes
+    where: dict[str, array[int]] = field(default_factory=dict)  # account -> record indexes
     source: Sequence[dict[str, Any]] | None = None  # all the records, when held anyway
     kept: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     _longest: dict[str, float] | None = None
@@ -165,7 +175,7 @@ class AlertDigest:
         kept = self.kept.get(account_id)
         if kept is not None:
             return kept
-        indexes = self.where.get(account_id, [])
+        indexes = self.where.get(account_id, ())
         if self.source is not None:
             return [self.source[i] for i in indexes]
         if not indexes:
@@ -190,7 +200,7 @@ class AlertReader:
     """Digests alert records in raised order, a batch at a time (``read``), then gives the
     digest (``digest``): records need not all be at hand at once."""
 
-    __slots__ = ("_data_end", "_digest", "_first_timed", "_pending", "_records", "_tz")
+    __slots__ = ("_data_end", "_digest", "_first_timed", "_pending", "_records", "_tz", "_words")
 
     def __init__(self, focus_account: str | None = None) -> None:
         self._digest = AlertDigest(focus_account)
@@ -199,6 +209,7 @@ class AlertReader:
         self._data_end: datetime | None = None
         self._first_timed: datetime | None = None
         self._tz: tzinfo | None = None
+        self._words: dict[str, str] = {}  # what drifts repeat, one string each (memory)
 
     def digest(self) -> AlertDigest:
         digest = self._digest
@@ -215,7 +226,7 @@ class AlertReader:
     def read(self, records: Iterable[dict[str, Any]]) -> None:
         """The pass itself: every record counted and placed, each drift gathered. Written for
         speed (a day has a few hundred thousand records): locals, few calls a record."""
-        digest, pending = self._digest, self._pending
+        digest, pending, words = self._digest, self._pending, self._words
         counts, where, focus = digest.type_counts, digest.where, digest.focus_account
         opened_times, escalated_times = digest.opened_times, digest.escalated_times
         data_end, first_timed, tz = self._data_end, self._first_timed, self._tz
@@ -231,7 +242,7 @@ class AlertReader:
                 account = str(account)
             mine = where.get(account)
             if mine is None:
-                where[account] = [index]
+                where[account] = array("q", (index,))
             else:
                 mine.append(index)
             key = get("alert_id")
@@ -239,10 +250,10 @@ class AlertReader:
                 key = _group_key(key, index)
             drift = pending.get(key)
             if drift is None:
-                drift = pending[key] = Drift(key, record, kind == OPENED)
+                drift = pending[key] = Drift(key, record, kind == OPENED, words)
             else:
                 if kind == OPENED and not drift._first_opened:
-                    drift._take_first(record, True)
+                    drift._take_first(record, True, words)
                 if drift._opened_raw is None:
                     drift._opened_raw = get("opened_at") or None
             text = get("detected_at")
@@ -266,7 +277,7 @@ class AlertReader:
                         first_timed = detected
             elif kind == RESOLVED:
                 if drift.resolution is None:
-                    drift._resolve(record, resolved_at)
+                    drift._resolve(record, resolved_at, words)
             elif kind == ESCALATED:
                 drift.escalated = True
                 if focus is None or account == focus:
