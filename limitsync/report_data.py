@@ -109,7 +109,7 @@ def _timeline(result: ReplayResult, account_id: str) -> list[TimelinePoint]:
 
 def _seconds(latencies_us: array[int]) -> array[float]:
     """Per change, the seconds until it showed (inf: never), as ``us / 1_000_000``: divided at
-    C speed (a day has millions), then the never shown ones set to inf."""
+    C speed (one a ledger change), then the never shown ones set to inf."""
     seconds = array("d", map(truediv, latencies_us, repeat(1_000_000)))
     index = -1
     for _ in range(latencies_us.count(NEVER_SHOWN)):

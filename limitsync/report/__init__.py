@@ -6,10 +6,11 @@ Every value taken from the data is escaped. The same data gives the same bytes: 
 about the time of generation is written. Money is in fen and shown as yuan with integer
 arithmetic only. Key numbers carry stable ids and ``data-*`` attributes for tests and tools.
 
-The modules, by concern: ``model`` (the data), ``alerts`` (the alert records digested in one
-pass), ``view`` (the data with the focus applied), ``text`` (how values are written), ``svg``
-and ``timeline_chart`` (charts), ``css``, the sections (``overview``, ``drift_sections``,
-``latency``, ``inquiries_section``, ``timelines``, ``explanation``) and ``page``.
+The modules, by concern: ``model`` (the data), ``vocabulary`` (the contract's words, the caps),
+``alerts`` (the alert records digested in one pass), ``tally`` (drifts counted), ``view`` (the
+data with the focus applied), ``text`` (how values are written), ``cards``, ``svg`` and
+``timeline_chart`` (charts), ``css``, the sections (``overview``, ``drift_sections``,
+``latency``, ``inquiries_section``, ``timelines`` with ``explanation``) and ``page``.
 """
 
 from __future__ import annotations

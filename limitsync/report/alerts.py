@@ -22,6 +22,7 @@ from limitsync.report.vocabulary import ESCALATED, OPENED, RESOLVED, SOURCES, TI
 
 __all__ = [
     "AlertDigest",
+    "AlertReader",
     "Drift",
     "accounts_by_drift",
     "alert_time",
@@ -225,7 +226,7 @@ class AlertReader:
 
     def read(self, records: Iterable[dict[str, Any]]) -> None:
         """The pass itself: every record counted and placed, each drift gathered. Written for
-        speed (a day has a few hundred thousand records): locals, few calls a record."""
+        speed (it runs once a record, and a day has many): locals, few calls a record."""
         digest, pending, words = self._digest, self._pending, self._words
         counts, where, focus = digest.type_counts, digest.where, digest.focus_account
         opened_times, escalated_times = digest.opened_times, digest.escalated_times

@@ -72,14 +72,20 @@ def _render_records(records: Sequence[dict[str, Any]], depth: int, memo: Memo) -
         columns += [str(k) for k in record if str(k) not in columns]
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
     cells = [(c, _cell_opening(c)) for c in columns]
-    rows = "".join(
-        "<tr>"
-        + "".join(
-            f"{opening}{_render_value(c, r.get(c), depth + 1, memo)}</td>" for c, opening in cells
-        )
-        + "</tr>"
-        for r in records[:EXPLANATION_ROWS_MAX]
-    )
+    rows = "".join(_record_row(r, cells, depth + 1, memo) for r in records[:EXPLANATION_ROWS_MAX])
     more = len(records) - EXPLANATION_ROWS_MAX
     tail = f'<p class="note">… {more} more not shown.</p>' if more > 0 else ""
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>{tail}"
+
+
+def _record_row(
+    record: dict[str, Any], cells: Sequence[tuple[str, str]], depth: int, memo: Memo
+) -> str:
+    parts = ["<tr>"]
+    for column, opening in cells:
+        value = record.get(column)
+        # Text, the commonest cell, as _render_value writes it, without the call.
+        cell = memo.text(value) if type(value) is str else _render_value(column, value, depth, memo)
+        parts.append(f"{opening}{cell}</td>")
+    parts.append("</tr>")
+    return "".join(parts)

@@ -24,7 +24,7 @@ class _Latency:
 
 
 def _latency_summary(latencies: Sequence[float], sla_seconds: int) -> _Latency:
-    # A day has millions of changes: counted from their sorted values when none is NaN (the
+    # A day has a great many changes: counted from their sorted values when none is NaN (the
     # sum is NaN when one is, or when both infinities are); else one by one.
     counts: Mapping[str, int]
     if math.isnan(sum(latencies)):

@@ -1,6 +1,6 @@
 """Drifts counted by what the overview shows of them: source group, reason, severity, whether
-escalated and whether still open. One pass at C speed (a day has tens of thousands of
-drifts); every count the overview writes is read from the few kinds that pass finds."""
+escalated and whether still open. One pass at C speed (a day has many drifts); every count the
+overview writes is read from the few kinds that pass finds."""
 
 from __future__ import annotations
 

@@ -45,7 +45,7 @@ class _Frame:
 
 def _xs(frame: _Frame, timed: _Timed) -> list[str]:
     """Each point's x, written once: the three lines and the dots all pass through it. As
-    ``fmt1(frame.x(moment))``, inlined: a day's report has thousands of points."""
+    ``fmt1(frame.x(moment))``, inlined: it runs once a point."""
     t0, span_s, left, width = frame.t0, frame.span_s, frame.left, frame.width
     return [
         f"{left + min(max((moment - t0).total_seconds() / span_s, 0.0), 1.0) * width:.1f}"
