@@ -6,6 +6,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from limitsync.report.css import CARDS_CSS, PAGE_CSS, TABLE_CSS
 from streams.core.ledger import yuan
 
 __all__ = ["render_backtest"]
@@ -13,25 +14,20 @@ __all__ = ["render_backtest"]
 BAR_WIDTH_PX = 240
 REASONS_SHOWN_MAX = 20
 
-_CSS = """
-:root{color-scheme:light}
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans","Liberation Sans",
-sans-serif;margin:0 auto;max-width:1100px;padding:16px 24px 48px;color:#1d2330;background:#fff}
-h1{font-size:22px;margin:8px 0 4px}
-h2{font-size:18px;margin:32px 0 8px;border-bottom:1px solid #dde2ea;padding-bottom:4px}
-code{font:12.5px/1.3 ui-monospace,"DejaVu Sans Mono",monospace;background:#f3f5f8;padding:0 3px;
-border-radius:3px}
-table{border-collapse:collapse;margin:6px 0 10px;font-size:13px}
-th,td{border-bottom:1px solid #e6e9ef;padding:3px 10px 3px 0;text-align:left;vertical-align:top}
+_CSS = (
+    PAGE_CSS
+    + TABLE_CSS
+    + """\
 th{color:#4b5566;font-weight:600}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;
 white-space:nowrap}
-.cards{display:flex;flex-wrap:wrap;gap:10px;margin:12px 0}
-.card{border:1px solid #dde2ea;border-radius:6px;padding:8px 12px;min-width:140px}
-.card .big{font-size:22px;font-weight:600;display:block;font-variant-numeric:tabular-nums}
+"""
+    + CARDS_CSS
+    + """\
 .bar{display:inline-block;height:11px;background:#3b6ea8;border-radius:2px;vertical-align:-1px}
 .bar.cut{background:#c0392b}.note{color:#6b7385;font-size:13px}
 .bad{color:#c0392b;font-weight:600}
 """
+)
 
 
 def _card(key: str, label: str, value: object) -> str:

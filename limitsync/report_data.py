@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from array import array
+from itertools import repeat
+from operator import truediv
 from typing import TYPE_CHECKING
 
 from limitsync.replay import NEVER_SHOWN, ReplayOptions, ReplayResult
-from limitsync.report import ReportData, TimelinePoint, timeline_accounts
+from limitsync.report import (
+    AlertDigest,
+    ReportData,
+    TimelinePoint,
+    digest_alerts,
+    timeline_accounts,
+)
 from schemas.timefmt import format_us
 from streams.core.explain import describe, explain
 
@@ -37,38 +46,24 @@ def build_report_data(
     source: str,
     focus_account: str | None = None,
     inquiries: InquirySummary | None = None,
+    alerts: AlertDigest | None = None,
 ) -> ReportData:
+    """``alerts``: the replay's alert records as read back and digested (``outputs``), for a
+    replay that streamed them; by default ``result.alerts``, digested here. With a focus
+    account, the report's alerts are that account's only."""
+    if alerts is None:
+        records = result.alerts
+        if focus_account is not None:
+            records = [a for a in records if a["account_id"] == focus_account]
+        alerts = digest_alerts(records, focus_account)
     # Only the accounts the report shows are explained: a day has thousands alerted, and
     # explaining them all was most of the command's time after the replay.
     if focus_account is not None:
         accounts = [focus_account] if focus_account in result.engine.accounts else []
     else:
-        accounts = timeline_accounts(result.alerts)
-    timelines: dict[str, list[TimelinePoint]] = {}
-    explanations = {}
-    for account_id in accounts:
-        acct = result.engine.accounts[account_id]
-        line = result.timelines.get(account_id)
-        details = {h.event_id: describe(h) for h in acct.history}
-        timelines[account_id] = [
-            TimelinePoint(
-                format_us(at),
-                event_id,
-                kind,
-                expected,
-                shown,
-                details.get(event_id, _notes(kind, source)),
-                cached,
-                source,
-            )
-            for at, event_id, kind, source, expected, shown, cached in (
-                () if line is None else line.entries()
-            )
-        ]
-        explanations[account_id] = explain(acct)
-    alerts = result.alerts
-    if focus_account is not None:
-        alerts = [a for a in alerts if a["account_id"] == focus_account]
+        accounts = timeline_accounts(alerts)
+    timelines = {account: _timeline(result, account) for account in accounts}
+    explanations = {account: explain(result.engine.accounts[account]) for account in accounts}
     dead_letters = {"invalid": result.counts["invalid"], "conflict": result.counts["conflict"]}
     if options.now_us is not None:  # a replay applies the future-timestamp rule only then
         dead_letters["future_timestamp"] = result.counts["future_timestamp"]
@@ -80,10 +75,7 @@ def build_report_data(
         accounts=result.account_lines(),
         timelines=timelines,
         sync_latencies_s={
-            source: array(
-                "d", (float("inf") if us == NEVER_SHOWN else us / 1_000_000 for us in latencies)
-            )
-            for source, latencies in result.latencies_us.items()
+            source: _seconds(latencies) for source, latencies in result.latencies_us.items()
         },
         dead_letters_by_reason=dead_letters,
         events_total=result.counts["records"],
@@ -91,3 +83,36 @@ def build_report_data(
         focus_account=focus_account,
         inquiries=inquiries,
     )
+
+
+def _timeline(result: ReplayResult, account_id: str) -> list[TimelinePoint]:
+    """The account's last records, each with the words for what it changed, if anything."""
+    line = result.timelines.get(account_id)
+    if line is None:
+        return []
+    # The history entry of each event id (the last one, if several), described when shown.
+    changes = {h.event_id: h for h in result.engine.accounts[account_id].history}
+    details: dict[str, str] = {}
+    points = []
+    for at, event_id, kind, source, expected, shown, cached in line.entries():
+        note = details.get(event_id)
+        if note is None:
+            change = changes.get(event_id)
+            note = _notes(kind, source) if change is None else describe(change)
+            if change is not None:
+                details[event_id] = note
+        points.append(
+            TimelinePoint(format_us(at), event_id, kind, expected, shown, note, cached, source)
+        )
+    return points
+
+
+def _seconds(latencies_us: array[int]) -> array[float]:
+    """Per change, the seconds until it showed (inf: never), as ``us / 1_000_000``: divided at
+    C speed (one a ledger change), then the never shown ones set to inf."""
+    seconds = array("d", map(truediv, latencies_us, repeat(1_000_000)))
+    index = -1
+    for _ in range(latencies_us.count(NEVER_SHOWN)):
+        index = latencies_us.index(NEVER_SHOWN, index + 1)
+        seconds[index] = math.inf
+    return seconds
