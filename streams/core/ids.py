@@ -5,7 +5,8 @@ per-account dict, with its digest and keep time as a Python int and an entry in 
 queue, cost several Python objects an id. Here an id is four machine words in one array: its
 account's and its own hash, the low bits of its content's digest (a replay parses with a
 fingerprint that lives as long as the process: ``schemas.parse.parse_event_for_replay``), and
-the time it may be forgotten. No Python object is kept an id, so a day's ids cost tens of bytes each.
+the time it may be forgotten. No Python object is kept an id, so a day's ids cost tens of
+bytes each.
 
 What it gives up, and why that is safe:
 - An id is known by its hash, not its text: two ids of one account with the same 62-bit hash,
@@ -14,8 +15,8 @@ What it gives up, and why that is safe:
   keeps the ids themselves (``AccountState.seen``).
 - Python's string hash is seeded per process, so which ids would collide changes between runs;
   nothing else does.
-- The digest is compared on its low 62 bits: a conflicting record (same id, other content) is
-  taken for a duplicate only if those bits agree, the same kind of chance.
+- The fingerprint is compared on its low 62 bits: a conflicting record (same id, other content)
+  is taken for a duplicate only if those bits agree, the same kind of chance.
 - Expiry is lazy: an entry past the horizon is treated as absent when it is looked up, and its
   slot is taken by the next id that probes it or dropped when the table grows. The engine's
   outcomes are those of eager expiry; only when the memory is reclaimed differs.
