@@ -9,11 +9,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypedDict
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.contract import (
+    CLEARING_SLA_S,
+    DEDUPE_HORIZON_S,
+    ESCALATION_FACTOR,
+    MAX_FUTURE_SKEW_S,
+    RESCORE_WINDOW_S,
+    REVERSAL_WINDOW_S,
+    SLA_S,
+)
 
 __all__ = ["REDACTED", "Settings", "load_settings", "redact_url"]
 
@@ -33,6 +43,18 @@ def redact_url(url: str) -> str:
     user, _, host = parts.netloc.rpartition("@")
     name = user.partition(":")[0]
     return urlunsplit(parts._replace(netloc=f"{name}:{REDACTED}@{host}"))
+
+
+class CoreSeconds(TypedDict):
+    """The core's knobs in seconds, by the names ``CoreConfig.from_seconds`` takes."""
+
+    sla_s: int
+    clearing_sla_s: int
+    escalation_factor: int
+    dedupe_horizon_s: int
+    rescore_enabled: bool
+    rescore_window_s: int
+    reversal_window_s: int
 
 
 class Settings(BaseSettings):
@@ -70,15 +92,19 @@ class Settings(BaseSettings):
     app_id: str = "limitsync"
     cache_prefix: str = "limit:"
 
-    sla_seconds: int = 60
-    clearing_sla_seconds: int = 7200
-    dedupe_horizon_s: int = 7 * 24 * 3600
-    reversal_window_s: int = 90 * 24 * 3600  # event time a posting is kept for its reversal
-    max_future_skew_s: int = 300  # live: a record stamped further ahead is dead-lettered
-    escalation_factor: int = 10
+    # The core's knobs (``core_seconds``), defaults from the contract. The SLAs keep the
+    # environment names the docs and manifests have always used.
+    sla_s: int = Field(default=SLA_S, validation_alias="LIMITSYNC_SLA_SECONDS")
+    clearing_sla_s: int = Field(
+        default=CLEARING_SLA_S, validation_alias="LIMITSYNC_CLEARING_SLA_SECONDS"
+    )
+    dedupe_horizon_s: int = DEDUPE_HORIZON_S
+    reversal_window_s: int = REVERSAL_WINDOW_S  # event time a posting is kept for its reversal
+    max_future_skew_s: int = MAX_FUTURE_SKEW_S  # live: a record stamped further ahead is refused
+    escalation_factor: int = ESCALATION_FACTOR
 
     rescore_enabled: bool = True
-    rescore_window_s: int = 30
+    rescore_window_s: int = RESCORE_WINDOW_S
     rescore_timeout_s: float = 5.0
     rescore_retries_max: int = 3
     scorer: str = "streams.scorer:BehaviourScorecard"
@@ -101,6 +127,18 @@ class Settings(BaseSettings):
     data_dir: str = ".limitsync/data"
     standby_replicas: int = 1
     store: str = "memory://"  # "rocksdb://" in production for more accounts than memory holds
+
+    def core_seconds(self) -> CoreSeconds:
+        """The core's knobs, by the names ``CoreConfig.from_seconds`` takes."""
+        return CoreSeconds(
+            sla_s=self.sla_s,
+            clearing_sla_s=self.clearing_sla_s,
+            escalation_factor=self.escalation_factor,
+            dedupe_horizon_s=self.dedupe_horizon_s,
+            rescore_enabled=self.rescore_enabled,
+            rescore_window_s=self.rescore_window_s,
+            reversal_window_s=self.reversal_window_s,
+        )
 
     def topic(self, name: str) -> str:
         """Full topic name for one of the contract's topics."""

@@ -28,11 +28,11 @@ from typing import Any
 import orjson
 
 from limitsync.replay import InputRecord
+from schemas.contract import SLA_S
 from schemas.native import CreditLineChanged
 from schemas.parse import Parsed, parse_event
 from schemas.timefmt import format_us
-from streams.core import AlertRaised, Effect, Engine, EventTimeClock
-from streams.core.engine import core_config_from_seconds
+from streams.core import AlertRaised, CoreConfig, Effect, Engine, EventTimeClock
 from streams.scorer import Decision, Scorer, features_of
 
 __all__ = ["BacktestResult", "declared_patterns", "run_backtest", "write_outputs"]
@@ -123,10 +123,10 @@ def run_backtest(
     scorer: Scorer,
     scorer_path: str,
     decisions_out: Any,
-    sla_seconds: int = 60,
+    sla_s: int = SLA_S,
 ) -> BacktestResult:
     """Run the log; write one JSON line per rescore point to ``decisions_out`` (binary)."""
-    config = core_config_from_seconds(sla_seconds, 7200, 10, 7 * 24 * 3600)
+    config = CoreConfig.from_seconds(sla_s=sla_s)
     incumbent = Engine(config, EventTimeClock())
     candidate = Engine(config, EventTimeClock())
     patterns = declared_patterns(scorer)

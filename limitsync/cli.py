@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from limitsync import compiled
-from limitsync.cli_args import add_inquiries_argument, replay_options
+from limitsync.cli_args import add_inquiries_argument, add_sla_arguments, replay_options
 from limitsync.cli_args import fail as _fail
 from limitsync.cli_args import seconds as _seconds
 from limitsync.cli_args import time_us as _time_us
@@ -130,11 +130,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
 # -- parser --------------------------------------------------------------------------------
 
 
-def _add_clock_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sla-seconds", type=int, default=60)
-    p.add_argument("--clearing-sla-seconds", type=int, default=7200)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="limitsync", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -158,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-future-skew-s after TIME instead of applying it",
     )
     p.add_argument("--max-future-skew-s", type=_seconds, help="with --now (default 300)")
-    _add_clock_args(p)
+    add_sla_arguments(p)
     p.set_defaults(handler=cmd_replay)
 
     p = sub.add_parser("explain", help="why an account's limit is what it is")
@@ -167,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=_time_us, help="changes since TIME")
     p.add_argument("--json", action="store_true")
     p.add_argument("--state-file")
-    _add_clock_args(p)
+    add_sla_arguments(p)
     p.set_defaults(handler=cmd_explain)
 
     p = sub.add_parser("simulate", help="write realistic traffic with injected faults")

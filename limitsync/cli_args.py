@@ -31,16 +31,34 @@ def time_us(text: str) -> int:
 def replay_options(args: argparse.Namespace) -> ReplayOptions:
     """The replay options every replaying subcommand takes (SLAs, ``--until``, ``--now``)."""
     from limitsync.replay import ReplayOptions
-    from schemas.parse import MAX_FUTURE_SKEW_S
+    from schemas.contract import MAX_FUTURE_SKEW_S
+    from streams.core import CoreConfig
 
     skew_s = getattr(args, "max_future_skew_s", None)
     return ReplayOptions(
-        sla_seconds=args.sla_seconds,
-        clearing_sla_seconds=args.clearing_sla_seconds,
+        core=CoreConfig.from_seconds(
+            sla_s=args.sla_s, clearing_sla_s=args.clearing_sla_s
+        ),
         until_us=getattr(args, "until", None),
         now_us=getattr(args, "now", None),
         max_future_skew_s=MAX_FUTURE_SKEW_S if skew_s is None else skew_s,
     )
+
+
+def add_sla_arguments(p: argparse.ArgumentParser, clearing: bool = True) -> None:
+    """The SLAs a replaying subcommand judges by, in whole seconds (``--sla-seconds`` and
+    ``--clearing-sla-seconds``, the older spellings, still work)."""
+    from schemas.contract import CLEARING_SLA_S, SLA_S
+
+    p.add_argument(
+        "--sla-s", "--sla-seconds", dest="sla_s", type=seconds, default=SLA_S,
+        help=f"drift SLA (default {SLA_S})",
+    )
+    if clearing:
+        p.add_argument(
+            "--clearing-sla-s", "--clearing-sla-seconds", dest="clearing_sla_s", type=seconds,
+            default=CLEARING_SLA_S, help=f"clearing SLA (default {CLEARING_SLA_S})",
+        )
 
 
 def seconds(text: str) -> int:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from limitsync.cli_args import add_inquiries_argument, replay_options
+from limitsync.cli_args import add_inquiries_argument, add_sla_arguments, replay_options
 from limitsync.cli_args import fail as _fail
 from limitsync.cli_args import time_us as _time_us
 
@@ -299,6 +299,5 @@ def register(sub: Any) -> None:
     p.add_argument("--account", help="narrow the report to one account")
     add_inquiries_argument(p)
     p.add_argument("--until", type=_time_us, help="advance the clock to TIME after the last record")
-    p.add_argument("--sla-seconds", type=int, default=60)
-    p.add_argument("--clearing-sla-seconds", type=int, default=7200)
+    add_sla_arguments(p)
     p.set_defaults(handler=cmd_report)

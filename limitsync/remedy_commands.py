@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from limitsync.cli_args import fail
+from limitsync.cli_args import add_sla_arguments, fail
 
 __all__ = ["post_inquiry", "register"]
 
@@ -116,7 +116,7 @@ def register(sub: Any) -> None:
     p.add_argument("--end", type=time_us, help="with --from-kafka: last record timestamp")
     p.add_argument("--scorer", required=True, help="the candidate, as module:callable")
     p.add_argument("--out", default="backtest-out", help="output directory")
-    p.add_argument("--sla-seconds", type=int, default=60)
+    add_sla_arguments(p, clearing=False)
     p.add_argument("--state-file")
     p.set_defaults(handler=cmd_backtest)
 
@@ -145,7 +145,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     try:
         with (out / "decisions.jsonl").open("wb") as decisions:
-            result = run_backtest(records, scorer, args.scorer, decisions, args.sla_seconds)
+            result = run_backtest(records, scorer, args.scorer, decisions, args.sla_s)
     except InputError as exc:
         return fail(str(exc))
     write_outputs(result, out)
@@ -171,7 +171,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
     options = DrillOptions(
         scenario=args.scenario,
         accounts=args.accounts,
-        sla_s=args.sla_s if args.sla_s is not None else float(settings.sla_seconds),
+        sla_s=args.sla_s if args.sla_s is not None else float(settings.sla_s),
         tolerance_s=args.tolerance_s,
         outage_s=args.outage_s,
         timeout_s=args.timeout_s,

@@ -38,7 +38,6 @@ from streams.core import (
     EventTimeClock,
     Outcome,
 )
-from streams.core.engine import core_config_from_seconds
 from streams.core.state import AccountState
 
 __all__ = [
@@ -200,26 +199,15 @@ WRITE_BUFFER = 1 << 20
 
 @dataclass(frozen=True, slots=True)
 class ReplayOptions:
-    sla_seconds: int = 60
-    clearing_sla_seconds: int = 7200
+    # The core's knobs (its SLAs from the command line, the rest at the contract's defaults);
+    # a replay never rescores: the log's credit_line.changed events carry the live rescores.
+    core: CoreConfig = field(default_factory=CoreConfig)
     until_us: int | None = None
-    dedupe_horizon_s: int = 7 * 24 * 3600
-    escalation_factor: int = 10
-    rescore_enabled: bool = False
     keep_timelines: bool = True
     # --now: the live workers' clock for the future-timestamp rule, which a replay applies only
     # when given one (a record stamped more than the skew after it is dead-lettered).
     now_us: int | None = None
     max_future_skew_s: int = MAX_FUTURE_SKEW_S
-
-    def core_config(self) -> CoreConfig:
-        return core_config_from_seconds(
-            self.sla_seconds,
-            self.clearing_sla_seconds,
-            self.escalation_factor,
-            self.dedupe_horizon_s,
-            self.rescore_enabled,
-        )
 
 
 @dataclass
@@ -336,7 +324,7 @@ def _run_replay(
     outputs: OutputFiles | None,
 ) -> ReplayResult:
     clock = EventTimeClock()
-    engine = Engine(options.core_config(), clock, compact_ids=True)
+    engine = Engine(options.core, clock, compact_ids=True)
     result = ReplayResult(engine)
     result.streamed = outputs is not None
     counts = result.counts

@@ -70,7 +70,7 @@ def build_report_data(
     return ReportData(
         title="limitsync replay report",
         generated_from=source,
-        sla_seconds=options.sla_seconds,
+        sla_s=options.core.sla_us // 1_000_000,
         alerts=alerts,
         accounts=result.account_lines(),
         timelines=timelines,

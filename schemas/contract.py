@@ -27,13 +27,20 @@ __all__ = [
     "ACCOUNT_ID_PATTERN",
     "CAUSES",
     "CHANNELS",
+    "CLEARING_SLA_S",
+    "DEDUPE_HORIZON_S",
     "DISPLAY_SOURCES",
+    "ESCALATION_FACTOR",
     "ID_LEN_MAX",
     "LINE_REASONS_MAX",
     "LINE_REASON_LEN_MAX",
+    "MAX_FUTURE_SKEW_S",
     "MINOR_UNITS_MAX",
     "MODEL_VERSION_LEN_MAX",
+    "RESCORE_WINDOW_S",
+    "REVERSAL_WINDOW_S",
     "SCHEMA_VERSION",
+    "SLA_S",
     "STATUSES",
     "STATUS_REASON_LEN_MAX",
     "VERSION_MAX",
@@ -79,6 +86,18 @@ Cause = Literal["initial", "rescore", "policy", "manual"]  # credit_line.changed
 AccountStatus = Literal["active", "frozen", "closed"]  # account.status_changed
 # limit.displayed's source (absent means app); also which displayed value an alert is about
 DisplaySource = Literal["app", "cache"]
+
+# -- the defaults of the rules (docs/contract.md "Drift and alerts", "Idempotency horizon") -----
+
+# Settings (config/settings.py) and the core's config (streams/core/engine.py) both start here.
+SLA_S: Final = 60  # an open drift older than this breaches
+CLEARING_SLA_S: Final = 7200  # a repayment initiated and not posted within this breaches
+ESCALATION_FACTOR: Final = 10  # a breach still open after this many SLAs escalates
+DEDUPE_HORIZON_S: Final = 7 * 24 * 3600
+REVERSAL_WINDOW_S: Final = 90 * 24 * 3600
+RESCORE_WINDOW_S: Final = 30  # rescore requests of one account coalesce over this
+# "Bad input": live, a record stamped further than this after the worker's clock is refused.
+MAX_FUTURE_SKEW_S: Final = 300
 
 CHANNELS: Final[frozenset[str]] = frozenset(get_args(Channel))
 CAUSES: Final[frozenset[str]] = frozenset(get_args(Cause))

@@ -19,7 +19,7 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from schemas import events
-from schemas.contract import ACCOUNT_ID_LEN_MAX, ID_LEN_MAX
+from schemas.contract import ACCOUNT_ID_LEN_MAX, ID_LEN_MAX, MAX_FUTURE_SKEW_S
 from schemas.events import EVENT_TYPES
 from schemas.fastpath import fast_event
 from schemas.native import Event, from_model
@@ -303,10 +303,6 @@ def _cut(text: str) -> str:
 def conflict_error(event_id: str) -> str:
     """The dead-letter error of a conflict (same id, different content)."""
     return f"conflict: event_id {event_id!r} was seen with other content"
-
-
-# docs/contract.md, "Bad input": the default of max_future_skew_s.
-MAX_FUTURE_SKEW_S: Final = 300
 
 
 def future_timestamp_error(occurred_us: int, now_us: int, max_future_skew_us: int) -> str | None:

@@ -50,7 +50,6 @@ from streams.core import (
     RescoreRequested,
 )
 from streams.core.effects import ReversalUnmatched
-from streams.core.engine import core_config_from_seconds
 from streams.core.explain import explain
 from streams.core.journal import Journal
 from streams.metrics import Metrics
@@ -125,15 +124,7 @@ def partition_of(account_id: str, partitions: int) -> int:
 
 
 def core_config(settings: Settings) -> CoreConfig:
-    return core_config_from_seconds(
-        settings.sla_seconds,
-        settings.clearing_sla_seconds,
-        settings.escalation_factor,
-        settings.dedupe_horizon_s,
-        settings.rescore_enabled,
-        settings.rescore_window_s,
-        settings.reversal_window_s,
-    )
+    return CoreConfig.from_seconds(**settings.core_seconds())
 
 
 class LiveShell:

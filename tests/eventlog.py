@@ -17,7 +17,7 @@ import orjson
 from limitsync.replay import InputRecord, ReplayOptions, ReplayResult, run_replay
 from schemas.parse import Parsed, parse_event
 from schemas.timefmt import format_us, parse_rfc3339, to_us
-from streams.core import Effect, Engine
+from streams.core import CoreConfig, Effect, Engine
 
 __all__ = [
     "T0",
@@ -146,12 +146,12 @@ def records(events: Iterable[dict[str, Any] | bytes]) -> list[InputRecord]:
 
 
 def replay(
-    events: Iterable[dict[str, Any] | bytes], *, sla_seconds: int = 60,
-    clearing_sla_seconds: int = 7200, until: int | None = None, **options: Any,
+    events: Iterable[dict[str, Any] | bytes], *, sla_s: int = 60,
+    clearing_sla_s: int = 7200, until: int | None = None, **options: Any,
 ) -> ReplayResult:
     """Run events through the replay shell; ``until`` is in ms after T0."""
     opts = ReplayOptions(
-        sla_seconds=sla_seconds, clearing_sla_seconds=clearing_sla_seconds,
+        core=CoreConfig.from_seconds(sla_s=sla_s, clearing_sla_s=clearing_sla_s),
         until_us=None if until is None else us(until), **options,
     )
     return run_replay(records(events), opts)

@@ -54,7 +54,7 @@ def test_clearing_watch_exactly_as_old_as_its_sla_does_not_fire() -> None:
 
 
 def test_clearing_sla_is_configurable() -> None:
-    result = replay([*PAID, tick(S + 600 * S + 1)], clearing_sla_seconds=600)
+    result = replay([*PAID, tick(S + 600 * S + 1)], clearing_sla_s=600)
     assert [a["payment_id"] for a in not_posted(result)] == ["pay-1"]
 
 

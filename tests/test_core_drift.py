@@ -162,7 +162,7 @@ def test_breach_fires_once_per_drift() -> None:
 
 
 def test_sla_is_configurable() -> None:
-    result = replay([*STALE, tick(10 * S + 30 * S + 1)], sla_seconds=30)
+    result = replay([*STALE, tick(10 * S + 30 * S + 1)], sla_s=30)
     assert kinds(result) == ["mismatch.opened"]
 
 

@@ -16,8 +16,7 @@ from eventlog import (
     repayment_posted,
 )
 
-from streams.core import AlertRaised, Engine, InjectedClock
-from streams.core.engine import core_config_from_seconds
+from streams.core import AlertRaised, CoreConfig, Engine, InjectedClock
 from streams.core.inquiry import InquiryRequest, answer, decide_action, parse_request
 from streams.core.state import AccountState
 
@@ -25,7 +24,7 @@ SLA_S = 60
 
 
 def engine_at(now_ms: int) -> Engine:
-    config = core_config_from_seconds(SLA_S, 7200, 10, 7 * 86400, False, 30, 90 * 86400)
+    config = CoreConfig.from_seconds(sla_s=SLA_S)
     return Engine(config, InjectedClock(lambda: T0_US + now_ms * 1000))
 
 

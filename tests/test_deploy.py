@@ -38,6 +38,7 @@ from deploy_metrics import (
     PROMETHEUS_TARGET_LABELS,
     metric_for_series,
 )
+from pydantic import AliasChoices
 
 from config.settings import Settings
 
@@ -98,8 +99,18 @@ def _required_tool(name: str, install: str) -> str:
 
 
 def _settings_env_names() -> frozenset[str]:
-    names = {f"LIMITSYNC_{name.upper()}" for name in Settings.model_fields}
-    return frozenset(names | {"KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL"})
+    """The environment names Settings reads: a field's validation aliases where it has them
+    (which replace the prefixed name), else LIMITSYNC_ and its name."""
+    names: set[str] = set()
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, str):
+            names.add(alias)
+        elif isinstance(alias, AliasChoices):
+            names |= {choice for choice in alias.choices if isinstance(choice, str)}
+        else:
+            names.add(f"LIMITSYNC_{name.upper()}")
+    return frozenset(names)
 
 
 # --- YAML ---------------------------------------------------------------------------------

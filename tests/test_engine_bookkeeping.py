@@ -5,7 +5,7 @@ from __future__ import annotations
 from limitsync.replay import InputRecord, ReplayOptions, run_replay
 from limitsync.simulate import simulate
 from schemas.parse import Parsed, parse_event
-from streams.core import Engine, EventTimeClock
+from streams.core import CoreConfig, Engine, EventTimeClock
 from streams.core.state import AccountState
 
 
@@ -33,7 +33,7 @@ def test_open_drifts_matches_the_accounts_in_drift_after_a_faulty_day_and_a_relo
 
 def test_ingest_reads_occurred_at_itself_when_the_parser_does_not_hand_it_over() -> None:
     lines = list(simulate(accounts=40, hours=2, seed=9, faults=0.1, bad=0.0))
-    told, untold = (Engine(ReplayOptions().core_config(), EventTimeClock()) for _ in range(2))
+    told, untold = (Engine(CoreConfig(), EventTimeClock()) for _ in range(2))
     outcomes: list[tuple[object, object]] = []
     for raw in lines:
         parsed = parse_event(raw)
@@ -54,7 +54,7 @@ def test_counters_count_applied_events_by_type_and_duplicates() -> None:
     line = next(iter(simulate(accounts=1, hours=1, seed=2, faults=0.0, bad=0.0)))
     parsed = parse_event(line)
     assert isinstance(parsed, Parsed)
-    engine = Engine(ReplayOptions().core_config(), EventTimeClock())
+    engine = Engine(CoreConfig(), EventTimeClock())
     for _ in range(3):
         engine.ingest(parsed.event, parsed.digest, parsed.occurred_us)
     counted = engine.counters

@@ -17,6 +17,7 @@ from limitsync.progress import progress_reporter
 from limitsync.replay import TIMELINE_MAX, ReplayOptions, Timeline, run_replay
 from limitsync.report import TIMELINES_MAX
 from limitsync.report_data import build_report_data
+from streams.core import CoreConfig
 from streams.core.engine import _FIFO_CUT_MIN
 
 HOUR = 3600 * S
@@ -32,9 +33,8 @@ def ids_over_two_horizons() -> tuple[list[dict[str, object]], list[dict[str, obj
 
 def outcomes_after_the_horizon(copy_of: dict[str, object]) -> int:
     first, late = ids_over_two_horizons()
-    result = run_replay(
-        records([*first, *late, copy_of]), ReplayOptions(dedupe_horizon_s=3600)
-    )
+    hour = ReplayOptions(core=CoreConfig.from_seconds(dedupe_horizon_s=3600))
+    result = run_replay(records([*first, *late, copy_of]), hour)
     return result.counts["applied"]
 
 

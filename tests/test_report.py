@@ -207,7 +207,7 @@ def sample() -> ReportData:
     return ReportData(
         title=f"Incident {EVIL}",
         generated_from="events.jsonl",
-        sla_seconds=60,
+        sla_s=60,
         alerts=alerts,
         accounts=accounts,
         timelines={account: points(account) for account in ("acct-1", "acct-2", EVIL)},
@@ -230,7 +230,7 @@ def empty() -> ReportData:
     return ReportData(
         title="Empty",
         generated_from="empty.jsonl",
-        sla_seconds=60,
+        sla_s=60,
         alerts=[],
         accounts=[],
         timelines={},

@@ -95,7 +95,7 @@ def _report_data() -> ReportData:
     return ReportData(
         title="Browser check",
         generated_from="events.jsonl",
-        sla_seconds=60,
+        sla_s=60,
         alerts=[
             _alert("mismatch.opened", "a1", "acct-1", "SYNC_DELAY"),
             _alert(

@@ -132,13 +132,13 @@ def odd_latencies(rng: random.Random) -> list[float]:
     return [rng.choice([*values, math.inf, -math.inf, rng.uniform(-5, 100)]) for _ in range(30)]
 
 
-@pytest.mark.parametrize("sla_seconds", [0, 1, 5, 10, 11, 60])
-def test_latencies_counted_sorted_as_one_by_one(sla_seconds: int) -> None:
-    rng = random.Random(sla_seconds)
+@pytest.mark.parametrize("sla_s", [0, 1, 5, 10, 11, 60])
+def test_latencies_counted_sorted_as_one_by_one(sla_s: int) -> None:
+    rng = random.Random(sla_s)
     for _ in range(200):
         values = odd_latencies(rng)
-        sorted_counts = Counter(_counts_sorted(sorted(values), sla_seconds))
-        assert sorted_counts == _counts_one_by_one(values, sla_seconds)  # zero if missing
+        sorted_counts = Counter(_counts_sorted(sorted(values), sla_s))
+        assert sorted_counts == _counts_one_by_one(values, sla_s)  # zero if missing
 
 
 @pytest.mark.parametrize(

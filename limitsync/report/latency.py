@@ -23,33 +23,33 @@ class _Latency:
     within: list[tuple[str, str, int]]  # (key, label, count within)
 
 
-def _latency_summary(latencies: Sequence[float], sla_seconds: int) -> _Latency:
+def _latency_summary(latencies: Sequence[float], sla_s: int) -> _Latency:
     # A day has a great many changes: counted from their sorted values when none is NaN (the
     # sum is NaN when one is, or when both infinities are); else one by one.
     counts: Mapping[str, int]
     if math.isnan(sum(latencies)):
-        counts = _counts_one_by_one(latencies, sla_seconds)
+        counts = _counts_one_by_one(latencies, sla_s)
     else:
-        counts = _counts_sorted(sorted(latencies), sla_seconds)
+        counts = _counts_sorted(sorted(latencies), sla_s)
     mid_label = (
-        f"10–{sla_seconds} s" if sla_seconds > 10 else f"(empty: SLA {sla_seconds} s ≤ 10 s)"
+        f"10–{sla_s} s" if sla_s > 10 else f"(empty: SLA {sla_s} s ≤ 10 s)"
     )
     buckets = [
         ("le_1s", "≤ 1 s", counts["le_1s"]),
-        ("le_10s", f"1–{min(10, sla_seconds)} s", counts["le_10s"]),
+        ("le_10s", f"1–{min(10, sla_s)} s", counts["le_10s"]),
         ("le_sla", mid_label, counts["le_sla"]),
-        ("over_sla", f"> SLA ({sla_seconds} s)", counts["over_sla"]),
+        ("over_sla", f"> SLA ({sla_s} s)", counts["over_sla"]),
         ("never", "never", counts["never"]),
     ]
     within = [
         ("1s", "1 s", counts["within_1s"]),
         ("10s", "10 s", counts["within_10s"]),
-        ("sla", f"the SLA ({sla_seconds} s)", counts["within_sla"]),
+        ("sla", f"the SLA ({sla_s} s)", counts["within_sla"]),
     ]
     return _Latency(total=len(latencies), buckets=buckets, within=within)
 
 
-def _counts_sorted(ordered: Sequence[float], sla_seconds: int) -> dict[str, int]:
+def _counts_sorted(ordered: Sequence[float], sla_s: int) -> dict[str, int]:
     """The buckets (a finite value over the SLA, else at most 1 s, 10 s or the SLA; an
     infinite one never) and the counts within 1 s, 10 s and the SLA, of NaN-free values."""
     below = bisect_right(ordered, -math.inf)  # never displayed, like +inf
@@ -58,7 +58,7 @@ def _counts_sorted(ordered: Sequence[float], sla_seconds: int) -> dict[str, int]
     def upto(bound: int) -> int:  # finite values at most ``bound``
         return bisect_right(ordered, bound) - below
 
-    to_1s, to_10s, to_sla = upto(min(1, sla_seconds)), upto(min(10, sla_seconds)), upto(sla_seconds)
+    to_1s, to_10s, to_sla = upto(min(1, sla_s)), upto(min(10, sla_s)), upto(sla_s)
     return {
         "le_1s": to_1s,
         "le_10s": to_10s - to_1s,
@@ -71,7 +71,7 @@ def _counts_sorted(ordered: Sequence[float], sla_seconds: int) -> dict[str, int]
     }
 
 
-def _counts_one_by_one(latencies: Sequence[float], sla_seconds: int) -> Counter[str]:
+def _counts_one_by_one(latencies: Sequence[float], sla_s: int) -> Counter[str]:
     """As ``_counts_sorted``, for values that may be NaN (never displayed too)."""
     counts = Counter[str]()
     for value in latencies:
@@ -80,8 +80,8 @@ def _counts_one_by_one(latencies: Sequence[float], sla_seconds: int) -> Counter[
             continue
         counts["within_1s"] += value <= 1
         counts["within_10s"] += value <= 10
-        counts["within_sla"] += value <= sla_seconds
-        if value > sla_seconds:
+        counts["within_sla"] += value <= sla_s
+        if value > sla_s:
             counts["over_sla"] += 1
         elif value <= 1:
             counts["le_1s"] += 1
@@ -95,7 +95,7 @@ def _counts_one_by_one(latencies: Sequence[float], sla_seconds: int) -> Counter[
 def section_latency(view: View) -> str:
     data = view.data
     parts = [
-        _latency_part(source, data.sync_latencies_s.get(source, []), data.sla_seconds)
+        _latency_part(source, data.sync_latencies_s.get(source, []), data.sla_s)
         for source in SOURCES
     ]
     return (
@@ -124,8 +124,8 @@ def _slo_item(source: str, key: str, label: str, count: int, total: int) -> str:
     )
 
 
-def _latency_part(source: str, latencies: Sequence[float], sla_seconds: int) -> str:
-    summary = _latency_summary(latencies, sla_seconds)
+def _latency_part(source: str, latencies: Sequence[float], sla_s: int) -> str:
+    summary = _latency_summary(latencies, sla_s)
     total = summary.total
     late = {"over_sla", "never"}
     columns = [

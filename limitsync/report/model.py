@@ -35,7 +35,7 @@ class ReportData:
 
     title: str
     generated_from: str  # input description (file path or kafka window)
-    sla_seconds: int
+    sla_s: int
     # Contract alert records in raised order, or their digest (``report.alerts``: what a reader
     # that does not hold a day of them keeps); a digest's focus must be ``focus_account``.
     alerts: Sequence[dict[str, Any]] | AlertDigest

@@ -60,7 +60,7 @@ def section_header(view: View) -> str:
     return (
         f"<header><h1>{esc(data.title)}</h1>"
         f'<p class="muted">Input: <code id="generated-from">{esc(data.generated_from)}</code> · '
-        f'drift SLA <span id="sla-seconds">{int(data.sla_seconds)}</span> s · '
+        f'drift SLA <span id="sla-seconds">{int(data.sla_s)}</span> s · '
         f"times in {esc(tz_label(view.tz))} · money in yuan (¥)</p>"
         f'<div class="cards">{"".join(cards)}</div>{focus}</header>'
     )

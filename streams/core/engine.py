@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from schemas import events as contract
+from schemas import contract
+from schemas import events as contract_models
 from schemas.events import EVENT_TYPES
 from schemas.native import (
     DrawdownBooked,
@@ -60,7 +61,7 @@ from streams.core.state import (
     remembered_keep,
 )
 
-__all__ = ["CoreConfig", "Engine", "Outcome", "core_config_from_seconds"]
+__all__ = ["CoreConfig", "Engine", "Outcome"]
 
 _S = 1_000_000
 _COUNTER_KEYS = {kind: f"events.{kind}" for kind in EVENT_TYPES}
@@ -74,36 +75,39 @@ _RESCORE_TRIGGERS = (DrawdownBooked, RepaymentPosted)
 
 @dataclass(frozen=True, slots=True)
 class CoreConfig:
-    """The core's knobs, all in microseconds of the injected clock."""
+    """The core's knobs, all in microseconds of the injected clock: the one configuration
+    object of the core, for live workers and replay alike. ``from_seconds`` builds it from the
+    seconds operators and the contract speak in; the defaults are the contract's."""
 
-    sla_us: int = 60 * _S
-    clearing_sla_us: int = 7200 * _S
-    escalation_factor: int = 10
-    dedupe_horizon_us: int = 7 * 24 * 3600 * _S
+    sla_us: int = contract.SLA_S * _S
+    clearing_sla_us: int = contract.CLEARING_SLA_S * _S
+    escalation_factor: int = contract.ESCALATION_FACTOR
+    dedupe_horizon_us: int = contract.DEDUPE_HORIZON_S * _S
     rescore_enabled: bool = False
-    rescore_window_us: int = 30 * _S
-    reversal_window_us: int = 90 * 24 * 3600 * _S
+    rescore_window_us: int = contract.RESCORE_WINDOW_S * _S
+    reversal_window_us: int = contract.REVERSAL_WINDOW_S * _S
 
-
-def core_config_from_seconds(
-    sla_s: int,
-    clearing_sla_s: int,
-    escalation_factor: int,
-    dedupe_horizon_s: int,
-    rescore_enabled: bool = False,
-    rescore_window_s: int = 30,
-    reversal_window_s: int = 90 * 24 * 3600,
-) -> CoreConfig:
-    """The core's config from the seconds operators and the contract speak in."""
-    return CoreConfig(
-        sla_us=sla_s * _S,
-        clearing_sla_us=clearing_sla_s * _S,
-        escalation_factor=escalation_factor,
-        dedupe_horizon_us=dedupe_horizon_s * _S,
-        rescore_enabled=rescore_enabled,
-        rescore_window_us=rescore_window_s * _S,
-        reversal_window_us=reversal_window_s * _S,
-    )
+    @staticmethod
+    def from_seconds(
+        *,
+        sla_s: int = contract.SLA_S,
+        clearing_sla_s: int = contract.CLEARING_SLA_S,
+        escalation_factor: int = contract.ESCALATION_FACTOR,
+        dedupe_horizon_s: int = contract.DEDUPE_HORIZON_S,
+        rescore_enabled: bool = False,
+        rescore_window_s: int = contract.RESCORE_WINDOW_S,
+        reversal_window_s: int = contract.REVERSAL_WINDOW_S,
+    ) -> CoreConfig:
+        """The knobs in seconds, by the names settings use (``Settings.core_seconds``)."""
+        return CoreConfig(
+            sla_us=sla_s * _S,
+            clearing_sla_us=clearing_sla_s * _S,
+            escalation_factor=escalation_factor,
+            dedupe_horizon_us=dedupe_horizon_s * _S,
+            rescore_enabled=rescore_enabled,
+            rescore_window_us=rescore_window_s * _S,
+            reversal_window_us=reversal_window_s * _S,
+        )
 
 
 class _IdFifo:
@@ -218,7 +222,10 @@ class Engine:
     # -- records -------------------------------------------------------------------------
 
     def ingest(
-        self, event: Event | contract.Event, digest: str | int, occurred_us: int | None = None
+        self,
+        event: Event | contract_models.Event,
+        digest: str | int,
+        occurred_us: int | None = None,
     ) -> tuple[Outcome, list[Effect]]:
         """Process one valid record; a duplicate or conflict changes nothing, clock included.
 

@@ -25,6 +25,7 @@ from limitsync.remedy_commands import post_inquiry
 from limitsync.replay import ReplayOptions, run_replay
 from limitsync.simulate import simulate
 from schemas.records import AlertRecord
+from streams.core import CoreConfig
 from tests.integration.live_harness import LiveSystem, make_live_system, wait_for
 
 pytestmark = pytest.mark.integration
@@ -48,7 +49,7 @@ def fed(
         worker.wait_ready()
         start = datetime.now(UTC) - timedelta(hours=2)
         log = list(simulate(ACCOUNTS, 1.0, 7, start=start))
-        result = run_replay(records(log), ReplayOptions(sla_seconds=SLA_S))
+        result = run_replay(records(log), ReplayOptions(core=CoreConfig.from_seconds(sla_s=SLA_S)))
         expected = {a: s.expected_available for a, s in result.engine.accounts.items()}
         system.produce(log)
         wait_for(lambda: _all_known(system, expected), 60, "the worker's state = the replay's")
