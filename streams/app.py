@@ -37,6 +37,13 @@ LEDGER_BATCH_MAX = 500
 LEDGER_BATCH_WITHIN_S = 0.05
 DRIFT_TICK_S = 0.25
 LAG_INTERVAL_S = 5.0
+# The most a record batch of one partition may hold (Faust's default is 16 KB). A flush hands
+# the client one batch per partition, and the client puts at most one batch of a partition in
+# each produce request: at 16 KB, one flush of a few hundred events took a few dozen requests
+# in turn, and the broker's cost is largely per request and per partition batch. Well below
+# the broker's default largest batch (1 MB), which a record larger than this still reaches on
+# its own (``KafkaOut``).
+PRODUCER_BATCH_BYTES_MAX = 512 * 1024
 
 
 class FaustPublisher:
@@ -96,6 +103,7 @@ def _app_settings(settings: Settings) -> dict[str, Any]:
         "consumer_auto_offset_reset": "earliest",
         "topic_allow_declare": True,
         "broker_consumer": [f"{batch_consumer.SCHEME}://{h}" for h in hosts],
+        "producer_max_batch_size": PRODUCER_BATCH_BYTES_MAX,
     }
     batch_consumer.register()
     credentials = faust_broker_credentials(settings)
