@@ -28,7 +28,7 @@ from streams.live import OWN_HEADER, LiveShell, RawRecord, partition_of, tune_co
 from streams.metrics import Metrics
 from streams.rescore import Rescorer
 from streams.scorer import load_scorer
-from streams.state_store import account_of_key
+from streams.state_store import account_bytes_of_key, account_of_key
 
 __all__ = ["FaustPublisher", "create_app"]
 
@@ -134,7 +134,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LiveShell]:
     # batches per partition through Faust's own client, started and stopped with the app.
     out = KafkaOut(lambda: _client_of(app), settings.partitions)
     account_partition = PartitionMemo(settings.partitions)
-    store = ChangelogTable(table, out, lambda key: account_partition(account_of_key(key).encode()))
+    store = ChangelogTable(table, out, lambda key: account_partition(account_bytes_of_key(key)))
     shell = LiveShell(settings, out, cache, store, metrics, out.flush_soon)
     rescorer = Rescorer(
         load_scorer(settings.scorer),

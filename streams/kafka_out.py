@@ -23,6 +23,9 @@ __all__ = ["ChangelogTable", "KafkaOut", "PartitionMemo", "key_partition"]
 Headers = Sequence[tuple[str, bytes]]
 
 
+# Shared by every record without headers: the client only reads it (a list: its C batch
+# builder takes nothing else), and a new one per record was a cost per record.
+_NO_HEADERS: list[tuple[str, bytes]] = []
 PARTITION_MEMO_MAX = 200_000  # keys whose partition is remembered (murmur2 is pure Python)
 
 
@@ -75,7 +78,7 @@ class KafkaOut:
         records = self._pending.get((topic, partition))
         if records is None:
             records = self._pending[(topic, partition)] = []
-        records.append((key, value, list(headers) if headers else []))
+        records.append((key, value, list(headers) if headers else _NO_HEADERS))
 
     async def publish(
         self, topic: str, key: str, value: bytes, headers: Headers | None = None
