@@ -154,7 +154,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LiveShell]:
     out = KafkaOut(lambda: _client_of(app), settings.partitions)
     account_partition = PartitionMemo(settings.partitions)
     store = ChangelogTable(table, out, lambda key: account_partition(account_bytes_of_key(key)))
-    shell = LiveShell(settings, out, cache, store, metrics, out.flush_soon)
+    shell = LiveShell(settings, out, cache, store, metrics, out)
     rescorer = Rescorer(
         load_scorer(settings.scorer),
         publisher,

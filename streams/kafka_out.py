@@ -64,6 +64,9 @@ class KafkaOut:
         self._pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Any]]] = {}
         self._submitting = asyncio.Lock()  # FIFO: flushes reach the client in their order
         self._tail: asyncio.Future[None] | None = None  # the newest flush (done after all)
+        self._flushes = 0  # flushes taken so far: flush n carries ticket n (``ticket``)
+        self._in_flight: dict[int, asyncio.Future[None]] = {}  # flushes not acknowledged yet
+        self._failure: BaseException | None = None  # a flush failed: nothing is durable since
         self.records = 0  # records sent so far (metrics)
         self.bytes = 0
 
@@ -103,12 +106,38 @@ class KafkaOut:
         "is all I saved so far in Kafka?"). Later records wait for the next flush."""
         if self._pending:
             pending, self._pending = self._pending, {}
-            self._tail = asyncio.ensure_future(self._send(pending, self._tail))
+            self._flushes += 1
+            flush = self._flushes
+            tail = self._tail = asyncio.ensure_future(self._send(pending, self._tail))
+            self._in_flight[flush] = tail
+            tail.add_done_callback(lambda done: self._settled(flush, done))
         if self._tail is None:
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
+            return _done()
         return self._tail
+
+    def ticket(self) -> int:
+        """The flush that takes what is gathered now: a record added before this call is
+        durable once ``durable`` of the ticket is done."""
+        return self._flushes + 1
+
+    def durable(self, ticket: int) -> Awaitable[None]:
+        """Done when flush ``ticket`` and every flush before it are acknowledged; if that
+        flush is not taken yet, everything gathered so far is flushed now. Unlike
+        ``flush_soon`` it does not wait for flushes after the ticket's (a writer of the
+        cache need not wait for records added after the state it shows)."""
+        if self._failure is not None:
+            return _failed(self._failure)
+        if ticket > self._flushes:
+            return self.flush_soon()
+        in_flight = self._in_flight.get(ticket)
+        return _done() if in_flight is None else in_flight
+
+    def _settled(self, flush: int, done: asyncio.Future[None]) -> None:
+        self._in_flight.pop(flush, None)
+        if self._failure is None and (done.cancelled() or done.exception() is not None):
+            self._failure = (
+                asyncio.CancelledError() if done.cancelled() else done.exception()
+            )
 
     async def _send(
         self,
@@ -145,6 +174,18 @@ class KafkaOut:
             if batch.record_count():
                 deliveries.append(await producer.send_batch(batch, topic, partition=partition))
         return deliveries
+
+
+def _done() -> asyncio.Future[None]:
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+    return done
+
+
+def _failed(exc: BaseException) -> asyncio.Future[None]:
+    failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    failed.set_exception(exc)
+    return failed
 
 
 class ChangelogTable(MutableMapping[bytes, bytes]):
