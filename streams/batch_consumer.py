@@ -4,8 +4,9 @@ Faust delivers each record through its conductor, a channel queue and a stream: 
 a wait on two futures, an event object, queue and stream bookkeeping, an ack. That is most
 of a worker's time when the work per record is a few microseconds. Here the fetch loop hands
 the records of the topics a sink was attached for to that sink, one call per fetched batch.
-Every other topic (the rescore requests, the changelogs read by recovery and by standby
-replicas) takes Faust's own path, but a changelog record skips the two futures Faust's loop
+The records of standby replicas' changelog partitions go straight to their tables
+(``_StandbyApplier``). Every other topic (the rescore requests, the changelogs read by
+recovery) takes Faust's own path, but a changelog record skips the two futures Faust's loop
 waits on per record when its delivery cannot block (flow on, changelog queue not full).
 
 What Faust does around records stays: group membership and rebalances, the pause and seek of
