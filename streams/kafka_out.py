@@ -153,26 +153,44 @@ class KafkaOut:
     async def _submit(
         self, pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Any]]]
     ) -> list[Any]:
+        """Every partition's records in batches, handed to the client in rounds: the first
+        batch of every partition, then the second, and so on. The client takes a partition's
+        next batch only once the one before it has gone out, one batch per partition in each
+        produce request; a partition's batches handed over in turn would hold the other
+        partitions' back for a round trip each."""
         producer = self._producer()
-        deliveries = []
+        parts: list[tuple[str, int, list[Any]]] = []
         for (topic, partition), records in pending.items():
+            # A batch, or a record larger than a batch may hold (the client sends it alone)
+            sends: list[Any] = []
             batch = producer.create_batch()
             for key, value, headers in records:
                 self.records += 1
                 self.bytes += len(key or b"") + len(value or b"")
                 if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                    deliveries.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
-                    if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                        # Larger than a batch may hold: the client sends it on its own.
-                        deliveries.append(
-                            await producer.send(
-                                topic, value, key=key, partition=partition, headers=headers
-                            )
-                        )
+                    if batch.record_count():
+                        sends.append(batch)
                         batch = producer.create_batch()
+                    if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                        sends.append((key, value, headers))
             if batch.record_count():
-                deliveries.append(await producer.send_batch(batch, topic, partition=partition))
+                sends.append(batch)
+            parts.append((topic, partition, sends))
+        deliveries = []
+        for turn in range(max((len(sends) for _, _, sends in parts), default=0)):
+            for topic, partition, sends in parts:
+                if turn >= len(sends):
+                    continue
+                send = sends[turn]
+                if isinstance(send, tuple):
+                    key, value, headers = send
+                    deliveries.append(
+                        await producer.send(
+                            topic, value, key=key, partition=partition, headers=headers
+                        )
+                    )
+                else:
+                    deliveries.append(await producer.send_batch(send, topic, partition=partition))
         return deliveries
 
 

@@ -11,14 +11,22 @@ import pytest
 
 from streams.kafka_out import KafkaOut
 
+HUGE = b"huge"
+
 
 class Batch:
+    """Holds up to ``CAPACITY`` records; a record of value ``HUGE`` fits no batch."""
+
+    CAPACITY = 1000
+
     def __init__(self) -> None:
         self.records: list[tuple[bytes | None, bytes | None]] = []
 
     def append(
         self, *, key: bytes | None, value: bytes | None, timestamp: Any, headers: Any
     ) -> Any:
+        if len(self.records) >= self.CAPACITY or value == HUGE:
+            return None
         self.records.append((key, value))
         return object()
 
@@ -39,6 +47,13 @@ class Client:
         delivered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.sent.append((topic, partition, batch, delivered))
         return delivered
+
+    async def send(
+        self, topic: str, value: bytes, *, key: bytes, partition: int, headers: Any
+    ) -> Any:
+        alone = Batch()
+        alone.records.append((key, value))
+        return await self.send_batch(alone, topic, partition=partition)
 
 
 async def settle() -> None:
@@ -102,3 +117,30 @@ def test_after_a_failed_flush_nothing_is_durable() -> None:
             await out.durable(ticket + 5)
 
     asyncio.run(scenario())
+
+
+def test_a_flush_hands_over_the_first_batch_of_every_partition_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The client takes a partition's next batch only after the one before it went out: the
+    first batches of all partitions go first, and each partition keeps its order (a record
+    too large for a batch goes alone, in its place)."""
+    monkeypatch.setattr(Batch, "CAPACITY", 2)
+
+    async def scenario() -> list[tuple[int, list[bytes | None]]]:
+        client = Client()
+        out = KafkaOut(lambda: client, 8)
+        for value in (b"1", b"2", b"3", HUGE, b"4", b"5"):
+            out.add("t", 0, b"k", value)
+        out.add("t", 1, b"k", b"a")
+        out.flush_soon()
+        await settle()
+        return [(p, [v for _, v in b.records]) for _, p, b, _ in client.sent]
+
+    assert asyncio.run(scenario()) == [
+        (0, [b"1", b"2"]),
+        (1, [b"a"]),
+        (0, [b"3"]),
+        (0, [HUGE]),
+        (0, [b"4", b"5"]),
+    ]
