@@ -26,6 +26,11 @@ through the integration tests' harness. In one run it measures:
 3. Ceilings in the same run: a bare aiokafka consumer reading the same topic (transport
    only), and the pure core (parse + ingest in this process, no I/O).
 
+The broker is warmed up first by one unmeasured one-worker run of the same size
+(``--no-warmup`` skips it): a broker started seconds before spends much of its CPU compiling
+its own hot code (the JVM's JIT) for a while, which a long-running broker does not, and that
+would land in whichever measured run came first and on the cores the workers share.
+
 Settings: the harness's (rescoring off), the production sampler interval (1 s, where the
 harness uses 0.5 s), and in the throughput runs an SLA of an hour, because a backlog older
 than the 60 s SLA would open breaches and auto-heal rewrites (extra versions), which is not
@@ -1229,6 +1234,13 @@ def _print_throughput(result: dict[str, Any]) -> None:
             f"{c['mean_state_bytes']:,} B per account)"
         )
     for tp in tps:
+        cpu, n = tp["cpu_s"], tp["events"]
+        workers_s = sum(v for k, v in cpu.items() if k.startswith("worker"))
+        print(
+            f"  CPU per ledger event, {tp['workers']} worker(s): workers "
+            f"{1e6 * workers_s / n:.1f} us, kafka {1e6 * cpu.get('kafka', 0.0) / n:.1f} us"
+        )
+    for tp in tps:
         per_event = ", ".join(
             f"{_topic_label(t)} {c['records'] / tp['events']:.2f} records "
             f"({c['bytes'] / tp['events']:,.0f} B)"
@@ -1351,6 +1363,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def _run_all(args: argparse.Namespace, tmp_dir: Path, result: dict[str, Any]) -> None:
     with contextlib.ExitStack() as stack:
         services = _services(stack, tmp_dir)
+        if args.warmup and any(w > 0 for w in args.workers):
+            warm, _ = throughput_run(
+                services, 1, args.events, args.accounts, False, args.seed + 1000
+            )
+            _progress(f"broker warm-up (not measured), 1 worker: {warm['events_per_s']:,} ev/s")
         for n, workers in enumerate(w for w in args.workers if w > 0):
             tp, system = throughput_run(
                 services, workers, args.events, args.accounts, args.profile, args.seed + n
@@ -1424,6 +1441,12 @@ def main(argv: list[str] | None = None) -> int:
         "--no-record", action="store_true", help="do not append the floors to bench/RESULTS.md"
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep worker and broker logs")
+    parser.add_argument(
+        "--no-warmup",
+        dest="warmup",
+        action="store_false",
+        help="measure from a cold broker (no unmeasured warm-up run first)",
+    )
     parser.add_argument(
         "--profile",
         action="store_true",

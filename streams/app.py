@@ -28,7 +28,7 @@ from streams.live import OWN_HEADER, LiveShell, RawRecord, partition_of, tune_co
 from streams.metrics import Metrics
 from streams.rescore import Rescorer
 from streams.scorer import load_scorer
-from streams.state_store import account_of_key
+from streams.state_store import account_bytes_of_key, account_of_key
 
 __all__ = ["FaustPublisher", "create_app"]
 
@@ -37,6 +37,13 @@ LEDGER_BATCH_MAX = 500
 LEDGER_BATCH_WITHIN_S = 0.05
 DRIFT_TICK_S = 0.25
 LAG_INTERVAL_S = 5.0
+# The most a record batch of one partition may hold (Faust's default is 16 KB). A flush hands
+# the client one batch per partition, and the client puts at most one batch of a partition in
+# each produce request: at 16 KB, one flush of a few hundred events took a few dozen requests
+# in turn, and the broker's cost is largely per request and per partition batch. Well below
+# the broker's default largest batch (1 MB), which a record larger than this still reaches on
+# its own (``KafkaOut``).
+PRODUCER_BATCH_BYTES_MAX = 512 * 1024
 
 
 class FaustPublisher:
@@ -79,6 +86,25 @@ class StateTable(faust.Table):
         return partition_of(account_of_key(key), partitions)
 
 
+def standby_replicas(settings: Settings) -> int:
+    """The standby replicas a worker keeps: the ones asked for, with a store that keeps them.
+
+    A standby shortens a takeover only when the store remembers up to which changelog offset
+    it holds a partition (RocksDB). Faust's in-memory store remembers none: a partition that
+    moves to its standby is read again from the changelog's start, and the store drops the
+    standby's keys whenever a recovery completes. There a standby is CPU spent on every record
+    another worker saves, for a takeover that is no shorter, so none is kept.
+    """
+    if settings.standby_replicas and settings.store.startswith("memory:"):
+        log.info(
+            "standby replicas: none with the in-memory store (%d asked for): a takeover reads "
+            "the changelog from its start either way; RocksDB keeps them",
+            settings.standby_replicas,
+        )
+        return 0
+    return settings.standby_replicas
+
+
 def _app_settings(settings: Settings) -> dict[str, Any]:
     hosts = settings.bootstrap_servers.split(",")
     conf: dict[str, Any] = {
@@ -90,12 +116,13 @@ def _app_settings(settings: Settings) -> dict[str, Any]:
         "web_bind": settings.web_bind,
         "web_host": settings.web_host,
         "web_port": settings.web_port,
-        "table_standby_replicas": settings.standby_replicas,
+        "table_standby_replicas": standby_replicas(settings),
         "datadir": settings.data_dir,
         "autodiscover": False,
         "consumer_auto_offset_reset": "earliest",
         "topic_allow_declare": True,
         "broker_consumer": [f"{batch_consumer.SCHEME}://{h}" for h in hosts],
+        "producer_max_batch_size": PRODUCER_BATCH_BYTES_MAX,
     }
     batch_consumer.register()
     credentials = faust_broker_credentials(settings)
@@ -126,8 +153,8 @@ def create_app(settings: Settings) -> tuple[faust.App, LiveShell]:
     # batches per partition through Faust's own client, started and stopped with the app.
     out = KafkaOut(lambda: _client_of(app), settings.partitions)
     account_partition = PartitionMemo(settings.partitions)
-    store = ChangelogTable(table, out, lambda key: account_partition(account_of_key(key).encode()))
-    shell = LiveShell(settings, out, cache, store, metrics, out.flush_soon)
+    store = ChangelogTable(table, out, lambda key: account_partition(account_bytes_of_key(key)))
+    shell = LiveShell(settings, out, cache, store, metrics, out)
     rescorer = Rescorer(
         load_scorer(settings.scorer),
         publisher,

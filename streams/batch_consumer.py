@@ -4,8 +4,9 @@ Faust delivers each record through its conductor, a channel queue and a stream: 
 a wait on two futures, an event object, queue and stream bookkeeping, an ack. That is most
 of a worker's time when the work per record is a few microseconds. Here the fetch loop hands
 the records of the topics a sink was attached for to that sink, one call per fetched batch.
-Every other topic (the rescore requests, the changelogs read by recovery and by standby
-replicas) takes Faust's own path, but a changelog record skips the two futures Faust's loop
+The records of standby replicas' changelog partitions go straight to their tables
+(``_StandbyApplier``). Every other topic (the rescore requests, the changelogs read by
+recovery) takes Faust's own path, but a changelog record skips the two futures Faust's loop
 waits on per record when its delivery cannot block (flow on, changelog queue not full).
 
 What Faust does around records stays: group membership and rebalances, the pause and seek of
@@ -103,41 +104,84 @@ class BatchingConsumer(SeekSafeConsumer):
             raise
 
     async def _drain_one_fetch(self, topics: frozenset[str]) -> list[Message]:
-        """One ``getmany``: the attached topics' records come back; the others go to Faust's
-        conductor one by one, as its own loop does."""
+        """One fetch: the attached topics' records come back; the standby changelog records
+        are applied to their tables here (``_StandbyApplier``); the others go to Faust's
+        conductor one by one, as its own loop does.
+
+        Faust's ``getmany`` with the checks it makes per record, minus its per-record work
+        that a batch needs once: the end offset it reads for its monitor (read per
+        partition here), its round robin over topics (a fetch here is one batch anyway), and
+        a message object for each standby record."""
         batch: list[Message] = []
-        read_offset = self._read_offset
-        acks_enabled_for = self.app.topics.acks_enabled_for
-        unacked = self._unacked_messages
-        tables = cast(Any, self.app.tables)  # its type does not declare the changelog queue
-        changelogs = tables.changelog_topics
-        changelog_queue = tables.changelog_queue
-        flow = self.app.flow_control
-        await asyncio.sleep(0)  # getmany can return at once, again and again
+        await asyncio.sleep(0)  # a fetch can return at once, again and again
         if self.should_stop:
             return batch
-        async for tp, message in self.getmany(timeout=FETCH_TIMEOUT_S):
-            offset = message.offset
-            r_offset = read_offset[tp]
-            if r_offset is not None and offset < r_offset:
-                continue  # fetched before a seek back: read again later
-            gap = offset - (r_offset or 0)
-            if gap > 1 and r_offset and acks_enabled_for(message.topic):
-                await self._add_gap(tp, r_offset + 1, offset)
-            if self._commit_every is not None and self._n_acked >= self._commit_every:
-                self._n_acked = 0
-                await self.commit()
-            if message.topic in topics:
-                unacked.add(message)  # a rebalance now waits for the sink (wait_empty)
-                batch.append(message)
-            elif message.topic in changelogs and flow.is_active() and not changelog_queue.full():
-                # Faust's delivery awaits only flow control and room in the queue: neither
-                # can block now, so no delivery is left waiting if the flow stops.
-                await self.callback(message)
-            else:
-                await self.wait_first(self.callback(message), self.suspend_flow.wait())
-            read_offset[tp] = offset
+        records, active_partitions = await self._wait_next_records(FETCH_TIMEOUT_S)
+        if records is None or self.should_stop:
+            return batch
+        if not self.flow_active:
+            await self._seek_back()
+            return batch
+        app = self.app
+        generation_id = app.consumer_generation_id
+        read_offset = self._read_offset
+        acks_enabled_for = app.topics.acks_enabled_for
+        unacked = self._unacked_messages
+        tables = cast(Any, app.tables)  # its type does not declare the changelog queue
+        changelogs = tables.changelog_topics
+        changelog_queue = tables.changelog_queue
+        flow = app.flow_control
+        buffered = self._buffered_partitions
+        track_end_offset = app.monitor.track_tp_end_offset
+        to_message = self._to_message
+        standby = _StandbyApplier(tables.recovery)
+        for tp, tp_records in records.items():
+            if not self.flow_active or app.consumer_generation_id != generation_id:
+                break  # a rebalance began: what is left is fetched again after it
+            if not (active_partitions is None or tp in active_partitions or tp in buffered):
+                continue
+            track_end_offset(tp, self.highwater(tp))
+            topic = tp.topic
+            attached = topic in topics
+            changelog = topic in changelogs
+            for record in tp_records:
+                offset = record.offset
+                r_offset = read_offset[tp]
+                if r_offset is not None and offset < r_offset:
+                    continue  # fetched before a seek back: read again later
+                if changelog and standby.take(tp, record):
+                    read_offset[tp] = offset
+                    continue
+                standby.apply()  # what it holds goes first: the awaits below may reorder
+                gap = offset - (r_offset or 0)
+                if gap > 1 and r_offset and acks_enabled_for(topic):
+                    await self._add_gap(tp, r_offset + 1, offset)
+                if self._commit_every is not None and self._n_acked >= self._commit_every:
+                    self._n_acked = 0
+                    await self.commit()
+                message = to_message(tp, record)
+                if attached:
+                    unacked.add(message)  # a rebalance now waits for the sink (wait_empty)
+                    batch.append(message)
+                elif changelog and flow.is_active() and not changelog_queue.full():
+                    # Faust's delivery awaits only flow control and room in the queue:
+                    # neither can block now, so no delivery is left waiting if the flow
+                    # stops.
+                    await self.callback(message)
+                else:
+                    await self.wait_first(self.callback(message), self.suspend_flow.wait())
+                read_offset[tp] = offset
+                if not self.flow_active or app.consumer_generation_id != generation_id:
+                    break
+        standby.apply()
         return batch
+
+    async def _seek_back(self) -> None:
+        """What Faust's ``getmany`` does when called while the flow is off."""
+        try:
+            await self.perform_seek()
+        except Exception as exc:
+            self.log.warning(f"exception performing seek when flow not active {exc}")
 
     async def _hand_over(self, sink: BatchSink, batch: list[Message]) -> None:
         await self._in_flight.acquire()
@@ -168,6 +212,76 @@ class BatchingConsumer(SeekSafeConsumer):
         ack = self.ack
         for message in taken:
             ack(message)
+
+
+class _StandbyRecord:
+    """A standby changelog record as a table's store reads one in
+    ``apply_changelog_batch``: the event (``key``, ``value``) and its message (``tp``,
+    ``partition``, ``offset``, ``key``, ``value``) at once."""
+
+    __slots__ = ("key", "offset", "partition", "tp", "value")
+
+    def __init__(self, tp: Any, record: Any) -> None:
+        self.tp = tp
+        self.partition = record.partition
+        self.offset = record.offset
+        self.key = record.key
+        self.value = record.value
+
+    @property
+    def message(self) -> _StandbyRecord:
+        return self
+
+
+class _StandbyApplier:
+    """Applies the standby replicas' changelog records of one fetch to their tables.
+
+    Faust's own path hands each record to its conductor, wraps it in an event, queues it and
+    has its recovery service take it off the queue, buffer it and apply the buffer: per
+    record, several objects, two queue operations and a task switch, for what ends as one
+    store write. A second worker pays that for every record the first one saves. Here the
+    records of a standby partition go to the store's ``apply_changelog_batch`` directly
+    (the store keeps its own bookkeeping: the partition of each key, RocksDB's persisted
+    offsets), and the recovery service's offset for the partition moves on as its own loop
+    moves it, so a seek back or a promotion to active starts where it would have.
+
+    Every record of a partition goes this way for as long as it is a standby: none can be
+    held in Faust's queue or buffers meanwhile (the queue is cleared when the flow resumes
+    after a rebalance, and the buffers are flushed when partitions are revoked), so the
+    order of a partition's records is kept. Keys of different partitions never meet (every
+    key of an account is in the account's partition), so batches of different partitions
+    may be applied in any order. Partitions that are not standbys, or a table with a
+    changelog callback, take Faust's path.
+    """
+
+    def __init__(self, recovery: Any) -> None:
+        self._standby_tps = recovery.standby_tps
+        self._active_tps = recovery.active_tps
+        self._tables = recovery.tp_to_table
+        self._offsets = recovery.standby_offsets
+        self._pending: dict[Any, list[_StandbyRecord]] = {}
+
+    def take(self, tp: Any, record: Any) -> bool:
+        """Take a changelog record if it belongs to a standby partition."""
+        if tp not in self._standby_tps or tp in self._active_tps:
+            return False
+        table = self._tables.get(tp)
+        if table is None or table._on_changelog_event is not None:
+            return False
+        seen = self._offsets.get(tp)
+        if seen is None or record.offset > seen:  # as Faust's recovery skips what it applied
+            self._offsets[tp] = record.offset
+            events = self._pending.get(table)
+            if events is None:
+                events = self._pending[table] = []
+            events.append(_StandbyRecord(tp, record))
+        return True
+
+    def apply(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, {}
+            for table, events in pending.items():
+                table.apply_changelog_batch(events)
 
 
 class _BatchingTransport(faust_aiokafka.Transport):

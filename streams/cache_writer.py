@@ -39,25 +39,31 @@ class CacheWriter:
         batch_max: int = 500,
         backoff_max_s: float = 5.0,
         on_error: Callable[[Exception], None] | None = None,
-        durable: Callable[[], Awaitable[None]] | None = None,
+        durable: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
-        """``durable`` gives what completes when every state change saved so far is in
-        Kafka; the writes taken are made after it."""
+        """``durable(ticket)`` gives what completes when the state changes saved under that
+        ticket, and every one before them, are in Kafka (``KafkaOut.durable``); the writes
+        taken are made after it, for the newest ticket among them. Waiting for that ticket
+        and not for everything flushed so far keeps a write from waiting for records added
+        after its state (the observations of the writes before it)."""
         self._cache = cache
         self._durable = durable
         self._on_written = on_written
         self._batch_max = batch_max
         self._backoff_max_s = backoff_max_s
         self._on_error = on_error
-        self._pending: dict[str, CacheWrite] = {}
+        self._pending: dict[str, tuple[CacheWrite, int]] = {}  # account -> (write, ticket)
         self._wake = asyncio.Event()
         self.failures = 0
 
-    def submit(self, write: CacheWrite) -> None:
-        """Queue a write; a newer version of the same account replaces an older one."""
+    def submit(self, write: CacheWrite, ticket: int = 0) -> None:
+        """Queue a write, made once ``durable(ticket)`` is done; a newer version of the
+        same account replaces an older one."""
         current = self._pending.get(write.account_id)
-        if current is None or write.version >= current.version:
-            self._pending[write.account_id] = write
+        if current is None:
+            self._pending[write.account_id] = (write, ticket)
+        elif write.version >= current[0].version:
+            self._pending[write.account_id] = (write, max(ticket, current[1]))
         self._wake.set()
 
     @property
@@ -70,10 +76,10 @@ class CacheWriter:
             if not self._pending:
                 self._wake.clear()
                 await self._wake.wait()
-            batch = self._take()
+            batch, ticket = self._take()
             try:
                 if self._durable is not None:
-                    await self._durable()
+                    await self._durable(ticket)
                 written = await self._cache.write_many(batch)
             except (RedisError, OSError, KafkaError) as exc:
                 # Redis down, loading, read-only, or the state not in Kafka: retry, never drop
@@ -81,7 +87,7 @@ class CacheWriter:
                 if self._on_error is not None:
                     self._on_error(exc)
                 for w in batch:
-                    self.submit(w)  # keeps any newer version queued meanwhile
+                    self.submit(w, ticket)  # keeps any newer version queued meanwhile
                 log.warning("cache write failed (%s); retrying in %.2f s", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._backoff_max_s)
@@ -89,8 +95,10 @@ class CacheWriter:
             backoff = 0.05
             await self._on_written(list(zip(batch, written, strict=True)))
 
-    def _take(self) -> list[CacheWrite]:
-        batch = []
+    def _take(self) -> tuple[list[CacheWrite], int]:
+        batch, newest = [], 0
         for key in list(self._pending)[: self._batch_max]:
-            batch.append(self._pending.pop(key))
-        return batch
+            write, ticket = self._pending.pop(key)
+            batch.append(write)
+            newest = max(newest, ticket)
+        return batch, newest

@@ -23,6 +23,9 @@ __all__ = ["ChangelogTable", "KafkaOut", "PartitionMemo", "key_partition"]
 Headers = Sequence[tuple[str, bytes]]
 
 
+# Shared by every record without headers: the client only reads it (a list: its C batch
+# builder takes nothing else), and a new one per record was a cost per record.
+_NO_HEADERS: list[tuple[str, bytes]] = []
 PARTITION_MEMO_MAX = 200_000  # keys whose partition is remembered (murmur2 is pure Python)
 
 
@@ -61,6 +64,9 @@ class KafkaOut:
         self._pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Any]]] = {}
         self._submitting = asyncio.Lock()  # FIFO: flushes reach the client in their order
         self._tail: asyncio.Future[None] | None = None  # the newest flush (done after all)
+        self._flushes = 0  # flushes taken so far: flush n carries ticket n (``ticket``)
+        self._in_flight: dict[int, asyncio.Future[None]] = {}  # flushes not acknowledged yet
+        self._failure: BaseException | None = None  # a flush failed: nothing is durable since
         self.records = 0  # records sent so far (metrics)
         self.bytes = 0
 
@@ -75,7 +81,7 @@ class KafkaOut:
         records = self._pending.get((topic, partition))
         if records is None:
             records = self._pending[(topic, partition)] = []
-        records.append((key, value, list(headers) if headers else []))
+        records.append((key, value, list(headers) if headers else _NO_HEADERS))
 
     async def publish(
         self, topic: str, key: str, value: bytes, headers: Headers | None = None
@@ -100,12 +106,38 @@ class KafkaOut:
         "is all I saved so far in Kafka?"). Later records wait for the next flush."""
         if self._pending:
             pending, self._pending = self._pending, {}
-            self._tail = asyncio.ensure_future(self._send(pending, self._tail))
+            self._flushes += 1
+            flush = self._flushes
+            tail = self._tail = asyncio.ensure_future(self._send(pending, self._tail))
+            self._in_flight[flush] = tail
+            tail.add_done_callback(lambda done: self._settled(flush, done))
         if self._tail is None:
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
+            return _done()
         return self._tail
+
+    def ticket(self) -> int:
+        """The flush that takes what is gathered now: a record added before this call is
+        durable once ``durable`` of the ticket is done."""
+        return self._flushes + 1
+
+    def durable(self, ticket: int) -> Awaitable[None]:
+        """Done when flush ``ticket`` and every flush before it are acknowledged; if that
+        flush is not taken yet, everything gathered so far is flushed now. Unlike
+        ``flush_soon`` it does not wait for flushes after the ticket's (a writer of the
+        cache need not wait for records added after the state it shows)."""
+        if self._failure is not None:
+            return _failed(self._failure)
+        if ticket > self._flushes:
+            return self.flush_soon()
+        in_flight = self._in_flight.get(ticket)
+        return _done() if in_flight is None else in_flight
+
+    def _settled(self, flush: int, done: asyncio.Future[None]) -> None:
+        self._in_flight.pop(flush, None)
+        if self._failure is None and (done.cancelled() or done.exception() is not None):
+            self._failure = (
+                asyncio.CancelledError() if done.cancelled() else done.exception()
+            )
 
     async def _send(
         self,
@@ -121,27 +153,57 @@ class KafkaOut:
     async def _submit(
         self, pending: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Any]]]
     ) -> list[Any]:
+        """Every partition's records in batches, handed to the client in rounds: the first
+        batch of every partition, then the second, and so on. The client takes a partition's
+        next batch only once the one before it has gone out, one batch per partition in each
+        produce request; a partition's batches handed over in turn would hold the other
+        partitions' back for a round trip each."""
         producer = self._producer()
-        deliveries = []
+        parts: list[tuple[str, int, list[Any]]] = []
         for (topic, partition), records in pending.items():
+            # A batch, or a record larger than a batch may hold (the client sends it alone)
+            sends: list[Any] = []
             batch = producer.create_batch()
             for key, value, headers in records:
                 self.records += 1
                 self.bytes += len(key or b"") + len(value or b"")
                 if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                    deliveries.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
-                    if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                        # Larger than a batch may hold: the client sends it on its own.
-                        deliveries.append(
-                            await producer.send(
-                                topic, value, key=key, partition=partition, headers=headers
-                            )
-                        )
+                    if batch.record_count():
+                        sends.append(batch)
                         batch = producer.create_batch()
+                    if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                        sends.append((key, value, headers))
             if batch.record_count():
-                deliveries.append(await producer.send_batch(batch, topic, partition=partition))
+                sends.append(batch)
+            parts.append((topic, partition, sends))
+        deliveries = []
+        for turn in range(max((len(sends) for _, _, sends in parts), default=0)):
+            for topic, partition, sends in parts:
+                if turn >= len(sends):
+                    continue
+                send = sends[turn]
+                if isinstance(send, tuple):
+                    key, value, headers = send
+                    deliveries.append(
+                        await producer.send(
+                            topic, value, key=key, partition=partition, headers=headers
+                        )
+                    )
+                else:
+                    deliveries.append(await producer.send_batch(send, topic, partition=partition))
         return deliveries
+
+
+def _done() -> asyncio.Future[None]:
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+    return done
+
+
+def _failed(exc: BaseException) -> asyncio.Future[None]:
+    failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    failed.set_exception(exc)
+    return failed
 
 
 class ChangelogTable(MutableMapping[bytes, bytes]):

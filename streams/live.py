@@ -17,7 +17,7 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from collections.abc import Awaitable, Iterable, MutableMapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -71,6 +71,16 @@ _ERROR_TEXT_MAX = 500
 def wall_us() -> int:
     """The live clock: wall time in microseconds since the epoch."""
     return time.time_ns() // 1000
+
+
+class Durability(Protocol):
+    """Where the shell's records go and when they are in Kafka (``KafkaOut``)."""
+
+    def flush_soon(self) -> Awaitable[None]: ...
+
+    def ticket(self) -> int: ...
+
+    def durable(self, ticket: int) -> Awaitable[None]: ...
 
 
 class Publisher(Protocol):
@@ -135,12 +145,12 @@ class LiveShell:
         cache: LimitCache,
         table: MutableMapping[bytes, bytes],
         metrics: Metrics,
-        flush: Callable[[], Awaitable[None]] | None = None,
+        out: Durability | None = None,
     ) -> None:
-        """``flush`` takes what was published and saved so far, at once, and gives what
-        completes when Kafka has it (``KafkaOut.flush_soon``)."""
+        """``out`` says when what was published and saved is in Kafka (``KafkaOut``); with
+        none, everything counts as in Kafka at once (tests)."""
         self.settings = settings
-        self._flush = flush
+        self._out = out
         self.topics = settings.topics
         self.publisher = publisher
         self.cache = cache
@@ -154,7 +164,7 @@ class LiveShell:
             settings.cache_write_batch_max,
             settings.cache_retry_backoff_max_s,
             on_error=lambda _: metrics.cache_writes.labels(outcome="error").inc(),
-            durable=self.flush,
+            durable=None if out is None else out.durable,
         )
         # Cache writes of changes not saved yet: handed to the writer by ``persist``, which
         # waits for them to be in Kafka (see ``CacheWriter``).
@@ -207,8 +217,10 @@ class LiveShell:
             self._unsaved_writes.append(write)
 
     def _release_writes(self) -> None:
+        # The writes shown by what is saved so far: durable with the flush that takes it.
+        ticket = 0 if self._out is None else self._out.ticket()
         for write in self._unsaved_writes:
-            self.writer.submit(write)
+            self.writer.submit(write, ticket)
         self._unsaved_writes.clear()
 
     def revoke(self) -> None:
@@ -254,9 +266,9 @@ class LiveShell:
 
     def flush(self) -> Awaitable[None]:
         """What was published and saved so far, on its way to Kafka: done when it is there."""
-        if self._flush is None:
+        if self._out is None:
             return _done()
-        return self._flush()
+        return self._out.flush_soon()
 
     def _apply(self, rec: RawRecord, batch: _Batch, now: int) -> None:
         parsed = parse_event_digested(rec.value)

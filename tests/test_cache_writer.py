@@ -35,7 +35,7 @@ def written_when(saved_in_kafka: bool) -> list[tuple[str, int]]:
     async def scenario() -> list[tuple[str, int]]:
         cache = Kept()
         saved: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        writer = CacheWriter(cache, _nothing, durable=lambda: saved)  # type: ignore[arg-type]
+        writer = CacheWriter(cache, _nothing, durable=lambda ticket: saved)
         running = asyncio.ensure_future(writer.run())
         writer.submit(write("A", 1))
         await asyncio.sleep(0.01)
@@ -54,3 +54,41 @@ def test_a_write_waits_until_the_state_it_shows_is_in_kafka() -> None:
 
 def test_a_write_is_made_once_its_state_is_in_kafka() -> None:
     assert written_when(saved_in_kafka=True) == [("A", 1)]
+
+
+def test_a_write_waits_for_its_own_flush_not_for_later_ones() -> None:
+    """Tickets: a write is made once the flush that took its state is acknowledged, with the
+    flushes before it, and not held back by flushes after it."""
+
+    async def scenario() -> tuple[list[int], list[tuple[str, int]]]:
+        cache = Kept()
+        loop = asyncio.get_running_loop()
+        flushes = {1: loop.create_future(), 2: loop.create_future()}
+        asked: list[int] = []
+
+        def durable(ticket: int) -> asyncio.Future[None]:
+            asked.append(ticket)
+            return flushes[ticket]
+
+        writer = CacheWriter(cache, _nothing, durable=durable)
+        running = asyncio.ensure_future(writer.run())
+        writer.submit(write("A", 1), 1)
+        await asyncio.sleep(0.01)
+        flushes[1].set_result(None)  # flush 2 (say, observations) still in flight
+        await asyncio.sleep(0.01)
+        writer.submit(write("B", 1), 2)
+        await asyncio.sleep(0.01)
+        running.cancel()
+        return asked, list(cache.written)
+
+    asked, written = asyncio.run(scenario())
+    assert written == [("A", 1)]  # B waits for flush 2
+    assert asked == [1, 2]
+
+
+def test_a_newer_version_keeps_the_newer_ticket() -> None:
+    writer = CacheWriter(Kept(), _nothing, durable=None)
+    writer.submit(write("A", 2), 5)
+    writer.submit(write("A", 1), 9)  # older version: ignored, ticket and all
+    writer.submit(write("A", 3), 7)
+    assert writer._take() == ([write("A", 3)], 7)

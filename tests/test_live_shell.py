@@ -219,10 +219,10 @@ def test_a_cache_write_reaches_the_writer_only_once_its_change_is_saved() -> Non
     saved_at_submit: list[tuple[int, int]] = []
     submit = s.writer.submit
 
-    def checked(w: Any) -> None:
+    def checked(w: Any, ticket: int = 0) -> None:
         row = orjson.loads(table[b"a|" + w.account_id.encode()])
         saved_at_submit.append((w.version, row["s"]["version"]))
-        submit(w)
+        submit(w, ticket)
 
     s.writer.submit = checked  # type: ignore[method-assign]
     asyncio.run(s.handle(records(recent(credit_line("A", 0, 10_000, 1)))))
