@@ -586,22 +586,8 @@ def throughput_run(
     began = time.perf_counter()
     asyncio.run(_produce_fast(system, lines))
     produce_s = time.perf_counter() - began
-    meter = CpuSampler(
-        {
-            **services.pids,
-            **{
-                f"worker{i}": w.proc.pid  # type: ignore[union-attr]
-                for i, w in enumerate(workers)
-            },
-            "bench": os.getpid(),
-        }
-    )
-    meter.start()
-    profiler = (
-        Profiler(workers[0].proc.pid, system.log_dir / "profile.raw")  # type: ignore[union-attr]
-        if profile
-        else None
-    )
+    meter = _cpu_meter(services, workers)
+    profiler = _profiler(workers[0], system.log_dir / "profile.raw") if profile else None
     try:
         curve, left = _drain(system, workers, expected)
     finally:
@@ -620,33 +606,58 @@ def throughput_run(
     if not result["complete"]:
         result["diagnosis"] = [{"health": w.health(), "log_tail": w.log_tail(15)} for w in workers]
     system.stop_all()
-    result["records_written_by_workers"] = count_records(
-        system,
-        [
-            system.settings.topics["displayed"],
-            system.settings.topics["alerts"],
-            system.settings.topics["dead_letters"],
-            f"{system.settings.app_id}-state-changelog",
-        ],
-    )
+    result["records_written_by_workers"] = _records_written(system)
     window = (last - first) if first and last else float("nan")
     result.update(
         produce_events_per_s=round(events / produce_s),
         partitions=split,
         cpu_s=cpu,
         cpu_window_s=round(window, 2),
-        cache_writes={
-            o: sum(metric_sum(s, "limitsync_cache_writes_total", outcome=o) for s in samples)
-            for o in ("written", "stale", "error")
-        },
-        displayed_events=sum(
-            metric_sum(s, "limitsync_events_total", type="limit.displayed") for s in samples
-        ),
+        **_worker_counts(samples),
         notifications=watcher.notifications,
         watcher_cpu_s=round(watcher.cpu_s, 2),
         profile=prof,
     )
     return result, system
+
+
+def _cpu_meter(services: Services, workers: Sequence[WorkerProcess]) -> CpuSampler:
+    """A started sampler of the services', the workers' and this process's CPU."""
+    pids = {f"worker{i}": w.proc.pid for i, w in enumerate(workers)}  # type: ignore[union-attr]
+    meter = CpuSampler({**services.pids, **pids, "bench": os.getpid()})
+    meter.start()
+    return meter
+
+
+def _profiler(worker: WorkerProcess, path: Path) -> Profiler:
+    return Profiler(worker.proc.pid, path)  # type: ignore[union-attr]
+
+
+def _records_written(system: LiveSystem) -> dict[str, dict[str, int]]:
+    """Records per partition of the topics the workers write (their output's size)."""
+    topics = system.settings.topics
+    return count_records(
+        system,
+        [
+            topics["displayed"],
+            topics["alerts"],
+            topics["dead_letters"],
+            f"{system.settings.app_id}-state-changelog",
+        ],
+    )
+
+
+def _worker_counts(samples: list[list[tuple[str, dict[str, str], float]]]) -> dict[str, Any]:
+    """Cache writes by outcome and displayed events, summed over the workers' metrics."""
+    return {
+        "cache_writes": {
+            o: sum(metric_sum(s, "limitsync_cache_writes_total", outcome=o) for s in samples)
+            for o in ("written", "stale", "error")
+        },
+        "displayed_events": sum(
+            metric_sum(s, "limitsync_events_total", type="limit.displayed") for s in samples
+        ),
+    }
 
 
 async def _produce_fast(system: LiveSystem, lines: list[bytes]) -> None:
@@ -809,25 +820,12 @@ def latency_run(
     try:
         wait_split([worker])
         before = parse_metrics(worker.metrics())
-        meter = CpuSampler(
-            {
-                **services.pids,
-                "worker0": worker.proc.pid,  # type: ignore[union-attr]
-                "bench": os.getpid(),
-            }
-        )
-        meter.start()
-        profiler = (
-            Profiler(worker.proc.pid, system.log_dir / "profile-latency.raw")  # type: ignore[union-attr]
-            if profile
-            else None
-        )
+        meter = _cpu_meter(services, [worker])
+        profiler = _profiler(worker, system.log_dir / "profile-latency.raw") if profile else None
         sent, achieved = _paced_produce(
             system, LedgerWorkload(accounts, seed, "lat"), rate, duration_s
         )
-        expected: dict[str, int] = {}
-        for aid, version, _ in sent:
-            expected[aid] = max(expected.get(aid, 0), version)
+        expected = _final_versions(sent)
         stopped = time.monotonic()
         left = _wait_caught_up(system, expected)
         drain_s = time.monotonic() - stopped
@@ -838,13 +836,6 @@ def latency_run(
     finally:
         watcher.stop()
         system.stop_all()
-    direct = _direct_latency(sent, watcher.visible)
-    buckets = _bucket_delta(
-        histogram(before, "limitsync_sync_latency_seconds"),
-        histogram(after, "limitsync_sync_latency_seconds"),
-    )
-    p50, p50_bucket = histogram_quantile(0.5, buckets)
-    p99, p99_bucket = histogram_quantile(0.99, buckets)
     return {
         "label": label,
         "target_events_per_s": rate,
@@ -853,20 +844,42 @@ def latency_run(
         "achieved_events_per_s": round(achieved),
         "events": len(sent),
         "accounts_behind_at_end": left,
-        "direct": direct,
+        "direct": _direct_latency(sent, watcher.visible),
         "records_per_batch": _per_batch(before, after),
-        "histogram": {
-            "samples": buckets[-1][1] if buckets else 0,
-            "p50_s": round(p50, 4),
-            "p50_bucket": p50_bucket,
-            "p99_s": round(p99, 4),
-            "p99_bucket": p99_bucket,
-            "bounds_s": [b for b, _ in buckets],
-        },
+        "histogram": _latency_histogram(before, after),
         "cpu_s": cpu,
         "cpu_window_s": round(duration_s, 2),
         "watcher_cpu_s": round(watcher.cpu_s, 2),
         "profile": prof,
+    }
+
+
+def _final_versions(sent: list[tuple[str, int, float]]) -> dict[str, int]:
+    """Each account's last version sent: what its cache must reach."""
+    expected: dict[str, int] = {}
+    for aid, version, _ in sent:
+        expected[aid] = max(expected.get(aid, 0), version)
+    return expected
+
+
+def _latency_histogram(
+    before: list[tuple[str, dict[str, str], float]],
+    after: list[tuple[str, dict[str, str], float]],
+) -> dict[str, Any]:
+    """The workers' own sync-latency histogram over the run, with its p50 and p99."""
+    buckets = _bucket_delta(
+        histogram(before, "limitsync_sync_latency_seconds"),
+        histogram(after, "limitsync_sync_latency_seconds"),
+    )
+    p50, p50_bucket = histogram_quantile(0.5, buckets)
+    p99, p99_bucket = histogram_quantile(0.99, buckets)
+    return {
+        "samples": buckets[-1][1] if buckets else 0,
+        "p50_s": round(p50, 4),
+        "p50_bucket": p50_bucket,
+        "p99_s": round(p99, 4),
+        "p99_bucket": p99_bucket,
+        "bounds_s": [b for b, _ in buckets],
     }
 
 
