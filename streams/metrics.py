@@ -28,7 +28,14 @@ class Metrics:
     """One registry per worker (no global state: tests run several in one process)."""
 
     def __init__(self) -> None:
-        r = self.registry = CollectorRegistry()
+        self.registry = CollectorRegistry()
+        self._add_input_metrics(self.registry)
+        self._add_drift_metrics(self.registry)
+        self._add_output_metrics(self.registry)
+        self._zero_known_series()
+
+    def _add_input_metrics(self, r: CollectorRegistry) -> None:
+        """What the worker took in: events, dead letters, batches, its own observations."""
         self.events = Counter(
             "limitsync_events", "Valid input events processed", ["type"], registry=r
         )
@@ -38,12 +45,31 @@ class Metrics:
             ["reason"],
             registry=r,
         )
-        self.sync_latency = Histogram(
-            "limitsync_sync_latency_seconds",
-            "From a ledger change's occurred_at to its cache write",
-            buckets=_LATENCY_BUCKETS_S,
+        self.batches = Counter(
+            "limitsync_batches",
+            "Fetched batches of input records taken together (records per batch: "
+            "limitsync_events_total and dead letters over this)",
             registry=r,
         )
+        self.own_observations = Counter(
+            "limitsync_own_observations",
+            "Observations of the worker's own cache writes and reads, applied directly",
+            registry=r,
+        )
+        self.reversals_unmatched = Counter(
+            "limitsync_reversals_unmatched",
+            "Reversals that found no repayment of that id to undo (logged with both ids)",
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "limitsync_consumer_lag",
+            "Records behind the log end",
+            ["topic", "partition"],
+            registry=r,
+        )
+
+    def _add_drift_metrics(self, r: CollectorRegistry) -> None:
+        """Drifts, breaches, alerts and how soon changes were displayed, per observation source."""
         self.open_drifts = Gauge(
             "limitsync_open_drifts",
             "Open drifts, per observation source (app, cache)",
@@ -68,29 +94,22 @@ class Metrics:
             ["within", "source"],
             registry=r,
         )
-        self.rescores = Counter("limitsync_rescores", "Rescore attempts", ["outcome"], registry=r)
+
+    def _add_output_metrics(self, r: CollectorRegistry) -> None:
+        """What the worker wrote: cache writes and their latency, heals, rescores, state rows."""
+        self.sync_latency = Histogram(
+            "limitsync_sync_latency_seconds",
+            "From a ledger change's occurred_at to its cache write",
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
         self.cache_writes = Counter(
             "limitsync_cache_writes", "Cache compare-and-set writes", ["outcome"], registry=r
-        )
-        self.consumer_lag = Gauge(
-            "limitsync_consumer_lag",
-            "Records behind the log end",
-            ["topic", "partition"],
-            registry=r,
         )
         self.auto_heals = Counter(
             "limitsync_auto_heals", "Cache rewrites by auto-heal", ["reason"], registry=r
         )
-        self.reversals_unmatched = Counter(
-            "limitsync_reversals_unmatched",
-            "Reversals that found no repayment of that id to undo (logged with both ids)",
-            registry=r,
-        )
-        self.own_observations = Counter(
-            "limitsync_own_observations",
-            "Observations of the worker's own cache writes and reads, applied directly",
-            registry=r,
-        )
+        self.rescores = Counter("limitsync_rescores", "Rescore attempts", ["outcome"], registry=r)
         self.state_rows = Counter(
             "limitsync_state_rows", "Account rows saved to the state changelog", registry=r
         )
@@ -99,19 +118,11 @@ class Metrics:
             "Bytes of keys and values saved to the state changelog",
             registry=r,
         )
-        self.batches = Counter(
-            "limitsync_batches",
-            "Fetched batches of input records taken together (records per batch: "
-            "limitsync_events_total and dead letters over this)",
-            registry=r,
-        )
         self.state_rows_large = Counter(
             "limitsync_state_rows_large",
             "Account rows over 64 KB saved (each is logged; none may pass 512 KB)",
             registry=r,
         )
-
-        self._zero_known_series()
 
     def _zero_known_series(self) -> None:
         """Create every known label set at 0, so alert rules see the first increase."""
