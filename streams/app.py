@@ -86,6 +86,12 @@ class StateTable(faust.Table):
         return partition_of(account_of_key(key), partitions)
 
 
+def keeps_state_on_disk(settings: Settings) -> bool:
+    """Whether the table's store outlives the worker process (RocksDB), so that what it holds
+    must never run ahead of the changelog (``ChangelogTable``'s ``durable_first``)."""
+    return not settings.store.startswith("memory:")
+
+
 def standby_replicas(settings: Settings) -> int:
     """The standby replicas a worker keeps: the ones asked for, with a store that keeps them.
 
@@ -95,7 +101,7 @@ def standby_replicas(settings: Settings) -> int:
     standby's keys whenever a recovery completes. There a standby is CPU spent on every record
     another worker saves, for a takeover that is no shorter, so none is kept.
     """
-    if settings.standby_replicas and settings.store.startswith("memory:"):
+    if settings.standby_replicas and not keeps_state_on_disk(settings):
         log.info(
             "standby replicas: none with the in-memory store (%d asked for): a takeover reads "
             "the changelog from its start either way; RocksDB keeps them",
@@ -153,7 +159,12 @@ def create_app(settings: Settings) -> tuple[faust.App, LiveShell]:
     # batches per partition through Faust's own client, started and stopped with the app.
     out = KafkaOut(lambda: _client_of(app), settings.partitions)
     account_partition = PartitionMemo(settings.partitions)
-    store = ChangelogTable(table, out, lambda key: account_partition(account_bytes_of_key(key)))
+    store = ChangelogTable(
+        table,
+        out,
+        lambda key: account_partition(account_bytes_of_key(key)),
+        durable_first=keeps_state_on_disk(settings),
+    )
     shell = LiveShell(settings, out, cache, store, metrics, out)
     rescorer = Rescorer(
         load_scorer(settings.scorer),
