@@ -86,6 +86,12 @@ class StateTable(faust.Table):
         return partition_of(account_of_key(key), partitions)
 
 
+def keeps_state_on_disk(settings: Settings) -> bool:
+    """Whether the table's store outlives the worker process (RocksDB), so that what it holds
+    must never run ahead of the changelog (``ChangelogTable``'s ``durable_first``)."""
+    return not settings.store.startswith("memory:")
+
+
 def standby_replicas(settings: Settings) -> int:
     """The standby replicas a worker keeps: the ones asked for, with a store that keeps them.
 
@@ -95,7 +101,7 @@ def standby_replicas(settings: Settings) -> int:
     standby's keys whenever a recovery completes. There a standby is CPU spent on every record
     another worker saves, for a takeover that is no shorter, so none is kept.
     """
-    if settings.standby_replicas and settings.store.startswith("memory:"):
+    if settings.standby_replicas and not keeps_state_on_disk(settings):
         log.info(
             "standby replicas: none with the in-memory store (%d asked for): a takeover reads "
             "the changelog from its start either way; RocksDB keeps them",
@@ -136,6 +142,24 @@ def create_app(settings: Settings) -> tuple[faust.App, LiveShell]:
     app = faust.App(settings.app_id, **_app_settings(settings))
     topics = settings.topics
     publisher = FaustPublisher(app, list(topics.values()), settings.partitions)
+    table = _state_table(app, settings)
+    metrics = Metrics()
+    shell = _live_shell(app, settings, table, metrics)
+    rescorer = Rescorer(
+        load_scorer(settings.scorer),
+        publisher,
+        topics,
+        metrics,
+        settings.rescore_timeout_s,
+        settings.rescore_retries_max,
+    )
+    _install_agents(app, topics, shell, rescorer)
+    _install_timers(app, settings, shell, metrics)
+    _install_web(app, shell, metrics, table)
+    return app, shell
+
+
+def _state_table(app: faust.App, settings: Settings) -> StateTable:
     table = app.tables.add(
         StateTable(
             app,
@@ -147,37 +171,43 @@ def create_app(settings: Settings) -> tuple[faust.App, LiveShell]:
             value_type=bytes,
         )
     )
-    metrics = Metrics()
+    return cast(StateTable, table)
+
+
+def _live_shell(
+    app: faust.App, settings: Settings, table: StateTable, metrics: Metrics
+) -> LiveShell:
     cache = RedisLimitCache(make_async_redis(settings), settings.cache_prefix)
     # The shell's writes (state changelog, observations, alerts, dead letters) go out in
     # batches per partition through Faust's own client, started and stopped with the app.
     out = KafkaOut(lambda: _client_of(app), settings.partitions)
     account_partition = PartitionMemo(settings.partitions)
-    store = ChangelogTable(table, out, lambda key: account_partition(account_bytes_of_key(key)))
-    shell = LiveShell(settings, out, cache, store, metrics, out)
-    rescorer = Rescorer(
-        load_scorer(settings.scorer),
-        publisher,
-        topics,
-        metrics,
-        settings.rescore_timeout_s,
-        settings.rescore_retries_max,
+    store = ChangelogTable(
+        table,
+        out,
+        lambda key: account_partition(account_bytes_of_key(key)),
+        durable_first=keeps_state_on_disk(settings),
     )
-    source = app.topic(
-        topics["account_events"],
-        topics["displayed"],
+    return LiveShell(settings, out, cache, store, metrics, out)
+
+
+def _raw_topic(app: faust.App, *names: str) -> Any:
+    return app.topic(
+        *names,
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
         value_serializer="raw",
     )
-    requests = app.topic(
-        topics["rescore_requests"],
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
+
+
+def _install_agents(
+    app: faust.App, topics: dict[str, str], shell: LiveShell, rescorer: Rescorer
+) -> None:
+    """The ledger (its records reach the shell a fetched batch at a time), the rescore agent,
+    and the rebalance signals that rebuild the shell's engine."""
+    source = _raw_topic(app, topics["account_events"], topics["displayed"])
+    requests = _raw_topic(app, topics["rescore_requests"])
 
     def owned() -> set[int]:
         return {
@@ -220,6 +250,13 @@ def create_app(settings: Settings) -> tuple[faust.App, LiveShell]:
     async def _rebalanced(*args: Any, **kwargs: Any) -> None:
         shell.rebuild(owned())
 
+
+def _install_timers(
+    app: faust.App, settings: Settings, shell: LiveShell, metrics: Metrics
+) -> None:
+    """The drift monitor, the sampler, the consumer lag gauge and the cache writer's task."""
+    inputs = (settings.topics["account_events"], settings.topics["displayed"])
+
     @app.timer(DRIFT_TICK_S, name="drift_monitor")
     async def drift_monitor() -> None:
         await shell.tick()
@@ -233,7 +270,7 @@ def create_app(settings: Settings) -> tuple[faust.App, LiveShell]:
         """Records behind the log end per owned input partition (from the consumer's view)."""
         consumer = app.consumer
         for tp in app.assignor.assigned_actives():
-            if tp.topic not in (topics["account_events"], topics["displayed"]):
+            if tp.topic not in inputs:
                 continue
             try:
                 highwater = consumer.highwater(tp)
@@ -247,6 +284,10 @@ def create_app(settings: Settings) -> tuple[faust.App, LiveShell]:
     @app.task
     async def cache_writer() -> None:
         await shell.writer.run()
+
+
+def _install_web(app: faust.App, shell: LiveShell, metrics: Metrics, table: StateTable) -> None:
+    """Health, metrics, inquiries and the explain view (routed to the account's owner)."""
 
     @app.page("/healthz")
     async def healthz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
@@ -277,8 +318,6 @@ def create_app(settings: Settings) -> tuple[faust.App, LiveShell]:
         if report is None:
             return web.json({"error": f"unknown account {account_id}"}, status=404)
         return web.json(report)
-
-    return app, shell
 
 
 def _raw(message: Message) -> RawRecord:

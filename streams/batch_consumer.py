@@ -29,6 +29,7 @@ from faust.transport import drivers
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import AppT, Message
 
+from streams.kafka_out import ChangelogRecord
 from streams.recovery_seek import SeekSafeConsumer
 
 __all__ = ["SCHEME", "BatchSink", "BatchingConsumer", "attach", "register"]
@@ -214,25 +215,6 @@ class BatchingConsumer(SeekSafeConsumer):
             ack(message)
 
 
-class _StandbyRecord:
-    """A standby changelog record as a table's store reads one in
-    ``apply_changelog_batch``: the event (``key``, ``value``) and its message (``tp``,
-    ``partition``, ``offset``, ``key``, ``value``) at once."""
-
-    __slots__ = ("key", "offset", "partition", "tp", "value")
-
-    def __init__(self, tp: Any, record: Any) -> None:
-        self.tp = tp
-        self.partition = record.partition
-        self.offset = record.offset
-        self.key = record.key
-        self.value = record.value
-
-    @property
-    def message(self) -> _StandbyRecord:
-        return self
-
-
 class _StandbyApplier:
     """Applies the standby replicas' changelog records of one fetch to their tables.
 
@@ -259,7 +241,7 @@ class _StandbyApplier:
         self._active_tps = recovery.active_tps
         self._tables = recovery.tp_to_table
         self._offsets = recovery.standby_offsets
-        self._pending: dict[Any, list[_StandbyRecord]] = {}
+        self._pending: dict[Any, list[ChangelogRecord]] = {}
 
     def take(self, tp: Any, record: Any) -> bool:
         """Take a changelog record if it belongs to a standby partition."""
@@ -274,7 +256,7 @@ class _StandbyApplier:
             events = self._pending.get(table)
             if events is None:
                 events = self._pending[table] = []
-            events.append(_StandbyRecord(tp, record))
+            events.append(ChangelogRecord(tp, record.offset, record.key, record.value))
         return True
 
     def apply(self) -> None:

@@ -9,7 +9,10 @@ from typing import Any
 
 import pytest
 
-from streams.kafka_out import KafkaOut
+from streams.core.journal import ID
+from streams.core.state import AccountState
+from streams.kafka_out import ChangelogTable, KafkaOut
+from streams.state_store import StateStore
 
 HUGE = b"huge"
 
@@ -144,3 +147,183 @@ def test_a_flush_hands_over_the_first_batch_of_every_partition_first(
         (0, [HUGE]),
         (0, [b"4", b"5"]),
     ]
+
+
+class Acked:
+    """What the client's delivery gives: the offset of the first record of the send."""
+
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+
+def test_a_watched_topic_gets_its_records_with_offsets_once_they_and_earlier_flushes_are_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each send's acknowledgement numbers its records from the send's first offset (a
+    record too large for a batch has a send of its own); the watcher hears of a flush after
+    every earlier flush is acknowledged, before the flush itself is done; another topic's
+    records are not given to it."""
+    monkeypatch.setattr(Batch, "CAPACITY", 2)
+
+    async def scenario() -> None:
+        client = Client()
+        out = KafkaOut(lambda: client, 8)
+        heard: list[tuple[int, list[tuple[int, bytes | None, bytes | None]]]] = []
+        out.watch("log", lambda partition, records: heard.append((partition, records)))
+        out.add("log", 0, b"a", b"1")
+        first = out.flush_soon()
+        for value in (b"2", b"3", HUGE, None):
+            out.add("log", 0, b"b", value)
+        out.add("other", 0, b"x", b"y")
+        second = out.flush_soon()
+        await settle()
+        sent = {(t, tuple(b.records)): done for t, _, b, done in client.sent}
+        sent[("log", ((b"b", b"2"), (b"b", b"3")))].set_result(Acked(11))
+        sent[("log", ((b"b", HUGE),))].set_result(Acked(13))
+        sent[("log", ((b"b", None),))].set_result(Acked(14))
+        sent[("other", ((b"x", b"y"),))].set_result(Acked(0))
+        await settle()
+        assert heard == [] and not second.done()  # the first flush is not in yet
+        sent[("log", ((b"a", b"1"),))].set_result(Acked(10))
+        await first
+        await second
+        assert heard == [
+            (0, [(10, b"a", b"1")]),
+            (0, [(11, b"b", b"2"), (12, b"b", b"3"), (13, b"b", HUGE), (14, b"b", None)]),
+        ]
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_flush_is_not_given_to_its_watcher() -> None:
+    async def scenario() -> None:
+        client = Client()
+        out = KafkaOut(lambda: client, 8)
+        heard: list[Any] = []
+        out.watch("log", lambda partition, records: heard.append(records))
+        out.add("log", 2, b"a", b"1")
+        failed = out.flush_soon()
+        await settle()
+        client.sent[0][3].set_exception(RuntimeError("broker gone"))
+        with pytest.raises(RuntimeError):
+            await failed
+        assert heard == []
+
+    asyncio.run(scenario())
+
+
+class Store(dict[bytes, bytes]):
+    """A table's store that, like RocksDB's, takes changelog records with their offsets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offsets: dict[int, int] = {}
+
+
+class Table:
+    """The parts of a Faust table ``ChangelogTable`` uses."""
+
+    def __init__(self) -> None:
+        self.data = Store()
+        self.changelog_topic = self
+        self.applied: list[tuple[int, int, bytes | None, bytes | None]] = []
+
+    def get_topic_name(self) -> str:
+        return "log"
+
+    def apply_changelog_batch(self, events: list[Any]) -> None:
+        for event in events:
+            message = event.message
+            self.applied.append((message.tp.partition, message.offset, event.key, event.value))
+            if event.value is None:
+                self.data.pop(event.key, None)
+            else:
+                self.data[event.key] = event.value
+            self.data.offsets[message.partition] = message.offset
+
+
+def acknowledge(client: Client, first_offset: int) -> int:
+    """Acknowledge every send not acknowledged yet, numbering from ``first_offset``."""
+    for _, _, batch, done in client.sent:
+        if not done.done():
+            done.set_result(Acked(first_offset))
+            first_offset += batch.record_count()
+    return first_offset
+
+
+def test_a_durable_first_table_stores_a_write_only_once_the_changelog_has_it() -> None:
+    """Until its flush is acknowledged a write is only held, and reads see it; then it is
+    in the store with its offset. A key written again in a later flush keeps showing the
+    newest value while the earlier flush reaches the store; a removal hides the key."""
+
+    async def scenario() -> None:
+        client = Client()
+        out = KafkaOut(lambda: client, 8)
+        table = Table()
+        table.data[b"old"] = b"0"  # what the store held already (a restore)
+        log = ChangelogTable(table, out, lambda key: 3, durable_first=True)
+        log[b"a"] = b"1"
+        first = out.flush_soon()
+        log[b"a"] = b"2"
+        log[b"b"] = b"1"
+        del log[b"old"]
+        with pytest.raises(KeyError):
+            del log[b"never"]
+        assert dict(table.data) == {b"old": b"0"}  # nothing stored before the changelog
+        assert dict(log.items()) == {b"a": b"2", b"b": b"1"} and len(log) == 2
+        await settle()
+        next_offset = acknowledge(client, 100)
+        await first
+        assert table.applied == [(3, 100, b"a", b"1")]
+        assert log[b"a"] == b"2"  # the newer write is still held, and wins
+        second = out.flush_soon()
+        await settle()
+        acknowledge(client, next_offset)
+        await second
+        assert dict(table.data) == {b"a": b"2", b"b": b"1"}
+        assert table.data.offsets == {3: 103}
+        assert sorted(log) == [b"a", b"b"] and dict(log.items()) == dict(table.data)
+
+    asyncio.run(scenario())
+
+
+def test_a_table_in_memory_is_written_at_once() -> None:
+    async def scenario() -> None:
+        client = Client()
+        out = KafkaOut(lambda: client, 8)
+        table = Table()
+        log = ChangelogTable(table, out, lambda key: 0)
+        log[b"a"] = b"1"
+        assert dict(table.data) == {b"a": b"1"} and out.pending == 1
+        done = out.flush_soon()
+        await settle()
+        acknowledge(client, 0)
+        await done
+        assert table.applied == []
+
+    asyncio.run(scenario())
+
+
+def test_the_state_store_round_trips_through_a_durable_first_table() -> None:
+    """What a save wrote loads back the same whether its flush is in the store yet or not."""
+
+    async def scenario() -> None:
+        client = Client()
+        out = KafkaOut(lambda: client, 8)
+        table = Table()
+        store = StateStore(ChangelogTable(table, out, lambda key: 0, durable_first=True))
+        acct = AccountState(account_id="acct-1")
+        acct.credit_line = 5_000
+        acct.seen["ev-1"] = (1, 2)
+        store.save([acct], {(ID, "acct-1", "ev-1"): [1, 2]})
+        held = store.load(lambda account_id: True)
+        flushed = out.flush_soon()
+        await settle()
+        acknowledge(client, 0)
+        await flushed
+        stored = store.load(lambda account_id: True)
+        for loaded in (held, stored):
+            assert [s.to_dict() for s in loaded.states] == [acct.to_dict()]
+            assert loaded.dropped_items == 0
+
+    asyncio.run(scenario())

@@ -110,8 +110,11 @@ class LiveSystem:
     log_dir: Path
     workers: list[WorkerProcess] = field(default_factory=list)
 
-    def worker(self) -> WorkerProcess:
-        w = WorkerProcess(self.env, self.log_dir / f"worker-{len(self.workers)}.log")
+    def worker(self, data_dir: Path | None = None) -> WorkerProcess:
+        """A worker (not started yet); ``data_dir`` gives it its own table directory, as
+        workers with a RocksDB store need (each locks its partitions' databases)."""
+        env = self.env if data_dir is None else {**self.env, "LIMITSYNC_DATA_DIR": str(data_dir)}
+        w = WorkerProcess(env, self.log_dir / f"worker-{len(self.workers)}.log")
         self.workers.append(w)
         return w
 
