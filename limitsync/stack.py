@@ -1,8 +1,9 @@
 """``limitsync up``: the embedded local stack, for development and demos.
 
 Starts (or reuses, when ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` are set) an Apache Kafka
-broker and Redis on free loopback ports, creates the topics, runs N worker processes, and
-optionally feeds simulator traffic. Everything it started, it stops on Ctrl-C, SIGTERM (systemd,
+broker and Redis on free loopback ports, creates the topics, runs N worker processes (one
+that dies is started again: :mod:`limitsync.worker_pool`), and optionally feeds simulator
+traffic. Everything it started, it stops on Ctrl-C, SIGTERM (systemd,
 a container runtime, ``timeout``) or SIGHUP (its terminal closed) alike, within
 :data:`STACK_STOP_BUDGET_S`; and its workers die with it even when it is killed outright
 (:mod:`limitsync.supervision`).
@@ -13,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import Settings, load_settings, redact_url
-from limitsync.local_services import LocalKafka, LocalRedis, create_topics, free_port
-from limitsync.supervision import PARENT_PID_ENV, WORKER_EXIT_DEADLINE_S, stop_processes
+from limitsync.local_services import LocalKafka, LocalRedis, create_topics
+from limitsync.supervision import WORKER_EXIT_DEADLINE_S
 from limitsync.worker_metrics import Snapshot, scrape
+from limitsync.worker_pool import WorkerPool
 
 __all__ = ["STACK_STOP_BUDGET_S", "StackOptions", "run_stack"]
 
@@ -69,33 +70,6 @@ def start_services(stack: ExitStack, run_dir: Path) -> tuple[str, str]:
     return bootstrap, redis_url
 
 
-def spawn_worker(
-    settings: Settings, index: int, run_dir: Path, rescore: bool
-) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "LIMITSYNC_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "LIMITSYNC_REDIS_URL": settings.redis_url,
-        "LIMITSYNC_WEB_PORT": str(port),
-        "LIMITSYNC_DATA_DIR": str(run_dir / f"worker-{index}"),
-        "LIMITSYNC_RESCORE_ENABLED": "true" if rescore else "false",
-        "LIMITSYNC_TOPIC_PREFIX": settings.topic_prefix,
-        "LIMITSYNC_APP_ID": settings.app_id,
-        PARENT_PID_ENV: str(os.getpid()),
-    }
-    log = (run_dir / "logs" / f"worker-{index}.log").open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "limitsync.cli", "worker"],
-        env=env,
-        stdout=log,
-        stderr=log,
-        start_new_session=True,
-    )
-    log.close()
-    return proc, port
-
-
 def _stop_on_signal(signum: int, frame: object) -> None:
     """The first SIGTERM or SIGHUP unwinds `up` as Ctrl-C does; later ones must not interrupt
     the stop it started (that would skip the rest of it)."""
@@ -104,10 +78,10 @@ def _stop_on_signal(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _stop_workers(procs: list[subprocess.Popen[bytes]], feeder: Any) -> None:
+def _stop_workers(pool: WorkerPool, feeder: Any) -> None:
     if feeder is not None:
         feeder.stop()
-    stop_processes(procs, WORKER_STOP_TIMEOUT_S)
+    pool.stop(WORKER_STOP_TIMEOUT_S)
     if feeder is not None:
         feeder.join(FEEDER_JOIN_TIMEOUT_S)
 
@@ -131,16 +105,12 @@ def run_stack(options: StackOptions) -> int:
             settings.partitions,
             settings.replication_factor,
         )
-        procs: list[subprocess.Popen[bytes]] = []
+        pool = WorkerPool(settings, run_dir, options.rescore, options.workers)
         feeder = None
         # One callback for workers and feeder, registered before any starts: all stop at once.
-        stack.callback(lambda: _stop_workers(procs, feeder))
-        ports = []
-        for i in range(options.workers):
-            proc, port = spawn_worker(settings, i, run_dir, options.rescore)
-            procs.append(proc)
-            ports.append(port)
-        urls = [f"http://127.0.0.1:{port}" for port in ports]
+        stack.callback(lambda: _stop_workers(pool, feeder))
+        pool.start()
+        urls = pool.urls
         if options.state_file:
             _write_state(Path(options.state_file), settings, urls)
         if options.simulate:
@@ -151,7 +121,7 @@ def run_stack(options: StackOptions) -> int:
             "Ctrl-C stops everything.",
             flush=True,
         )
-        last = _watch(urls, options, feeder, procs)
+        last = _watch(urls, options, feeder, pool)
         print(_summary(last, feeder), flush=True)
     return 0
 
@@ -185,9 +155,7 @@ def _write_state(path: Path, settings: Settings, urls: list[str]) -> None:
     tmp.replace(path)
 
 
-def _watch(
-    urls: list[str], options: StackOptions, feeder: Any, procs: list[subprocess.Popen[bytes]]
-) -> Snapshot:
+def _watch(urls: list[str], options: StackOptions, feeder: Any, pool: WorkerPool) -> Snapshot:
     from limitsync.dashboard import Dashboard
 
     deadline = None if options.duration_s is None else time.monotonic() + options.duration_s
@@ -195,8 +163,8 @@ def _watch(
     try:
         with dashboard:
             while deadline is None or time.monotonic() < deadline:
-                if all(p.poll() is not None for p in procs):
-                    print("limitsync up: every worker exited; see the logs", file=sys.stderr)
+                if not pool.check():
+                    print("limitsync up: every worker is down; see the logs", file=sys.stderr)
                     break
                 dashboard.refresh()
                 time.sleep(1.0)

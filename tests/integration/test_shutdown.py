@@ -5,6 +5,7 @@
   descendant it had, with its broker killed first (what made workers hang).
 - A worker exits within 10 s of SIGTERM with its broker, or its Redis, gone.
 - A worker dies with its parent, even when the parent is killed outright.
+- A worker of ``up`` that is killed is started again, and stopped with the rest.
 """
 
 from __future__ import annotations
@@ -97,7 +98,9 @@ def test_up_told_to_stop_leaves_no_descendant_behind_with_its_broker_dead(
     _kill_broker(descendants)
     began = time.monotonic()
     proc.send_signal(signum)
-    left = _gone_within([psutil.Process(proc.pid), *descendants], UP_STOP_BUDGET_S)
+    # and any worker started again since, its first having died with the broker
+    everything = {*descendants, *psutil.Process(proc.pid).children(recursive=True)}
+    left = _gone_within([psutil.Process(proc.pid), *everything], UP_STOP_BUDGET_S)
     assert not left, f"{time.monotonic() - began:.1f} s after {signum.name}: {left}"
 
 
@@ -109,6 +112,46 @@ def test_workers_die_with_up_when_it_is_killed_outright(
     _kill_broker(descendants)  # the state in which a worker ignored SIGTERM for 50 s
     proc.kill()
     assert not _gone_within(workers, WORKER_EXIT_BUDGET_S)
+
+
+def _workers(up_proc: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    """The running workers of ``up`` (one just killed is a zombie until ``up`` reaps it)."""
+    workers = []
+    for p in psutil.Process(up_proc.pid).children(recursive=True):
+        try:
+            if "worker" in p.cmdline() and _alive(p):
+                workers.append(p)
+        except psutil.Error:
+            continue
+    return workers
+
+
+def _web_port(proc: psutil.Process) -> str | None:
+    """The worker's web port, or None once it has exited (a zombie has no environment)."""
+    try:
+        return proc.environ().get("LIMITSYNC_WEB_PORT")
+    except psutil.Error:
+        return None
+
+
+def test_up_starts_a_killed_worker_again_on_its_port_and_stops_it_with_the_rest(
+    up: tuple[subprocess.Popen[bytes], list[psutil.Process]],
+) -> None:
+    proc, _ = up
+    victim = _workers(proc)[0]
+    port = _web_port(victim)
+    victim.kill()
+    wait_for(
+        lambda: any(
+            w.pid != victim.pid and _web_port(w) == port
+            for w in _workers(proc)
+        ),
+        WORKER_READY_TIMEOUT_S,
+        "the killed worker started again",
+    )
+    (again,) = [w for w in _workers(proc) if w.pid != victim.pid and _web_port(w) == port]
+    proc.send_signal(signal.SIGTERM)
+    assert not _gone_within([psutil.Process(proc.pid), again], UP_STOP_BUDGET_S)
 
 
 @pytest.fixture
