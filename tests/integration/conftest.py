@@ -18,3 +18,13 @@ def system(
     s = make_live_system(kafka_bootstrap, redis_url, unique_id, tmp_path)
     yield s
     s.stop_all()
+
+
+@pytest.fixture
+def rocksdb_system(
+    kafka_bootstrap: str, redis_url: str, unique_id: str, tmp_path: Path
+) -> Iterator[LiveSystem]:
+    """The same, with workers on the RocksDB store (each worker on its own data dir)."""
+    s = make_live_system(kafka_bootstrap, redis_url, unique_id, tmp_path, store="rocksdb://")
+    yield s
+    s.stop_all()

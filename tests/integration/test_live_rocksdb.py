@@ -11,7 +11,6 @@ cache would show it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ import rocksdict
 from kafka import KafkaConsumer, TopicPartition
 
 from streams.live import partition_of
-from tests.integration.live_harness import LiveSystem, make_live_system, wait_for
+from tests.integration.live_harness import LiveSystem, wait_for
 from tests.integration.test_live_resilience import ev, line
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -105,15 +104,6 @@ def changelog_ends(system: LiveSystem) -> dict[int, int]:
         return {tp.partition: end for tp, end in consumer.end_offsets(tps).items()}
     finally:
         consumer.close()
-
-
-@pytest.fixture
-def rocksdb_system(
-    kafka_bootstrap: str, redis_url: str, unique_id: str, tmp_path: Path
-) -> Iterator[LiveSystem]:
-    system = make_live_system(kafka_bootstrap, redis_url, unique_id, tmp_path, store="rocksdb://")
-    yield system
-    system.stop_all()
 
 
 def test_a_rocksdb_worker_applies_events_and_its_state_survives_a_restart(

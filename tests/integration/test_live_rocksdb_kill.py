@@ -24,14 +24,14 @@ import random
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from tests.integration.live_harness import LiveSystem, WorkerProcess, make_live_system, wait_for
+from tests.integration.live_harness import LiveSystem, WorkerProcess, wait_for
 from tests.integration.test_live_resilience import converge, ev, line, replay_accounts
 from tests.integration.test_live_rocksdb import OFFSET_KEY, stored
 
@@ -239,15 +239,6 @@ def _difference(
         f"changelog never had {never[:3]}, {len(older)} older values {older[:3]}, "
         f"{len(missing)} keys missing {missing[:3]}"
     )
-
-
-@pytest.fixture
-def rocksdb_system(
-    kafka_bootstrap: str, redis_url: str, unique_id: str, tmp_path: Path
-) -> Iterator[LiveSystem]:
-    system = make_live_system(kafka_bootstrap, redis_url, unique_id, tmp_path, store="rocksdb://")
-    yield system
-    system.stop_all()
 
 
 def distinct_events(lines: Sequence[bytes]) -> int:
