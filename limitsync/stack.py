@@ -24,7 +24,7 @@ from typing import Any
 
 from config.settings import Settings, load_settings, redact_url
 from limitsync.local_services import LocalKafka, LocalRedis, create_topics
-from limitsync.supervision import WORKER_EXIT_DEADLINE_S
+from limitsync.supervision import UP_STOP_SIGNALS, WORKER_EXIT_DEADLINE_S
 from limitsync.worker_metrics import Snapshot, scrape
 from limitsync.worker_pool import WorkerPool
 
@@ -41,7 +41,6 @@ WORKER_STOP_TIMEOUT_S = WORKER_EXIT_DEADLINE_S + 1.0
 BROKER_STOP_TIMEOUT_S = 6.0
 REDIS_STOP_TIMEOUT_S = 2.0
 FEEDER_JOIN_TIMEOUT_S = 1.0  # a daemon thread: what it has not flushed by then is dropped
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,7 @@ def start_services(stack: ExitStack, run_dir: Path) -> tuple[str, str]:
 def _stop_on_signal(signum: int, frame: object) -> None:
     """The first SIGTERM or SIGHUP unwinds `up` as Ctrl-C does; later ones must not interrupt
     the stop it started (that would skip the rest of it)."""
-    for sig in STOP_SIGNALS:
+    for sig in UP_STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
     raise KeyboardInterrupt
 
@@ -88,7 +87,7 @@ def _stop_workers(pool: WorkerPool, feeder: Any) -> None:
 
 def run_stack(options: StackOptions) -> int:
     if threading.current_thread() is threading.main_thread():
-        for sig in STOP_SIGNALS:
+        for sig in UP_STOP_SIGNALS:
             signal.signal(sig, _stop_on_signal)
     run_dir = Path(options.run_dir).resolve()
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)

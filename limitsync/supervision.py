@@ -30,6 +30,7 @@ from typing import Self
 
 __all__ = [
     "PARENT_PID_ENV",
+    "UP_STOP_SIGNALS",
     "WORKER_EXIT_DEADLINE_S",
     "StopGuard",
     "die_with_parent",
@@ -43,6 +44,9 @@ PARENT_PID_ENV = "LIMITSYNC_PARENT_PID"
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _EXIT_CODE_DEADLINE = 1
 _EXIT_CODE_SIGTERM = 128 + signal.SIGTERM
+# What stops `limitsync up` besides Ctrl-C (SIGINT): systemd, a container runtime or `timeout`
+# (SIGTERM), its terminal closed (SIGHUP).
+UP_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def die_with_parent(parent_pid: int) -> None:

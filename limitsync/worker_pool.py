@@ -21,7 +21,7 @@ from pathlib import Path
 
 from config.settings import Settings
 from limitsync.local_services import free_port
-from limitsync.supervision import PARENT_PID_ENV, stop_processes
+from limitsync.supervision import PARENT_PID_ENV, UP_STOP_SIGNALS, stop_processes
 
 __all__ = ["RESTARTS_MAX", "RESTART_WINDOW_S", "RestartBudget", "WorkerPool", "exit_reason"]
 
@@ -29,7 +29,7 @@ RESTARTS_MAX = 3  # restarts of one worker within RESTART_WINDOW_S before it is 
 RESTART_WINDOW_S = 60.0
 # Signals that stop `up`: held back while a worker is started and recorded, so that a stop
 # arriving then cannot leave a started worker out of the list that is stopped.
-_HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+_HELD_SIGNALS = {signal.SIGINT, *UP_STOP_SIGNALS}
 
 
 @dataclass
