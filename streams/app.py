@@ -44,6 +44,14 @@ LAG_INTERVAL_S = 5.0
 # the broker's default largest batch (1 MB), which a record larger than this still reaches on
 # its own (``KafkaOut``).
 PRODUCER_BATCH_BYTES_MAX = 512 * 1024
+# How long the group waits for a worker that stopped answering before its partitions go to
+# the others (or to its restarted self). Faust's default, 60 s, is the whole default SLA: every
+# repayment on a killed worker's partitions would breach before anyone applied it. Kafka's
+# classic 10 s, with heartbeats every 3 s; Faust's consumer thread sends them, not the loop
+# that applies batches, so a long batch does not miss one. BROKER_SESSION_TIMEOUT and
+# BROKER_HEARTBEAT_INTERVAL in the environment still win (Faust reads them).
+SESSION_TIMEOUT_S = 10.0
+HEARTBEAT_INTERVAL_S = 3.0
 
 
 class FaustPublisher:
@@ -129,6 +137,8 @@ def _app_settings(settings: Settings) -> dict[str, Any]:
         "topic_allow_declare": True,
         "broker_consumer": [f"{batch_consumer.SCHEME}://{h}" for h in hosts],
         "producer_max_batch_size": PRODUCER_BATCH_BYTES_MAX,
+        "broker_session_timeout": SESSION_TIMEOUT_S,
+        "broker_heartbeat_interval": HEARTBEAT_INTERVAL_S,
     }
     batch_consumer.register()
     credentials = faust_broker_credentials(settings)
