@@ -60,7 +60,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     import time
 
     from limitsync.inputs import InputError, resolve_input
-    from limitsync.outputs import write_outputs
+    from limitsync.outputs import AlertTap, write_outputs
     from limitsync.progress import peak_rss_mb
     from limitsync.replay import OutputFiles
 
@@ -76,11 +76,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         resolve_input(args.input)  # a bad input fails before any output is opened
         inquiries = _inquiries(args, account)
-        with OutputFiles(out) as outputs:
+        tap = AlertTap(account)  # the report's digest, taken as the alerts are written
+        with OutputFiles(out, on_alert=tap) as outputs:
             options, result = _run_file_replay(args, outputs=outputs)
     except InputError as exc:
         return _fail(str(exc))
-    write_outputs(result, out, options, args.input, account, inquiries)
+    write_outputs(result, out, options, args.input, account, inquiries, tap)
     c = result.counts
     rate = c["records"] / result.elapsed_s if result.elapsed_s else 0.0
     future = f", {c['future_timestamp']} future_timestamp" if options.now_us is not None else ""

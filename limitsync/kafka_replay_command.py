@@ -17,7 +17,7 @@ from config.settings import Settings, load_settings
 from consumers.kafka_common import ConsumerSetupError
 from consumers.kafka_replay import KafkaReadOptions, KafkaReadStats, read_window
 from limitsync.cli_args import replay_options
-from limitsync.outputs import write_outputs
+from limitsync.outputs import AlertTap, write_outputs
 from limitsync.progress import progress_reporter
 from limitsync.replay import OutputFiles, ReplayOptions, ReplayResult, run_replay
 from schemas.timefmt import format_us
@@ -74,7 +74,8 @@ def replay_from_kafka_cli(args: argparse.Namespace) -> int:
             print(f"limitsync: error: {exc}", file=sys.stderr)
             return 2
     try:
-        with progress_reporter(None) as progress, OutputFiles(Path(args.out)) as outputs:
+        tap = AlertTap(account)  # the report's digest, taken as the alerts are written
+        with progress_reporter(None) as progress, OutputFiles(Path(args.out), tap) as outputs:
             result, stats = replay_from_kafka(
                 settings, start_us, end_us, options, None, progress, outputs
             )
@@ -84,7 +85,7 @@ def replay_from_kafka_cli(args: argparse.Namespace) -> int:
     out = Path(args.out)
     window = _window_text(start_us, end_us)
     source = f"kafka {settings.bootstrap_servers} {settings.topic_prefix}* {window}"
-    write_outputs(result, out, options, source, account, inquiries)
+    write_outputs(result, out, options, source, account, inquiries, tap)
     c = result.counts
     modes = ", ".join(f"{n} {mode}" for mode, n in sorted(stats.modes().items()))
     print(

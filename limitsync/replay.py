@@ -168,17 +168,25 @@ class Timeline:
 
 class OutputFiles:
     """alerts.jsonl and dead_letters.jsonl of a replay, written as records are raised: a
-    day's alerts and dead letters need not be held until the end."""
+    day's alerts and dead letters need not be held until the end. ``on_alert``, when given,
+    is told each alert record and the length of its line (the report's digest,
+    ``limitsync.outputs.AlertTap``, so that the report need not read the file back)."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(
+        self, out_dir: Path, on_alert: Callable[[dict[str, Any], int], None] | None = None
+    ) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         self._alerts: IO[bytes] = (out_dir / "alerts.jsonl").open("wb", buffering=WRITE_BUFFER)
         self._dead: IO[bytes] = (out_dir / "dead_letters.jsonl").open(
             "wb", buffering=WRITE_BUFFER
         )
+        self._on_alert = on_alert
 
     def alert(self, record: dict[str, Any]) -> None:
-        self._alerts.write(orjson.dumps(record) + b"\n")
+        line = orjson.dumps(record) + b"\n"
+        self._alerts.write(line)
+        if self._on_alert is not None:
+            self._on_alert(record, len(line))
 
     def dead_letter(self, record: dict[str, Any]) -> None:
         self._dead.write(orjson.dumps(record) + b"\n")

@@ -161,21 +161,39 @@ def test_amounts_written_once_read_as_written_each_time(value: object) -> None:
 def test_alerts_tapped_as_written_report_as_alerts_read_back(
     tmp_path: Path, account: str | None
 ) -> None:
-    # What OutputFiles would tell the tap as it writes each alert: the record and its line.
     records = stale_apps(TIMELINES_MAX + 5)
     outputs = {}
     for name, tap in (("read-back", None), ("tapped", AlertTap(account))):
         out = tmp_path / name
-        with OutputFiles(out) as files:
+        with OutputFiles(out, on_alert=tap) as files:
             result = run_replay(
                 (InputRecord(line(r)) for r in records), ReplayOptions(), None, files
             )
-        if tap is not None:
-            for written in (out / "alerts.jsonl").read_bytes().splitlines(keepends=True):
-                tap(orjson.loads(written), len(written))
         write_outputs(result, out, ReplayOptions(), "events.jsonl", account, None, tap)
         outputs[name] = (out / "report.html").read_bytes()
     assert outputs["tapped"] == outputs["read-back"]
+
+
+def test_the_tap_is_told_each_alert_with_the_length_of_its_line(tmp_path: Path) -> None:
+    told: list[tuple[dict[str, Any], int]] = []
+    with OutputFiles(tmp_path, on_alert=lambda r, n: told.append((r, n))) as files:
+        run_replay((InputRecord(line(r)) for r in stale_apps(3)), ReplayOptions(), None, files)
+    written = (tmp_path / "alerts.jsonl").read_bytes().splitlines(keepends=True)
+    assert told == [(orjson.loads(w), len(w)) for w in written]
+
+
+@pytest.mark.parametrize("account", [None, "A007"])
+def test_the_replay_command_does_not_read_its_alerts_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, account: str | None
+) -> None:
+    def refuse(*_: object) -> None:
+        raise AssertionError("alerts.jsonl read back")
+
+    monkeypatch.setattr("limitsync.outputs.read_alerts_for_report", refuse)
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(b"\n".join(line(e) for e in stale_apps(TIMELINES_MAX + 5)) + b"\n")
+    focus = [] if account is None else ["--account", account]
+    assert main(["replay", "--input", str(log), "--out", str(tmp_path / "out"), *focus]) == 0
 
 
 def test_alerts_tapped_for_another_focus_are_refused(tmp_path: Path) -> None:
