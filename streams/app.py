@@ -197,6 +197,7 @@ def _live_shell(
         out,
         lambda key: account_partition(account_bytes_of_key(key)),
         durable_first=keeps_state_on_disk(settings),
+        is_active=lambda tp: tp in cast(Any, app.tables).recovery.active_tps,
     )
     return LiveShell(settings, out, cache, store, metrics, out)
 

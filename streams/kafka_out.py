@@ -287,6 +287,14 @@ class ChangelogTable(MutableMapping[bytes, bytes]):
     it (writes that never reached Kafka, kept on disk across a crash) would restore saves the
     other workers never see and mark records as seen whose effects were lost. Until then the
     write is held here, and reads see it.
+
+    ``is_active`` says whether a changelog partition is still one this worker writes (Faust's
+    recovery's active partitions). A flush acknowledged after its partition moved away in a
+    rebalance (a drift monitor's save is not awaited by one) does not reach the store: the
+    partition's standby here may already hold newer records of the new owner, and writing
+    the older ones after them would leave old values under a recorded offset moved back.
+    Whoever reads the partition next, here or elsewhere, reads those records from the
+    changelog in order.
     """
 
     def __init__(
@@ -296,12 +304,14 @@ class ChangelogTable(MutableMapping[bytes, bytes]):
         partition_of: Callable[[bytes], int],
         *,
         durable_first: bool = False,
+        is_active: Callable[[TP], bool] | None = None,
     ) -> None:
         self._table = table
         self._out = out
         self._partition_of = partition_of
         self._topic_name: str | None = None
         self._durable_first = durable_first
+        self._is_active = is_active
         # Writes not in the store yet: key -> [its newest value (None: removed), writes of it
         # not in the store yet]. Flushes reach the store in order, so the store holds the
         # newest value once the last of them has.
@@ -386,9 +396,10 @@ class ChangelogTable(MutableMapping[bytes, bytes]):
         """A flush's records of one partition, in the changelog now: into the store, which
         also records the partition's offset (where a restart's recovery reads on from)."""
         tp = TP(self._topic(), partition)
-        self._table.apply_changelog_batch(
-            [ChangelogRecord(tp, offset, key, value) for offset, key, value in records]
-        )
+        if self._is_active is None or self._is_active(tp):
+            self._table.apply_changelog_batch(
+                [ChangelogRecord(tp, offset, key, value) for offset, key, value in records]
+            )
         held = self._held
         for _, key, _ in records:
             entry = held.get(key) if key is not None else None

@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from faust.types import TP
 
 from streams.core.journal import ID
 from streams.core.state import AccountState
@@ -283,6 +284,49 @@ def test_a_durable_first_table_stores_a_write_only_once_the_changelog_has_it() -
         assert dict(table.data) == {b"a": b"2", b"b": b"1"}
         assert table.data.offsets == {3: 103}
         assert sorted(log) == [b"a", b"b"] and dict(log.items()) == dict(table.data)
+
+    asyncio.run(scenario())
+
+
+def test_a_flush_acknowledged_after_its_partition_moved_away_is_not_stored() -> None:
+    """A rebalance between a flush and its acknowledgement: the partition is no longer this
+    worker's, so the records stay in the changelog only (whoever reads the partition next
+    reads them there, in order), and the held write is let go: reads fall back to the store."""
+
+    async def scenario() -> None:
+        client = Client()
+        out = KafkaOut(lambda: client, 8)
+        table = Table()
+        table.data[b"a"] = b"newer"  # what a standby applied from the new owner meanwhile
+        active = {TP("log", 3)}
+        log = ChangelogTable(
+            table, out, lambda key: 3, durable_first=True, is_active=lambda tp: tp in active
+        )
+        log[b"a"] = b"older"
+        flushed = out.flush_soon()
+        await settle()
+        active.clear()  # the rebalance
+        acknowledge(client, 100)
+        await flushed
+        assert (table.applied, log[b"a"]) == ([], b"newer")
+
+    asyncio.run(scenario())
+
+
+def test_a_flush_acknowledged_while_its_partition_is_active_is_stored() -> None:
+    async def scenario() -> None:
+        client = Client()
+        out = KafkaOut(lambda: client, 8)
+        table = Table()
+        log = ChangelogTable(
+            table, out, lambda key: 3, durable_first=True, is_active=lambda tp: tp.partition == 3
+        )
+        log[b"a"] = b"1"
+        flushed = out.flush_soon()
+        await settle()
+        acknowledge(client, 100)
+        await flushed
+        assert table.applied == [(3, 100, b"a", b"1")]
 
     asyncio.run(scenario())
 
