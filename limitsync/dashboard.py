@@ -8,7 +8,7 @@ import time
 from types import TracebackType
 from typing import Any
 
-from limitsync.worker_metrics import SOURCES, Snapshot, scrape
+from limitsync.worker_metrics import SOURCES, CounterTotals, Snapshot, scrape
 
 __all__ = ["Dashboard"]
 
@@ -16,9 +16,13 @@ LOG_EVERY_S = 10.0
 
 
 class Dashboard:
-    def __init__(self, urls: list[str], feeder: Any) -> None:
+    """Its counters are carried over worker restarts by ``totals`` (shared with ``up``'s stop
+    line), so a restarted worker does not make them fall."""
+
+    def __init__(self, urls: list[str], feeder: Any, totals: CounterTotals | None = None) -> None:
         self.urls = urls
         self.feeder = feeder
+        self.totals = CounterTotals() if totals is None else totals
         self.tty = sys.stdout.isatty()
         self._live: Any = None
         self._prev: tuple[float, float] | None = None
@@ -40,7 +44,7 @@ class Dashboard:
             self._live.__exit__(et, ev, tb)
 
     def refresh(self) -> Snapshot:
-        snap = scrape(self.urls)
+        snap = scrape(self.urls, totals=self.totals)
         now = time.monotonic()
         if self._prev is not None and now > self._prev[0]:
             self.rate = max(0.0, (snap.events - self._prev[1]) / (now - self._prev[0]))

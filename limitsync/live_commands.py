@@ -110,14 +110,22 @@ def cmd_produce(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from limitsync.status import collect_status
 
-    print(json.dumps(collect_status(_settings(args), _web_urls(args)), indent=2))
+    counter_base = _state(args).get("counter_base", [])
+    print(json.dumps(collect_status(_settings(args), _web_urls(args), counter_base), indent=2))
     return 0
+
+
+def _state(args: argparse.Namespace) -> dict[str, Any]:
+    """``up``'s state file (empty without ``--state-file``)."""
+    if not getattr(args, "state_file", None):
+        return {}
+    state: dict[str, Any] = json.loads(Path(args.state_file).read_text())
+    return state
 
 
 def _web_urls(args: argparse.Namespace) -> list[str]:
     if getattr(args, "state_file", None):
-        state = json.loads(Path(args.state_file).read_text())
-        return list(state.get("web_urls", []))
+        return list(_state(args).get("web_urls", []))
     settings = _settings(args)
     return [f"http://{settings.web_host}:{settings.web_port}"]
 

@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 from config.settings import Settings, load_settings, redact_url
 from limitsync.local_services import LocalKafka, LocalRedis, create_topics
 from limitsync.supervision import UP_STOP_SIGNALS, WORKER_EXIT_DEADLINE_S
-from limitsync.worker_metrics import Snapshot, scrape
+from limitsync.worker_metrics import CounterTotals, Snapshot, scrape
 from limitsync.worker_pool import WorkerPool
 
 __all__ = ["STACK_STOP_BUDGET_S", "StackOptions", "run_stack"]
@@ -110,8 +111,16 @@ def run_stack(options: StackOptions) -> int:
         stack.callback(lambda: _stop_workers(pool, feeder))
         pool.start()
         urls = pool.urls
-        if options.state_file:
-            _write_state(Path(options.state_file), settings, urls)
+        # The stack's counter totals, for its whole life: the dashboard and the stop line read
+        # them, and the state file holds what they carried for `limitsync status`.
+        totals = CounterTotals()
+        state_file = options.state_file
+
+        def save_state() -> None:
+            if state_file:
+                _write_state(Path(state_file), settings, urls, totals.carried())
+
+        save_state()
         if options.simulate:
             feeder = _start_feeder(settings, options)
         print(
@@ -120,7 +129,7 @@ def run_stack(options: StackOptions) -> int:
             "Ctrl-C stops everything.",
             flush=True,
         )
-        last = _watch(urls, options, feeder, pool)
+        last = _watch(urls, options, feeder, pool, totals, save_state)
         print(_summary(last, feeder), flush=True)
     return 0
 
@@ -135,7 +144,14 @@ def _start_feeder(settings: Settings, options: StackOptions) -> Any:
     return feeder
 
 
-def _write_state(path: Path, settings: Settings, urls: list[str]) -> None:
+def _write_state(
+    path: Path,
+    settings: Settings,
+    urls: list[str],
+    counter_base: list[dict[str, Any]] | None = None,
+) -> None:
+    """The state file ``status`` and the other commands read; ``counter_base``: the counter
+    values of restarted workers' earlier processes (:meth:`CounterTotals.carried`)."""
     state = {
         "bootstrap_servers": settings.bootstrap_servers,
         "redis_url": settings.redis_url,
@@ -143,6 +159,7 @@ def _write_state(path: Path, settings: Settings, urls: list[str]) -> None:
         "pid": os.getpid(),
         "topic_prefix": settings.topic_prefix,
         "web_urls": urls,
+        "counter_base": counter_base or [],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -154,11 +171,21 @@ def _write_state(path: Path, settings: Settings, urls: list[str]) -> None:
     tmp.replace(path)
 
 
-def _watch(urls: list[str], options: StackOptions, feeder: Any, pool: WorkerPool) -> Snapshot:
+def _watch(
+    urls: list[str],
+    options: StackOptions,
+    feeder: Any,
+    pool: WorkerPool,
+    totals: CounterTotals,
+    save_state: Callable[[], None],
+) -> Snapshot:
+    """Refresh the dashboard until told to stop; the final scrape, through ``totals``.
+    ``save_state`` runs whenever ``totals`` carried a restarted worker's counters."""
     from limitsync.dashboard import Dashboard
 
     deadline = None if options.duration_s is None else time.monotonic() + options.duration_s
-    dashboard = Dashboard(urls, feeder)
+    dashboard = Dashboard(urls, feeder, totals)
+    saved = totals.resets
     try:
         with dashboard:
             while deadline is None or time.monotonic() < deadline:
@@ -166,10 +193,13 @@ def _watch(urls: list[str], options: StackOptions, feeder: Any, pool: WorkerPool
                     print("limitsync up: every worker is down; see the logs", file=sys.stderr)
                     break
                 dashboard.refresh()
+                if totals.resets != saved:
+                    saved = totals.resets
+                    save_state()
                 time.sleep(1.0)
     except KeyboardInterrupt:
         pass
-    return scrape(urls)
+    return scrape(urls, totals=totals)
 
 
 def _summary(snap: Snapshot, feeder: Any) -> str:

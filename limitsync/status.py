@@ -9,14 +9,19 @@ import orjson
 
 from config.clients import kafka_python_config
 from config.settings import Settings
-from limitsync.worker_metrics import scrape
+from limitsync.worker_metrics import add_carried, scrape
 
 __all__ = ["collect_status"]
 
 ALERT_SCAN_MAX = 100_000
 
 
-def collect_status(settings: Settings, web_urls: list[str]) -> dict[str, Any]:
+def collect_status(
+    settings: Settings, web_urls: list[str], counter_base: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Partitions, alerts and the workers' metrics. ``counter_base``: the counter values of
+    restarted workers' earlier processes, from ``up``'s state file, so that the counts agree
+    with ``up``'s dashboard after a restart."""
     from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
     config = kafka_python_config(settings)
@@ -48,6 +53,7 @@ def collect_status(settings: Settings, web_urls: list[str]) -> dict[str, Any]:
         consumer.close()
         admin.close()
     snap = scrape(web_urls)
+    add_carried(snap, counter_base or [])
     return {
         "partitions": partitions,
         "workers_up": snap.workers_up,
