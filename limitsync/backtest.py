@@ -144,7 +144,7 @@ def run_backtest(
         if isinstance(event, CreditLineChanged) and event.cause == "rescore":
             acct = incumbent.accounts.get(event.account_id)
             if acct is not None and event.event_id not in acct.seen:
-                decision = scorer.score(features_of(acct.to_dict(), parsed.occurred_us))
+                decision = scorer.score(features_of(acct.hot_dict(), parsed.occurred_us))
                 line_before = acct.credit_line
                 row = _decision_row(event, parsed.occurred_us, line_before, decision, patterns)
                 _count(result, row, reservoir)

@@ -366,7 +366,7 @@ class LiveShell:
             "requested_us": req.requested_us,
             "trigger_event_ids": list(req.trigger_event_ids),
             "line_version": acct.line_version,
-            "features": asdict(features_of(acct.to_dict(), req.requested_us)),
+            "features": asdict(features_of(acct.hot_dict(), req.requested_us)),
         }
         await self.publisher.publish(
             self.topics["rescore_requests"], req.account_id, orjson.dumps(body)

@@ -116,7 +116,8 @@ def _new_line(line: int, points: int) -> int:
 
 
 def features_of(state_dict: dict[str, Any], now_us: int) -> Features:
-    """Features from an account's state (``AccountState.to_dict()`` form)."""
+    """Features from an account's state (``AccountState.hot_dict()`` or ``to_dict()`` form:
+    only what every change needs is read)."""
     first = state_dict.get("first_us") or now_us
     drawn, repaid = int(state_dict["drawn"]), int(state_dict["repaid"])
     return Features(

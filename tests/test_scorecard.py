@@ -9,7 +9,8 @@ from dataclasses import replace
 
 import pytest
 
-from streams.scorer import BehaviourScorecard, Features
+from streams.core.state import AccountState
+from streams.scorer import BehaviourScorecard, Features, features_of
 
 LINE = 1_000_000  # 10,000.00 yuan, in fen
 
@@ -86,3 +87,14 @@ def test_every_reason_given_is_a_declared_one() -> None:
 
 def test_a_rise_gives_no_reasons() -> None:
     assert score(outstanding=200_000, repaid_total=300_000, tenure_days=200)[2] == []
+
+
+def test_features_read_from_the_live_row_are_those_of_the_whole_state() -> None:
+    # A rescore reads the row (hot_dict), not the whole state with every remembered id.
+    acct = AccountState("A1")
+    acct.credit_line, acct.drawn, acct.repaid = LINE, 600_000, 240_000
+    acct.drawdowns, acct.repayments, acct.failed_debits = 3, 2, 1
+    acct.first_us = 1_700_000_000_000_000
+    acct.seen["e1"] = ("ab" * 16, 1)
+    now = acct.first_us + 90 * 86_400_000_000
+    assert features_of(acct.hot_dict(), now) == features_of(acct.to_dict(), now)
