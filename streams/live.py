@@ -175,6 +175,12 @@ class LiveShell:
         self.first_batch_us: int | None = None  # wall time of the first records (benches)
         self._sample_cursor = 0
         self._written_at: dict[str, int] = {}  # account -> wall time of our last cache write
+        # (input topic, partition) -> offset up to which its records are handled and their
+        # outputs in Kafka: loaded with the state, moved on as batches become durable. Records
+        # at or below it, fetched again after a restart or a takeover, are skipped. The moves
+        # not saved yet go out with the next save (``StateStore``, "handled").
+        self._handled: dict[tuple[str, int], int] = {}
+        self._handled_unsaved: dict[tuple[str, int], int] = {}
 
     # -- ownership -----------------------------------------------------------------------
 
@@ -185,10 +191,14 @@ class LiveShell:
         so the engine's unsaved changes are saved first.
         """
         owned = frozenset(owned_partitions)
+        # A partition that moved away is its new owner's to mark.
+        self._handled_unsaved = {t: o for t, o in self._handled_unsaved.items() if t[1] in owned}
         self.persist()
         self._written_at.clear()
         n = self.settings.partitions
         loaded = self.store.load(lambda account_id: partition_of(account_id, n) in owned)
+        self._handled = {tp: o for tp, o in loaded.handled.items() if tp[1] in owned}
+        self._handled_unsaved = {}
         self.engine = Engine(core_config(self.settings), InjectedClock(wall_us), self.journal)
         self.engine.load(loaded.states)
         for acct in loaded.states:
@@ -241,9 +251,13 @@ class LiveShell:
         now = wall_us()
         if self.first_batch_us is None and records:
             self.first_batch_us = now
+        handled, handled_before = self._handled, 0
         for rec in records:
             if rec.own:
                 continue  # applied when it was observed
+            if handled and rec.offset <= handled.get((rec.topic, rec.partition), -1):
+                handled_before += 1  # fetched again after a restart: done already
+                continue
             try:
                 self._apply(rec, batch, now)
             except Exception as exc:  # one record's fault, whatever it is: set it aside
@@ -259,6 +273,35 @@ class LiveShell:
             await self._dead_letter(rec, error, reason, event_id, account_id)
         await self.carry_out(batch.effects)
         self.persist()
+        if handled_before:
+            self.metrics.records_handled_before.inc(handled_before)
+        self._mark_handled_when_durable(records)
+
+    def _mark_handled_when_durable(self, records: Sequence[RawRecord]) -> None:
+        """Once the flush that takes this batch's outputs is acknowledged, its records are
+        handled: their offsets go out with the next save."""
+        last: dict[tuple[str, int], int] = {}
+        for rec in records:
+            tp = (rec.topic, rec.partition)
+            if rec.offset > last.get(tp, -1):
+                last[tp] = rec.offset
+        if not last:
+            return
+        if self._out is None:
+            self._mark_handled(last)
+            return
+        durable = asyncio.ensure_future(self._out.durable(self._out.ticket()))
+        durable.add_done_callback(
+            lambda done: None
+            if done.cancelled() or done.exception() is not None
+            else self._mark_handled(last)
+        )
+
+    def _mark_handled(self, last: dict[tuple[str, int], int]) -> None:
+        for tp, offset in last.items():
+            # A partition that moved away meanwhile is its new owner's to mark.
+            if tp[1] in self.owned and offset > self._handled.get(tp, -1):
+                self._handled[tp] = self._handled_unsaved[tp] = offset
 
     def _flush_in_background(self) -> None:
         sent = asyncio.ensure_future(self.flush())
@@ -305,13 +348,15 @@ class LiveShell:
         the cache writes of what is saved to the writer."""
         changes = self.engine.drain_journal()
         dirty = self.engine.dirty
-        if not dirty and not changes:
+        handled = self._handled_unsaved
+        if not dirty and not changes and not handled:
             self._release_writes()
             return
         accounts = [a for aid in dirty if (a := self.engine.accounts.get(aid)) is not None]
         dirty.clear()
+        self._handled_unsaved = {}
         large_before = self.store.large_rows
-        written = self.store.save(accounts, changes)
+        written = self.store.save(accounts, changes, handled)
         self.metrics.state_bytes.inc(written)
         self.metrics.state_rows.inc(len(accounts))
         if self.store.large_rows > large_before:

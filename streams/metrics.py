@@ -56,6 +56,12 @@ class Metrics:
             "Observations of the worker's own cache writes and reads, applied directly",
             registry=r,
         )
+        self.records_handled_before = Counter(
+            "limitsync_records_handled_before",
+            "Records skipped because they were handled before a restart or takeover (at or "
+            "below their partition's saved handled offset): not applied or dead-lettered twice",
+            registry=r,
+        )
         self.reversals_unmatched = Counter(
             "limitsync_reversals_unmatched",
             "Reversals that found no repayment of that id to undo (logged with both ids)",

@@ -10,6 +10,14 @@ journal's kinds). Account ids cannot hold ``|`` (the contract's charset), so the
 always the text between the first two bars. Every key of an account lives in the changelog
 partition of the account, so the worker that owns the account restores all of it.
 
+Beside them, one key per input partition, ``o||PARTITION|TOPIC`` (no account: an account id
+is never empty), in changelog partition PARTITION: the offset up to which that partition's
+records are handled and everything they caused is in Kafka (``handled``). A worker that
+restarts, or takes the partition over, gets the records after the last committed offset
+again; those up to this offset it skips, so a record it dead-lettered is not dead-lettered
+twice. It is written only once the flush that carried the records' outputs is acknowledged,
+so a crash leaves it behind (records handled again: at least once), never ahead.
+
 Crash consistency. A save writes its items first, then its rows, to the account's changelog
 partition, and a crash loses a suffix of those writes, never a middle. Each row carries a
 sequence number that grows with every save of its account; each item carries the number of
@@ -41,11 +49,13 @@ __all__ = [
     "StateStore",
     "account_bytes_of_key",
     "account_of_key",
+    "handled_partition",
 ]
 
 log = logging.getLogger(__name__)
 
 ROW = "a"
+HANDLED = "o"  # an input partition's handled offset (``StateStore.save``'s ``handled``)
 ROW_BYTES_WARN = 64 * 1024  # a row this large is counted and logged: its bounds are loose
 ROW_BYTES_MAX = 512 * 1024  # no row is ever written above this (Kafka's default is 1 MB)
 _KINDS = frozenset({ID, POSTING, REVERSAL, ORPHAN, HISTORY})
@@ -73,6 +83,18 @@ def account_bytes_of_key(key: bytes) -> bytes:
     return key.split(b"|", 2)[1]
 
 
+def handled_partition(key: bytes) -> int | None:
+    """The changelog partition of an input partition's handled-offset key (the input
+    partition's own number); None for an account's key."""
+    if key.startswith(b"o||"):
+        return int(key.split(b"|", 3)[2])
+    return None
+
+
+def _handled_key(topic: str, partition: int) -> bytes:
+    return f"{HANDLED}||{partition}|{topic}".encode()
+
+
 def _row_key(account_id: str) -> bytes:
     return f"{ROW}|{account_id}".encode()
 
@@ -87,6 +109,9 @@ class LoadedState:
 
     states: list[AccountState]
     dropped_items: int  # items of saves whose row never landed
+    # (input topic, partition) -> offset up to which its records are handled (every
+    # partition in the table: the caller keeps its own)
+    handled: dict[tuple[str, int], int]
 
 
 class StateStore:
@@ -98,10 +123,16 @@ class StateStore:
         self._seq: dict[str, int] = {}
         self.large_rows = 0  # rows above ROW_BYTES_WARN written so far
 
-    def save(self, accounts: Iterable[AccountState], changes: dict[JournalKey, Any]) -> int:
-        """Write the items of ``changes``, then one row per account; returns bytes written.
-        Every account with an item in ``changes`` (other than a removal) must be among
-        ``accounts``: its row is what makes the item count on load."""
+    def save(
+        self,
+        accounts: Iterable[AccountState],
+        changes: dict[JournalKey, Any],
+        handled: dict[tuple[str, int], int] | None = None,
+    ) -> int:
+        """Write the items of ``changes``, then one row per account, then the ``handled``
+        offsets of input partitions; returns bytes written. Every account with an item in
+        ``changes`` (other than a removal) must be among ``accounts``: its row is what makes
+        the item count on load."""
         table = self._table
         rows: list[tuple[bytes, bytes]] = []
         for acct in accounts:
@@ -120,6 +151,10 @@ class StateStore:
         for row_key, row in rows:
             table[row_key] = row
             written += len(row_key) + len(row)
+        for (topic, partition), offset in (handled or {}).items():
+            handled_key, handled_value = _handled_key(topic, partition), str(offset).encode()
+            table[handled_key] = handled_value
+            written += len(handled_key) + len(handled_value)
         return written
 
     def _checked(self, account_id: str, value: bytes) -> bytes:
@@ -134,10 +169,15 @@ class StateStore:
         """Every account ``owns(account_id)`` says is ours, rebuilt from the table."""
         rows: dict[str, dict[str, Any]] = {}
         items: dict[str, list[tuple[str, str, Any]]] = {}
+        handled: dict[tuple[str, int], int] = {}
         for key, value in list(self._table.items()):
             if not value:
                 continue
             kind, account_id, rest = _split(key)
+            if kind == HANDLED:
+                partition, _, topic = rest.partition("|")
+                handled[(topic, int(partition))] = int(value)
+                continue
             if not owns(account_id):
                 continue
             if kind == ROW:
@@ -154,7 +194,7 @@ class StateStore:
         for account_id, orphaned in items.items():
             if account_id not in rows:
                 dropped += len(orphaned)  # items of an account whose first row never landed
-        return LoadedState(states, dropped)
+        return LoadedState(states, dropped, handled)
 
     def keys_of(self, account_id: str) -> Iterator[bytes]:
         """Every key of one account (tests and tools)."""

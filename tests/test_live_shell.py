@@ -244,3 +244,97 @@ def test_a_batch_reaches_the_cache_through_the_writer_with_its_last_version() ->
         return cache.held["A"]
 
     assert asyncio.run(scenario()) == (9_700, 2)
+
+
+# -- records fetched again after a restart: handled once ----------------------------------------
+
+
+def restarted(table: dict[bytes, bytes]) -> tuple[LiveShell, Kept]:
+    """A new worker process on the same state (a restart, or another worker taking over)."""
+    kept = Kept()
+    s = LiveShell(Settings(), kept, object(), table, Metrics())  # type: ignore[arg-type]
+    s.rebuild(range(8))
+    return s, kept
+
+
+def first_batch() -> list[RawRecord]:
+    """Offsets 0 to 2 of partition 0: a bad record, a line, a drawdown."""
+    good = (recent(credit_line("A", 0, 10_000, 1)), recent(drawdown("A", 0, 300)))
+    return [RawRecord(b"not json", TOPIC, 0, 0)] + [
+        RawRecord(line(e), TOPIC, 0, offset) for offset, e in enumerate(good, start=1)
+    ]
+
+
+def handled_then_restarted() -> tuple[LiveShell, Kept, list[RawRecord]]:
+    s, _ = shell()
+    batch = first_batch()
+    asyncio.run(s.handle(batch))
+    s.persist()  # the next save (a batch or a tick) carries the handled offset
+    again, kept = restarted(s.store._table)  # type: ignore[arg-type]
+    return again, kept, batch
+
+
+def test_a_record_dead_lettered_before_a_restart_is_not_dead_lettered_again() -> None:
+    s, kept, batch = handled_then_restarted()
+    asyncio.run(s.handle(batch))
+    assert kept.dead_letters() == []
+
+
+def test_records_fetched_again_after_a_restart_are_counted_and_not_applied_again() -> None:
+    s, _, batch = handled_then_restarted()
+    asyncio.run(s.handle(batch))
+    handled_before = s.metrics.registry.get_sample_value("limitsync_records_handled_before_total")
+    assert (handled_before, s.engine.accounts["A"].expected_available) == (3, 9_700)
+
+
+def test_a_record_after_the_handled_offset_is_handled_after_a_restart() -> None:
+    s, kept, _ = handled_then_restarted()
+    asyncio.run(s.handle([RawRecord(b"still not json", TOPIC, 0, 3)]))
+    assert [d["offset"] for d in kept.dead_letters()] == [3]
+
+
+def test_another_partitions_records_are_not_skipped_for_this_ones_offset() -> None:
+    s, kept, _ = handled_then_restarted()
+    asyncio.run(s.handle([RawRecord(b"not json", TOPIC, 1, 0)]))
+    assert [(d["partition"], d["offset"]) for d in kept.dead_letters()] == [(1, 0)]
+
+
+class HeldFlush:
+    """Durability whose flushes are acknowledged only when the test says so."""
+
+    def __init__(self) -> None:
+        self.flushes = 0
+        self.acked: asyncio.Future[None] | None = None
+
+    def flush_soon(self) -> asyncio.Future[None]:
+        if self.acked is None:
+            self.flushes += 1
+            self.acked = asyncio.get_running_loop().create_future()
+        return self.acked
+
+    def ticket(self) -> int:
+        return self.flushes + 1
+
+    def durable(self, ticket: int) -> asyncio.Future[None]:
+        return self.flush_soon()
+
+
+def test_the_handled_offset_is_saved_only_once_the_batchs_outputs_are_in_kafka() -> None:
+    out = HeldFlush()
+    s = LiveShell(Settings(), Kept(), object(), {}, Metrics(), out)  # type: ignore[arg-type]
+    s.rebuild(range(8))
+    table: dict[bytes, bytes] = s.store._table  # type: ignore[assignment]
+    saved: list[bool] = []
+
+    async def scenario() -> None:
+        await s.take(first_batch())
+        s.persist()
+        saved.append(any(k.startswith(b"o||") for k in table))
+        assert out.acked is not None
+        out.acked.set_result(None)
+        await asyncio.sleep(0)
+        s.persist()
+        saved.append(table.get(f"o||0|{TOPIC}".encode()) == b"2")
+
+    asyncio.run(scenario())
+    assert saved == [False, True]

@@ -36,7 +36,7 @@ from streams.core.state import (
     Display,
     DriftState,
 )
-from streams.state_store import ROW_BYTES_WARN, StateStore, account_of_key
+from streams.state_store import ROW_BYTES_WARN, StateStore, account_of_key, handled_partition
 
 
 class LoggedTable(MutableMapping[bytes, bytes]):
@@ -254,3 +254,18 @@ def test_a_row_saved_before_sources_loads_its_display_as_the_caches() -> None:
                "pending_changes": cache["pending_changes"], "since_agree": cache["since_agree"]}
     loaded = AccountState.from_dict(orjson.loads(orjson.dumps(old_row)))
     assert (loaded.cache, loaded.app) == (engine.accounts["A"].cache, Display("app", seq=1))
+
+
+def test_an_input_partitions_handled_offset_is_saved_after_the_rows_and_read_back() -> None:
+    table = LoggedTable()
+    store = StateStore(table)
+    store.save([AccountState("A")], {}, {("limit.account-events", 5): 41})
+    loaded = StateStore(table).load(lambda account_id: False)
+    assert (table.log[-1][0], loaded.handled) == (
+        b"o||5|limit.account-events",
+        {("limit.account-events", 5): 41},
+    )
+
+
+def test_a_handled_offset_lives_in_its_input_partitions_changelog_partition() -> None:
+    assert (handled_partition(b"o||5|limit.account-events"), handled_partition(b"a|A")) == (5, None)
