@@ -141,6 +141,29 @@ def test_a_worker_killed_mid_stream_loses_and_doubles_nothing(make_system: Any) 
     assert {a["payment_id"] for a in opened} == {"p-kill"}
 
 
+def test_a_record_dead_lettered_before_a_crash_is_not_dead_lettered_again(
+    make_system: Any,
+) -> None:
+    system = make_system()
+    # No offset commit before the kill: the restarted worker reads every record again.
+    system.env["BROKER_COMMIT_INTERVAL"] = "600"
+    worker = system.worker().start()
+    worker.wait_ready()
+    good = [line(f"dl-{i}", 1000) for i in range(20)]
+    bad = [b"not json %d" % i for i in range(5)]
+    system.produce([*good[:10], *bad, *good[10:]])
+    wait_for(
+        lambda: len(system.read_topic("dead_letters", idle_s=0.5)) >= len(bad), 60, "dead letters"
+    )
+    time.sleep(2)  # the saves after the batch carry its handled offsets
+    worker.kill()
+    system.worker().start().wait_ready(timeout_s=90)
+    system.produce([line("dl-after", 1000)])
+    wait_for(lambda: system.cache(["dl-after"])["dl-after"], 60, "a record after the restart")
+    dead = system.read_topic("dead_letters", idle_s=1.0)
+    assert sorted(d["original"] for d in dead) == sorted(b.decode() for b in bad)
+
+
 def test_a_second_worker_takes_over_partitions_and_deadlines(make_system: Any) -> None:
     system = make_system(clearing_sla_seconds="12")
     first, second = system.worker().start(), system.worker().start()
