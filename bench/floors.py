@@ -134,7 +134,7 @@ def record(floors: list[Floor], info: dict[str, Any], result: dict[str, Any]) ->
             f"{result['ceiling']['events_per_s']:,} events/s | |"
         )
     if "core" in result:
-        # This VM's speed drifts by up to 2x over hours: the pure core's rate in the same run
+        # This VM's speed drifts over hours: the pure core's rate in the same run
         # says how fast the machine was.
         lines.append(
             f"| beside it: core only (parse + ingest, no I/O) | | "
