@@ -28,7 +28,7 @@ from streams.live import OWN_HEADER, LiveShell, RawRecord, partition_of, tune_co
 from streams.metrics import Metrics
 from streams.rescore import Rescorer
 from streams.scorer import load_scorer
-from streams.state_store import account_bytes_of_key, account_of_key, handled_partition
+from streams.state_store import state_key_partition
 
 __all__ = ["FaustPublisher", "create_app"]
 
@@ -91,18 +91,7 @@ class StateTable(faust.Table):
         partitions = self.partitions
         if partitions is None:
             raise RuntimeError("the state table is declared with its partition count")
-        handled = handled_partition(key)
-        if handled is not None:
-            return handled
-        return partition_of(account_of_key(key), partitions)
-
-
-def _changelog_partition(key: bytes, account_partition: PartitionMemo) -> int:
-    """An account's keys go to the account's partition; a handled offset to its own."""
-    handled = handled_partition(key)
-    if handled is not None:
-        return handled
-    return account_partition(account_bytes_of_key(key))
+        return state_key_partition(key, lambda account: partition_of(account.decode(), partitions))
 
 
 def keeps_state_on_disk(settings: Settings) -> bool:
@@ -206,7 +195,7 @@ def _live_shell(
     store = ChangelogTable(
         table,
         out,
-        lambda key: _changelog_partition(key, account_partition),
+        lambda key: state_key_partition(key, account_partition),
         durable_first=keeps_state_on_disk(settings),
         is_active=lambda tp: tp in cast(Any, app.tables).recovery.active_tps,
     )

@@ -32,7 +32,7 @@ record processed again after a crash is either new to the loaded state or a dupl
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +49,7 @@ __all__ = [
     "StateStore",
     "account_bytes_of_key",
     "account_of_key",
-    "handled_partition",
+    "state_key_partition",
 ]
 
 log = logging.getLogger(__name__)
@@ -83,16 +83,19 @@ def account_bytes_of_key(key: bytes) -> bytes:
     return key.split(b"|", 2)[1]
 
 
-def handled_partition(key: bytes) -> int | None:
-    """The changelog partition of an input partition's handled-offset key (the input
-    partition's own number); None for an account's key."""
-    if key.startswith(b"o||"):
+def state_key_partition(key: bytes, account_partition: Callable[[bytes], int]) -> int:
+    """The changelog partition of a state key: its account's (``account_partition`` of the
+    account's bytes), or for a handled offset, the input partition it is for."""
+    if key.startswith(_HANDLED_PREFIX):
         return int(key.split(b"|", 3)[2])
-    return None
+    return account_partition(account_bytes_of_key(key))
+
+
+_HANDLED_PREFIX = f"{HANDLED}||".encode()
 
 
 def _handled_key(topic: str, partition: int) -> bytes:
-    return f"{HANDLED}||{partition}|{topic}".encode()
+    return _HANDLED_PREFIX + f"{partition}|{topic}".encode()
 
 
 def _row_key(account_id: str) -> bytes:

@@ -36,7 +36,7 @@ from streams.core.state import (
     Display,
     DriftState,
 )
-from streams.state_store import ROW_BYTES_WARN, StateStore, account_of_key, handled_partition
+from streams.state_store import ROW_BYTES_WARN, StateStore, account_of_key, state_key_partition
 
 
 class LoggedTable(MutableMapping[bytes, bytes]):
@@ -268,4 +268,8 @@ def test_an_input_partitions_handled_offset_is_saved_after_the_rows_and_read_bac
 
 
 def test_a_handled_offset_lives_in_its_input_partitions_changelog_partition() -> None:
-    assert (handled_partition(b"o||5|limit.account-events"), handled_partition(b"a|A")) == (5, None)
+    by_account = {b"A": 2}.__getitem__
+    assert (
+        state_key_partition(b"o||5|limit.account-events", by_account),
+        state_key_partition(b"i|A|e1", by_account),
+    ) == (5, 2)
