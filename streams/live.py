@@ -198,7 +198,6 @@ class LiveShell:
         n = self.settings.partitions
         loaded = self.store.load(lambda account_id: partition_of(account_id, n) in owned)
         self._handled = {tp: o for tp, o in loaded.handled.items() if tp[1] in owned}
-        self._handled_unsaved = {}
         self.engine = Engine(core_config(self.settings), InjectedClock(wall_us), self.journal)
         self.engine.load(loaded.states)
         for acct in loaded.states:
