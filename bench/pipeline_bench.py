@@ -31,8 +31,9 @@ through the integration tests' harness. In one run it measures:
 
 The broker is warmed up first by one unmeasured one-worker run of the same size
 (``--no-warmup`` skips it): a broker started seconds before spends much of its CPU compiling
-its own hot code (the JVM's JIT) for a while, which a long-running broker does not, and that
-would land in whichever measured run came first and on the cores the workers share.
+its own hot code (the JVM's JIT, its quick compiler only: ``LocalKafka``) for a while, which a
+long-running broker does not, and that would land in whichever measured run came first and on
+the cores the workers share.
 
 Settings: the harness's (rescoring off), the production sampler interval (1 s, where the
 harness uses 0.5 s), and in the throughput runs an SLA of an hour, because a backlog older

@@ -419,6 +419,10 @@ class LocalKafka(_LocalProcess):
             f"-Xmx{self._heap_max_mb}m",
             # A broker that ran out of heap is broken; exiting shows it at once.
             "-XX:+ExitOnOutOfMemoryError",
+            # The quick compiler only: for minutes after a start, the optimising compiler's
+            # threads take more of a small machine than the broker's requests do, on the cores
+            # the workers share, and a development broker never needs its peak speed.
+            "-XX:TieredStopAtLevel=1",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self._write_log_config()}",
             "-cp",
