@@ -1,6 +1,6 @@
 """End-to-end speed of the live pipeline: account-events -> Faust worker(s) -> Redis cache.
 
-    python -m bench.pipeline_bench [--events 50000] [--accounts 2000] [--workers 1 2]
+    python -m bench.pipeline_bench [--events 200000] [--accounts 2000] [--workers 1 2]
                                    [--rounds 3] [--rate 2000] [--latency-s 10]
                                    [--sustainable-s 20] [--profile] [--keep-logs]
 
@@ -15,7 +15,10 @@ through the integration tests' harness. In one run it measures:
    holds its final ``version`` (every event changes its account, so that is its number of
    events). ``--rounds`` pairs of runs (1 worker, then 2) alternate: this VM's speed drifts by
    tens of percent within a minute, so the two-worker ratio is taken within each round and
-   the floors take the medians. Write times come from Redis keyspace notifications
+   the floors take the medians. 200,000 events by default, runs of several seconds: with
+   50,000 a two-worker run lasted under two seconds and its ratio to one worker swung from
+   1.1x to 2.3x between rounds minutes apart, more than the floor's margin, while the CPU the
+   workers got said 1.6x-1.7x. Write times come from Redis keyspace notifications
    (``notify-keyspace-events Kh``), exact to the subscriber's wake-up. "10-90 %" is the rate
    between 10 % and 90 % of the events in the workers' own ``limitsync_events_total``.
 2. Latency, one worker, at ``--rate`` (2,000/s by default) and again at half the measured
@@ -1486,7 +1489,9 @@ def _progress(text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.pipeline_bench")
-    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument(
+        "--events", type=int, default=200_000, help="ledger events of each throughput run"
+    )
     parser.add_argument("--accounts", type=int, default=2_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument(
