@@ -182,6 +182,40 @@ def test_a_negative_future_skew_is_a_usage_error(log: Path, tmp_path: Path) -> N
     assert exc.value.code == 2
 
 
+def test_a_zero_dedupe_horizon_is_a_usage_error(log: Path, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["replay", "--input", str(log), "--out", str(tmp_path / "o"),
+              "--dedupe-horizon-s", "0"])
+    assert exc.value.code == 2
+
+
+# -- the dedupe horizon on the event-time clock ---------------------------------------------------
+
+# An old log sent again after a newer record: A's drawdown, B's line 30 days later, then A's
+# drawdown again, byte for byte. On the event-time clock the copy arrives 30 days after the
+# first, outside the default 7-day horizon.
+DAY_MS = 86_400 * S
+OLD_DRAWDOWN = line(drawdown("A", 10 * S, 3_000, event_id="dd-old"))
+RESENT = [credit_line("A", 0, 10_000, 1), OLD_DRAWDOWN, credit_line("B", 30 * DAY_MS, 5_000, 1),
+          OLD_DRAWDOWN]
+
+
+def _outstanding_of_a(out: Path) -> int:
+    (a,) = [x for x in read_jsonl(out / "accounts.jsonl") if x["account_id"] == "A"]
+    return int(a["outstanding"])
+
+
+def test_a_copy_arriving_past_the_horizon_on_the_replay_clock_is_new(tmp_path: Path) -> None:
+    log = write_log(tmp_path / "resent.jsonl", RESENT)
+    assert _outstanding_of_a(run(log, tmp_path / "out")) == 6_000
+
+
+def test_a_longer_dedupe_horizon_takes_the_copy_for_a_duplicate(tmp_path: Path) -> None:
+    log = write_log(tmp_path / "resent.jsonl", RESENT)
+    out = run(log, tmp_path / "out", "--dedupe-horizon-s", str(60 * 86_400))
+    assert _outstanding_of_a(out) == 3_000
+
+
 # -- the future-timestamp rule: only with --now ---------------------------------------------------
 
 # B's drawdown stamped 301 s after "now" (100 s after T0), and one exactly 300 s after it.
