@@ -93,6 +93,26 @@ class StateTable(faust.Table):
             raise RuntimeError("the state table is declared with its partition count")
         return state_key_partition(key, lambda account: partition_of(account.decode(), partitions))
 
+    def _new_store_by_url(self, url: Any) -> Any:
+        """Faust's store for the URL; for RocksDB, one whose changelog batches and their
+        offsets reach the disk in one write (``streams.rocksdb_store``)."""
+        if not str(url).startswith("rocksdb:"):
+            return super()._new_store_by_url(url)
+        from streams.rocksdb_store import AtomicOffsetStore
+
+        return AtomicOffsetStore(
+            url,
+            self.app,
+            self,
+            table_name=self.name,
+            key_type=self.key_type,
+            key_serializer=self.key_serializer,
+            value_serializer=self.value_serializer,
+            value_type=self.value_type,
+            loop=self.loop,
+            options=self.options,
+        )
+
 
 def keeps_state_on_disk(settings: Settings) -> bool:
     """Whether the table's store outlives the worker process (RocksDB), so that what it holds
