@@ -682,25 +682,43 @@ def _worker_counts(samples: list[list[tuple[str, dict[str, str], float]]]) -> di
     }
 
 
-class PreparedLoad:
-    """Lines for account-events, keyed by account and packed into one producer batch per
-    512 KB of a partition, on a started producer: ``send`` is all that is left of producing
-    them. The producer lives on a loop of its own, run only while preparing and sending."""
+class _PackedLoad:
+    """A load for account-events packed into producer batches ahead of its window, on a
+    producer (aiokafka) that lives on a loop of its own, run only while packing and sending."""
 
-    def __init__(self, system: LiveSystem, lines: list[bytes]) -> None:
+    def __init__(self, system: LiveSystem) -> None:
         self._topic = system.settings.topics["account_events"]
+        self._bootstrap = system.settings.bootstrap_servers
         self._loop = asyncio.new_event_loop()
         self._producer: Any = None
-        self._batches: list[tuple[int, Any]] = []
-        self._loop.run_until_complete(self._prepare(system.settings.bootstrap_servers, lines))
 
-    async def _prepare(self, bootstrap: str, lines: list[bytes]) -> None:
+    async def _started_producer(self) -> Any:
         from aiokafka import AIOKafkaProducer
 
-        self._producer = producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", max_batch_size=512 * 1024
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap, acks="all", max_batch_size=512 * 1024
         )
-        await producer.start()
+        await self._producer.start()
+        return self._producer
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._loop.run_until_complete(self._producer.stop())
+        self._loop.close()
+
+
+class PreparedLoad(_PackedLoad):
+    """Lines for account-events, keyed by account and packed into one producer batch per
+    512 KB of a partition, on a started producer: ``send`` is all that is left of producing
+    them."""
+
+    def __init__(self, system: LiveSystem, lines: list[bytes]) -> None:
+        super().__init__(system)
+        self._batches: list[tuple[int, Any]] = []
+        self._loop.run_until_complete(self._prepare(lines))
+
+    async def _prepare(self, lines: list[bytes]) -> None:
+        producer = await self._started_producer()
         by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
         for line in lines:
             key = orjson.loads(line)["account_id"].encode()
@@ -723,11 +741,6 @@ class PreparedLoad:
         sent = [await producer.send_batch(b, topic, partition=p) for p, b in self._batches]
         await asyncio.gather(*sent)
         self._batches = []
-
-    def close(self) -> None:
-        if self._producer is not None:
-            self._loop.run_until_complete(self._producer.stop())
-        self._loop.close()
 
 
 def _drain(
@@ -960,36 +973,24 @@ PACE_LEAD_S = 1.0  # between packing the load and its first tick, beyond the pac
 PACE_PACK_S_PER_EVENT = 40e-6  # an upper bound: 14-24 us measured
 
 
-class PacedLoad:
-    """The events of a fixed-rate run, packed per tick and partition on a started producer
-    (aiokafka, on a loop of its own, like ``PreparedLoad``)."""
+class PacedLoad(_PackedLoad):
+    """The events of a fixed-rate run, packed per tick and partition on a started producer."""
 
     def __init__(
         self, system: LiveSystem, workload: LedgerWorkload, rate: float, duration_s: float
     ) -> None:
-        self._topic = system.settings.topics["account_events"]
-        self._loop = asyncio.new_event_loop()
-        self._producer: Any = None
+        super().__init__(system)
         events = int(rate * duration_s)
         self.start = time.time() + PACE_LEAD_S + events * PACE_PACK_S_PER_EVENT
         self.duration_s = duration_s
         self._ticks: list[tuple[float, list[tuple[int, Any]]]] = []
         self.sent: list[tuple[str, int, float]] = []
         began = time.perf_counter()
-        self._loop.run_until_complete(
-            self._prepare(system.settings.bootstrap_servers, workload, rate, events)
-        )
+        self._loop.run_until_complete(self._prepare(workload, rate, events))
         _progress(f"paced load: {events:,} events packed in {time.perf_counter() - began:.2f} s")
 
-    async def _prepare(
-        self, bootstrap: str, workload: LedgerWorkload, rate: float, events: int
-    ) -> None:
-        from aiokafka import AIOKafkaProducer
-
-        self._producer = producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", max_batch_size=512 * 1024
-        )
-        await producer.start()
+    async def _prepare(self, workload: LedgerWorkload, rate: float, events: int) -> None:
+        producer = await self._started_producer()
         tick = -1
         batches: dict[int, Any] = {}
         for i in range(events):
@@ -1038,11 +1039,6 @@ class PacedLoad:
         handed_over = time.time()
         await asyncio.gather(*deliveries)
         return handed_over
-
-    def close(self) -> None:
-        if self._producer is not None:
-            self._loop.run_until_complete(self._producer.stop())
-        self._loop.close()
 
 
 def _wait_caught_up(system: LiveSystem, expected: dict[str, int]) -> int:
