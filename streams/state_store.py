@@ -48,7 +48,6 @@ __all__ = [
     "RowTooLarge",
     "StateStore",
     "account_bytes_of_key",
-    "account_of_key",
     "state_key_partition",
 ]
 
@@ -71,11 +70,6 @@ def _encoded(value: Any) -> bytes:
 
 class RowTooLarge(RuntimeError):
     """An account row above ``ROW_BYTES_MAX``: a bound in the core is missing."""
-
-
-def account_of_key(key: bytes) -> str:
-    """The account a state key belongs to (for partitioning)."""
-    return account_bytes_of_key(key).decode()
 
 
 def account_bytes_of_key(key: bytes) -> bytes:

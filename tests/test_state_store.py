@@ -36,7 +36,12 @@ from streams.core.state import (
     Display,
     DriftState,
 )
-from streams.state_store import ROW_BYTES_WARN, StateStore, account_of_key, state_key_partition
+from streams.state_store import (
+    ROW_BYTES_WARN,
+    StateStore,
+    account_bytes_of_key,
+    state_key_partition,
+)
 
 
 class LoggedTable(MutableMapping[bytes, bytes]):
@@ -170,7 +175,7 @@ def test_no_row_holds_the_history_or_the_ids() -> None:
 def test_every_key_names_its_account_for_partitioning() -> None:
     table = LoggedTable()
     Worker(table).run(RICH)
-    assert {account_of_key(k) for k in table.data} == {"A"}
+    assert {account_bytes_of_key(k).decode() for k in table.data} == {"A"}
 
 
 # -- a crash that loses the newest writes ----------------------------------------------------
