@@ -1,7 +1,7 @@
 """End-to-end speed of the live pipeline: account-events -> Faust worker(s) -> Redis cache.
 
     python -m bench.pipeline_bench [--events 200000] [--accounts 2000] [--workers 1 2]
-                                   [--rounds 3] [--rate 2000] [--latency-s 10]
+                                   [--rounds 5] [--rate 2000] [--latency-s 10]
                                    [--sustainable-s 20] [--profile] [--keep-logs]
 
 Starts a local Apache Kafka broker and redis-server and runs real ``limitsync worker`` processes
@@ -13,14 +13,15 @@ through the integration tests' harness. In one run it measures:
    sending overlaps them). The clock runs from the first records a
    worker takes to the last cache write, and the run counts only when every account's hash
    holds its final ``version`` (every event changes its account, so that is its number of
-   events). ``--rounds`` pairs of runs (1 worker, then 2) alternate: this VM's speed drifts by
-   tens of percent within a minute, so the two-worker ratio is taken within each round and
-   the floors take the medians. 200,000 events by default, runs of several seconds: with
-   50,000 a two-worker run lasted under two seconds and its ratio to one worker swung from
-   1.1x to 2.3x between rounds minutes apart, more than the floor's margin, while the CPU the
-   workers got said 1.6x-1.7x. Write times come from Redis keyspace notifications
-   (``notify-keyspace-events Kh``), exact to the subscriber's wake-up. "10-90 %" is the rate
-   between 10 % and 90 % of the events in the workers' own ``limitsync_events_total``.
+   events). ``--rounds`` pairs of runs (1 worker and 2, in reverse order every other round)
+   alternate: this VM's speed drifts by tens of percent within a minute, so the two-worker
+   ratio is taken within each round and the floors take the medians. 200,000 events by
+   default, runs of several seconds: with 50,000 a two-worker run lasted under two seconds
+   and its ratio to one worker swung from 1.1x to 2.3x between rounds minutes apart, more
+   than the floor's margin, while the CPU the workers got said 1.6x-1.7x. Write times come
+   from Redis keyspace notifications (``notify-keyspace-events Kh``), exact to the
+   subscriber's wake-up. "10-90 %" is the rate between 10 % and 90 % of the events in the
+   workers' own ``limitsync_events_total``.
 2. Latency, one worker, at ``--rate`` (2,000/s by default) and again at half the measured
    one-worker throughput: each event is due at its place in the rate, in ticks of 5 ms, and
    produced then (made and packed before the clock starts, so that the bench's own work
@@ -1514,11 +1515,17 @@ def _run_all(args: argparse.Namespace, tmp_dir: Path, result: dict[str, Any]) ->
                 services, 1, args.events, args.accounts, False, args.seed + 1000
             )
             _progress(f"broker warm-up (not measured), 1 worker: {warm['events_per_s']:,} ev/s")
-        # Rounds of 1 worker then 2, alternating: this VM's speed drifts by tens of percent
-        # within a minute, as much as the scale-out floor's margin, so a ratio is taken
-        # between the runs of one round, and the floors take the median of the rounds.
+        # Rounds of 1 worker and 2: this VM's speed drifts by tens of percent within a
+        # minute, as much as the scale-out floor's margin, so a ratio is taken between the
+        # runs of one round, and the floors take the median of the rounds. Every other round
+        # runs them in the reverse order (1 2, 2 1, 1 2, ...): a VM slowing down or speeding
+        # up across a round then favours neither count over the rounds.
+        counts = [w for w in args.workers if w > 0]
         for round_no in range(1, args.rounds + 1):
-            for n, workers in enumerate(w for w in args.workers if w > 0):
+            order = list(enumerate(counts))
+            if round_no % 2 == 0:
+                order.reverse()
+            for n, workers in order:
                 tp, system = throughput_run(
                     services, workers, args.events, args.accounts, args.profile, args.seed + n
                 )
@@ -1576,8 +1583,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rounds",
         type=int,
-        default=3,
-        help="throughput runs of each --workers count, alternating; the floors take the median",
+        default=5,
+        help="throughput runs of each --workers count, in alternating order; the floors take "
+        "the median",
     )
     parser.add_argument("--rate", type=float, default=2_000.0, help="events/s, latency run")
     parser.add_argument("--latency-s", type=float, default=10.0, help="0 skips the run")
