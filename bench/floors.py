@@ -155,10 +155,16 @@ def _cores_used(result: dict[str, Any]) -> list[str]:
         cpu = tp.get("cpu_s", {})
         workers = sum(v for k, v in cpu.items() if k.startswith("worker")) / seconds
         kafka, others, steal = (cpu.get(k, 0) / seconds for k in ("kafka", "others", "steal"))
+        idle_waiting = (
+            f", idle {cpu['idle'] / seconds:.2f}, workers waiting for a core "
+            f"{cpu['waiting'] / seconds:.2f}"
+            if "idle" in cpu and "waiting" in cpu
+            else ""
+        )
         rows.append(
             f"| cores used, {tp['workers']} worker(s), round {tp.get('round', 1)} | | "
             f"workers {workers:.2f}, "
-            f"kafka {kafka:.2f}, others {others:.2f}, steal {steal:.2f} | |"
+            f"kafka {kafka:.2f}, others {others:.2f}, steal {steal:.2f}{idle_waiting} | |"
         )
     return rows
 

@@ -46,7 +46,10 @@ harness uses 0.5 s), and in the throughput runs an SLA of an hour, because a bac
 than the 60 s SLA would open breaches and auto-heal rewrites (extra versions), which is not
 what this measures. CPU of every process (workers, kafka, redis, this bench) and of anything
 else busy on the machine ("others"), and the time the hypervisor gave this VM's cores to other
-guests ("steal"), are shown per measured window, in cores. ``--profile``
+guests ("steal"), are shown per measured window, in cores; beside them the cores left idle
+and the time the workers' threads were runnable but had no core ("waiting", from each
+thread's /proc schedstat): idle near 0 with waiting above it is a machine that is full, not
+workers that wait on I/O. ``--profile``
 records worker 0 of each throughput run with py-spy (``pip install py-spy``) and splits its
 time by task and by code area. py-spy sees no frames inside the mypyc-compiled modules: their
 time is the self time of the line that calls them (``LiveShell._apply``: parse and ingest).
@@ -370,15 +373,31 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> tuple[fl
     return lower_bound, f"> {lower_bound:g} s"
 
 
-def machine_busy_seconds() -> tuple[float, float]:
-    """CPU seconds since boot (all cores, from /proc/stat): what this machine ran, and what
-    the hypervisor gave to other guests while this one wanted to run (steal)."""
+def machine_seconds() -> tuple[float, float, float]:
+    """CPU seconds since boot (all cores, from /proc/stat): what this machine ran, what the
+    hypervisor gave to other guests while this one wanted to run (steal), and idle."""
     try:
         fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     except OSError:
-        return float("nan"), float("nan")
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
-    return (user + nice + system + irq + softirq) / CLK_TCK, steal / CLK_TCK
+        return float("nan"), float("nan"), float("nan")
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    busy = user + nice + system + irq + softirq
+    return busy / CLK_TCK, steal / CLK_TCK, (idle + iowait) / CLK_TCK
+
+
+def runnable_waiting_seconds(pid: int) -> float:
+    """Seconds the threads of ``pid`` spent runnable but without a CPU (/proc schedstat)."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return float("nan")
+    total = 0
+    for tid in tasks:
+        try:
+            total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that ended meanwhile
+    return total / 1e9
 
 
 def cpu_seconds(pid: int) -> float:
@@ -411,8 +430,12 @@ class CpuSampler(threading.Thread):
         self.samples.append((time.time(), self._read()))
 
     def _read(self) -> dict[str, float]:
-        busy, steal = machine_busy_seconds()
-        return {"machine": busy, "steal": steal} | {n: cpu_seconds(p) for n, p in self.pids.items()}
+        busy, steal, idle = machine_seconds()
+        workers = [p for n, p in self.pids.items() if n.startswith("worker")]
+        waiting = sum(runnable_waiting_seconds(p) for p in workers)
+        return {"machine": busy, "steal": steal, "idle": idle, "waiting": waiting} | {
+            n: cpu_seconds(p) for n, p in self.pids.items()
+        }
 
     def _at(self, t: float, name: str) -> float:
         """CPU seconds of ``name`` at wall time ``t``, interpolated between samples."""
@@ -432,9 +455,15 @@ class CpuSampler(threading.Thread):
         steal = self._at(t1, "steal") - self._at(t0, "steal")
         # Anything else busy on the machine (other users' tests) skews every figure, and so
         # does a host that runs other guests on our cores (steal): both shown.
+        # Idle cores beside workers waiting for one: a machine that has cores left over, or
+        # one whose work is queued for them.
+        idle = self._at(t1, "idle") - self._at(t0, "idle")
+        waiting = self._at(t1, "waiting") - self._at(t0, "waiting")
         return ours | {
             "others": round(max(0.0, machine - sum(ours.values())), 2),
             "steal": round(steal, 2),
+            "idle": round(idle, 2),
+            "waiting": round(max(0.0, waiting), 2),
         }
 
 
@@ -1361,7 +1390,7 @@ def _print_throughput(result: dict[str, Any]) -> None:
             "to the last cache write"
         )
     head = f"  {'':<46}{'events/s':>10}{'10-90 %':>10}{'seconds':>9}   cores used: "
-    print(head + "workers  kafka  redis  bench  others  steal")
+    print(head + "workers  kafka  redis  bench  others  steal  idle  waiting")
     for tp in tps:
         cpu, sec = tp["cpu_s"], tp["cpu_window_s"]
         cores = "  ".join(
@@ -1373,6 +1402,8 @@ def _print_throughput(result: dict[str, Any]) -> None:
                 ("bench", 5),
                 ("others", 6),
                 ("steal", 5),
+                ("idle", 4),
+                ("waiting", 7),
             )
         )
         state = "" if tp["complete"] else f"  INCOMPLETE: {tp['accounts_behind']} accounts behind"
