@@ -20,6 +20,7 @@ import redis
 from config.settings import Settings
 from limitsync.local_services import create_topics, free_port
 from limitsync.producing import produce_lines
+from limitsync.supervision import PARENT_PID_ENV
 
 WORKER_READY_TIMEOUT_S = 60.0
 
@@ -38,7 +39,14 @@ class WorkerProcess:
         return f"http://127.0.0.1:{self.web_port}"
 
     def start(self) -> WorkerProcess:
-        env = {**self.env, "LIMITSYNC_WEB_PORT": str(self.web_port)}
+        # The worker ends with this process (``limitsync up``'s rule, ``die_with_parent``):
+        # a test or bench that is killed, Ctrl-C'd or timed out leaves no worker running,
+        # as its broker and Redis are left none.
+        env = {
+            **self.env,
+            "LIMITSYNC_WEB_PORT": str(self.web_port),
+            PARENT_PID_ENV: str(os.getpid()),
+        }
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [

@@ -4,7 +4,8 @@
 - ``limitsync up`` told to stop leaves no process of it behind within 20 s, checked over every
   descendant it had, with its broker killed first (what made workers hang).
 - A worker exits within 10 s of SIGTERM with its broker, or its Redis, gone.
-- A worker dies with its parent, even when the parent is killed outright.
+- A worker dies with its parent, even when the parent is killed outright: ``up``'s workers,
+  and the workers a test or bench starts through the harness.
 - A worker of ``up`` that is killed is started again, and stopped with the rest.
 """
 
@@ -198,3 +199,43 @@ def test_a_worker_exits_within_10_s_of_sigterm_with_its_redis_gone(
     worker = _ready_worker(kafka_bootstrap, own_redis.url, unique_id, tmp_path)
     os.kill(own_redis.pid, signal.SIGKILL)
     assert _exits_within(worker, WORKER_EXIT_BUDGET_S), worker.log_tail()
+
+
+# A process that starts a worker through the harness, as a test or a bench does, says the
+# worker's pid and waits to be killed.
+_HARNESS_PARENT = """
+import sys, time
+from pathlib import Path
+from tests.integration.live_harness import make_live_system
+bootstrap, redis_url, unique_id, log_dir = sys.argv[1:]
+worker = make_live_system(bootstrap, redis_url, unique_id, Path(log_dir)).worker().start()
+worker.wait_ready()
+print(worker.proc.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_harness_worker_dies_with_the_test_process_that_is_killed_outright(
+    kafka_bootstrap: str, redis_url: str, unique_id: str, tmp_path: Path
+) -> None:
+    root = Path(__file__).resolve().parents[2]
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _HARNESS_PARENT, kafka_bootstrap, redis_url, unique_id,
+         str(tmp_path)],
+        cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.PIPE,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert parent.stdout is not None
+        line = parent.stdout.readline()  # once the worker is ready
+        assert line.strip().isdigit(), f"the harness process said {line!r}"
+        worker = psutil.Process(int(line))
+        parent.kill()
+        parent.wait()
+        assert not _gone_within([worker], WORKER_EXIT_BUDGET_S)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()
