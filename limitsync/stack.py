@@ -207,5 +207,6 @@ def _summary(snap: Snapshot, feeder: Any) -> str:
     reasons = ", ".join(f"{r} {int(n)}" for r, n in sorted(snap.alerts_by_reason.items())) or "none"
     return (
         f"limitsync stopped: {int(snap.events)} events processed, {sent} fed, "
+        f"{int(snap.rescore_decisions)} rescore decisions published (processed too), "
         f"{int(snap.dead_letters)} dead letters, breaches: {reasons}"
     )

@@ -33,6 +33,7 @@ COUNTER_SAMPLES = frozenset(
         "limitsync_breaches_total",
         "limitsync_changes_displayed_total",
         "limitsync_sync_latency_seconds_bucket",
+        "limitsync_rescores_total",
     }
 )
 
@@ -44,6 +45,9 @@ SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 class Snapshot:
     events: float = 0.0
     dead_letters: float = 0.0
+    # Rescore decisions the workers published: events on the input topic that nobody fed,
+    # so processed events may exceed fed ones by up to this many.
+    rescore_decisions: float = 0.0
     open_drifts: float = 0.0
     lag: float = 0.0
     alerts_by_reason: dict[str, float] = field(default_factory=lambda: defaultdict(float))
@@ -182,6 +186,8 @@ def _add_sample(snap: Snapshot, name: str, labels: dict[str, str], value: float)
         snap.events += value
     elif name == "limitsync_dead_letters_total":
         snap.dead_letters += value
+    elif name == "limitsync_rescores_total" and labels.get("outcome") == "ok":
+        snap.rescore_decisions += value
     elif name == "limitsync_open_drifts":
         snap.open_drifts += value
         snap.open_drifts_by_source[labels.get("source", "")] += value

@@ -32,6 +32,7 @@ def page(
     open_drifts: float = 0,
     lag: float = 0,
     latency: tuple[float, float] = (0, 0),
+    rescores: float = 0,
 ) -> str:
     """A worker's ``/metrics`` page; ``latency``: the counts of the 0.01 s and +Inf buckets."""
     return f"""\
@@ -50,6 +51,9 @@ limitsync_sync_latency_seconds_bucket{{le="0.01"}} {latency[0]}
 limitsync_sync_latency_seconds_bucket{{le="+Inf"}} {latency[1]}
 limitsync_sync_latency_seconds_count {latency[1]}
 limitsync_sync_latency_seconds_sum 0.0
+# TYPE limitsync_rescores counter
+limitsync_rescores_total{{outcome="ok"}} {rescores}
+limitsync_rescores_total{{outcome="failed"}} 0.0
 """
 
 
@@ -160,3 +164,16 @@ def test_the_stop_line_counts_a_killed_and_restarted_worker_s_events(worker_url:
     assert _summary(scrape([url], totals=totals), None).startswith(
         "limitsync stopped: 33000 events processed, 0 fed"
     )
+
+
+def test_the_stop_line_says_how_many_processed_events_were_rescore_decisions(
+    worker_url: str,
+) -> None:
+    """A worker's rescore decisions are events it publishes and then processes: without them
+    in the line, more events processed than fed looked like records applied twice."""
+    totals = CounterTotals()
+    _Worker.text = page(events=2_000, rescores=150)
+    scrape([worker_url], totals=totals)
+    _Worker.text = page(events=1_000, rescores=60)  # killed, started again
+    line = _summary(scrape([worker_url], totals=totals), None)
+    assert "3000 events processed, 0 fed, 210 rescore decisions published (processed too)" in line
