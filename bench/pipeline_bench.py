@@ -1301,11 +1301,18 @@ def _git(*args: str) -> str:
     ).stdout
 
 
+_NOT_RESULTS = ":(top,exclude)bench/RESULTS.md"  # a pathspec: every file but that one
+
+
 def _git_state() -> str:
-    """The commit measured, and how many files differ from it (others edit concurrently)."""
+    """The commit measured, and how many files differ from it (others edit concurrently).
+    Not counted: the results file itself, which the bench run before this one in the same
+    ``make bench`` has just written."""
     try:
         head = _git("rev-parse", "--short", "HEAD").strip()
-        dirty = _git("status", "--porcelain", "--untracked-files=no").splitlines()
+        dirty = _git(
+            "status", "--porcelain", "--untracked-files=no", "--", ":/", _NOT_RESULTS
+        ).splitlines()
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return f"{head or 'unknown'}" + (f" + {len(dirty)} modified files" if dirty else "")
