@@ -17,11 +17,22 @@ from limitsync.simulation.writer import write_simulation
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``limitsync simulate``."""
     parser.add_argument("--accounts", type=int, default=100)
-    parser.add_argument("--hours", type=float, default=1.0)
+    parser.add_argument(
+        "--hours",
+        type=float,
+        default=1.0,
+        help="hours of traffic; postings and late records follow for up to about an hour more",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--faults", type=float, default=0.02, help="share of each fault kind")
     parser.add_argument("--bad", type=float, default=0.001, help="share of invalid records")
-    parser.add_argument("--start", type=_start_arg, default=None, help="RFC 3339 start time")
+    parser.add_argument(
+        "--start",
+        type=_start_arg,
+        default=None,
+        help="RFC 3339 start time; to produce into a running stack, start at least --hours + 1 h "
+        "ago: live workers dead-letter records stamped over 300 s ahead (future_timestamp)",
+    )
     parser.add_argument(
         "--fault-kinds", type=_kinds_arg, default=None, help="comma-separated subset of kinds"
     )
