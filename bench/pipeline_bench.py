@@ -626,13 +626,15 @@ def collector_off() -> Iterator[None]:
     read and no batch sent meanwhile, and the wait would count as the workers' latency.
     What the bench holds already is frozen out of the passes; what the window makes and
     drops, reference counting frees."""
+    was_enabled = gc.isenabled()
     gc.collect()
     gc.freeze()
     gc.disable()
     try:
         yield
     finally:
-        gc.enable()
+        if was_enabled:  # a caller that had it off keeps it off
+            gc.enable()
         gc.unfreeze()
 
 
