@@ -97,6 +97,7 @@ from limitsync.local_services import (
     kafka_libs,
     redis_server_binary,
 )
+from limitsync.outputs import collector_paused
 from schemas.timefmt import format_us
 from streams.kafka_out import key_partition
 from tests.integration.live_harness import LiveSystem, WorkerProcess, make_live_system
@@ -626,15 +627,12 @@ def collector_off() -> Iterator[None]:
     read and no batch sent meanwhile, and the wait would count as the workers' latency.
     What the bench holds already is frozen out of the passes; what the window makes and
     drops, reference counting frees."""
-    was_enabled = gc.isenabled()
     gc.collect()
     gc.freeze()
-    gc.disable()
     try:
-        yield
+        with collector_paused():
+            yield
     finally:
-        if was_enabled:  # a caller that had it off keeps it off
-            gc.enable()
         gc.unfreeze()
 
 

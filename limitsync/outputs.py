@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from limitsync.inquiry_report import InquirySummary
     from limitsync.report import AlertDigest
 
-__all__ = ["AlertTap", "read_alerts_for_report", "write_outputs"]
+__all__ = ["AlertTap", "collector_paused", "read_alerts_for_report", "write_outputs"]
 
 _BLOCK = 1 << 20
 
@@ -35,7 +35,9 @@ def read_alerts_for_report(path: Path, focus_account: str | None = None) -> Aler
     from limitsync.report import digest_alerts
 
     offsets = array("q")  # where each record's line starts
-    with path.open("rb") as fh, _collector_paused():
+    # The records read back hold no cycles and each is dropped once digested: the
+    # collector's passes (over the digest's growing drifts) would find nothing to collect.
+    with path.open("rb") as fh, collector_paused():
         if focus_account is not None:
             mine = [r for r in _records(fh, offsets) if r["account_id"] == focus_account]
             return digest_alerts(mine, focus_account)
@@ -101,9 +103,9 @@ def _keep_shown(digest: AlertDigest, fh: IO[bytes], offsets: array[int]) -> None
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
-    """The records read back hold no cycles and each is dropped once digested: the
-    collector's passes (over the digest's growing drifts) would find nothing to collect."""
+def collector_paused() -> Iterator[None]:
+    """The cyclic collector off for the block, then as it was before (a caller that had it
+    off keeps it off)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:

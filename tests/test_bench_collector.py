@@ -9,17 +9,13 @@ from collections.abc import Iterator
 import pytest
 
 from bench.pipeline_bench import collector_off
+from limitsync.outputs import collector_paused
 
 
 @pytest.fixture
 def collector_disabled() -> Iterator[None]:
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_paused():
         yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def test_a_measured_window_leaves_a_disabled_collector_disabled(collector_disabled: None) -> None:
