@@ -76,6 +76,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         resolve_input(args.input)  # a bad input fails before any output is opened
         inquiries = _inquiries(args, account)
+        if _replayed_in_shards(args, out, account, inquiries, started):
+            return 0
         tap = AlertTap(account)  # the report's digest, taken as the alerts are written
         with OutputFiles(out, on_alert=tap) as outputs:
             options, result = _run_file_replay(args, outputs=outputs)
@@ -92,6 +94,43 @@ def cmd_replay(args: argparse.Namespace) -> int:
         f"-> {out}; {time.perf_counter() - started:.1f} s in all, peak RSS {peak_rss_mb():,.0f} MB"
     )
     return 0
+
+
+def _replayed_in_shards(
+    args: argparse.Namespace,
+    out: Path,
+    account: str | None,
+    inquiries: InquirySummary | None,
+    started: float,
+) -> bool:
+    """Replay in shards when the input is large enough and cores allow (or as --shards
+    says); False when one process is to replay it (also after a sharded run that could not
+    be used, which is said on stderr)."""
+    import time
+
+    from limitsync.sharded_replay import replay_in_shards, shards_for
+
+    shards = shards_for(args.shards, args.input)
+    if shards < 2:
+        return False
+    done = replay_in_shards(args.input, replay_options(args), out, shards, account, inquiries)
+    if isinstance(done, str):
+        print(
+            f"limitsync: the sharded replay was not used ({done}); replaying in one process",
+            file=sys.stderr,
+        )
+        return False
+    c = done.counts
+    rate = c["records"] / done.elapsed_s if done.elapsed_s else 0.0
+    future = f", {c['future_timestamp']} future_timestamp" if args.now is not None else ""
+    print(
+        f"replayed {c['records']} records ({c['applied']} applied, {c['duplicate']} duplicates, "
+        f"{c['conflict']} conflicts, {c['invalid']} invalid{future}) in {done.elapsed_s:.1f} s "
+        f"({rate:,.0f}/s) on {done.shards} shards: {done.alert_count} alerts, "
+        f"{done.accounts} accounts -> {out}; {time.perf_counter() - started:.1f} s in all, "
+        f"peak RSS {done.peak_rss_mb:,.0f} MB (all processes)"
+    )
+    return True
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -154,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-future-skew-s after TIME instead of applying it",
     )
     p.add_argument("--max-future-skew-s", type=_seconds, help="with --now (default 300)")
+    p.add_argument(
+        "--shards",
+        type=int,
+        help="processes to replay in, each holding some accounts (default: one a core, up to "
+        "4, for JSON Lines of 8 MB or more; 1 for others); the outputs are the same",
+    )
     add_sla_arguments(p)
     p.set_defaults(handler=cmd_replay)
 

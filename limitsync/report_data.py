@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Container, Iterable, Mapping
 from itertools import repeat
 from operator import truediv
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from limitsync.replay import NEVER_SHOWN, ReplayOptions, ReplayResult
 from limitsync.report import (
@@ -22,7 +23,13 @@ from streams.core.explain import describe, explain
 if TYPE_CHECKING:
     from limitsync.inquiry_report import InquirySummary
 
-__all__ = ["build_report_data"]
+__all__ = [
+    "AccountParts",
+    "account_parts",
+    "assemble_report_data",
+    "build_report_data",
+    "shown_accounts",
+]
 
 _NOTES = {
     "drawdown.booked": "drawdown",
@@ -56,30 +63,70 @@ def build_report_data(
         if focus_account is not None:
             records = [a for a in records if a["account_id"] == focus_account]
         alerts = digest_alerts(records, focus_account)
-    # Only the accounts the report shows are explained: a day has thousands alerted, and
-    # explaining them all was most of the command's time after the replay.
+    shown = shown_accounts(alerts, focus_account, result.engine.accounts)
+    return assemble_report_data(
+        options,
+        source,
+        alerts,
+        result.account_lines(),
+        account_parts(result, shown),
+        result.latencies_us,
+        result.counts,
+        focus_account,
+        inquiries,
+    )
+
+
+def shown_accounts(
+    alerts: AlertDigest, focus_account: str | None, known: Container[str]
+) -> list[str]:
+    """The accounts whose timelines and explanations the report shows. Only these are
+    explained: a day has thousands alerted, and explaining them all was most of the
+    command's time after the replay."""
     if focus_account is not None:
-        accounts = [focus_account] if focus_account in result.engine.accounts else []
-    else:
-        accounts = timeline_accounts(alerts)
-    timelines = {account: _timeline(result, account) for account in accounts}
-    explanations = {account: explain(result.engine.accounts[account]) for account in accounts}
-    dead_letters = {"invalid": result.counts["invalid"], "conflict": result.counts["conflict"]}
+        return [focus_account] if focus_account in known else []
+    return timeline_accounts(alerts)
+
+
+AccountParts = dict[str, tuple[list[TimelinePoint], dict[str, Any]]]
+
+
+def account_parts(result: ReplayResult, accounts: Iterable[str]) -> AccountParts:
+    """Each shown account's timeline and explanation (of the accounts this result holds)."""
+    return {
+        account: (_timeline(result, account), explain(result.engine.accounts[account]))
+        for account in accounts
+        if account in result.engine.accounts
+    }
+
+
+def assemble_report_data(
+    options: ReplayOptions,
+    source: str,
+    alerts: AlertDigest,
+    account_lines: list[dict[str, Any]],
+    parts: AccountParts,
+    latencies_us: Mapping[str, array[int]],
+    counts: Mapping[str, int],
+    focus_account: str | None = None,
+    inquiries: InquirySummary | None = None,
+) -> ReportData:
+    """The report's data from a replay's pieces (one process's result, or a sharded
+    replay's, gathered from its shards)."""
+    dead_letters = {"invalid": counts.get("invalid", 0), "conflict": counts.get("conflict", 0)}
     if options.now_us is not None:  # a replay applies the future-timestamp rule only then
-        dead_letters["future_timestamp"] = result.counts["future_timestamp"]
+        dead_letters["future_timestamp"] = counts.get("future_timestamp", 0)
     return ReportData(
         title="limitsync replay report",
         generated_from=source,
         sla_s=options.core.sla_us // 1_000_000,
         alerts=alerts,
-        accounts=result.account_lines(),
-        timelines=timelines,
-        sync_latencies_s={
-            source: _seconds(latencies) for source, latencies in result.latencies_us.items()
-        },
+        accounts=account_lines,
+        timelines={account: timeline for account, (timeline, _) in parts.items()},
+        sync_latencies_s={kind: _seconds(latencies) for kind, latencies in latencies_us.items()},
         dead_letters_by_reason=dead_letters,
-        events_total=result.counts["records"],
-        explanations=explanations,
+        events_total=counts.get("records", 0),
+        explanations={account: explanation for account, (_, explanation) in parts.items()},
         focus_account=focus_account,
         inquiries=inquiries,
     )

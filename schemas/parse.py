@@ -37,9 +37,11 @@ __all__ = [
     "content_digest",
     "dead_letter_record",
     "future_timestamp_error",
+    "load_record",
     "parse_event",
     "parse_event_digested",
     "parse_event_for_replay",
+    "parse_loaded_for_replay",
 ]
 
 _EVENT_ADAPTER: TypeAdapter[events.Event] = TypeAdapter(events.Event)
@@ -130,6 +132,24 @@ _HEX: Final = 1
 _PROCESS_HASH: Final = 2
 
 
+def load_record(raw: bytes | str | None) -> Any:
+    """A record's JSON as ``parse_event_for_replay`` reads it, or the ``Rejected`` of one that
+    is not JSON (a tombstone, a lone surrogate...): what a sharded replay reads of every record
+    to find the account it belongs to, before the shard that holds the account parses it
+    (``parse_loaded_for_replay``)."""
+    if raw is None:
+        return Rejected(TOMBSTONE_ERROR)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as fast_error:
+        return _load_json_slowly(raw, fast_error)
+
+
+def parse_loaded_for_replay(obj: Any) -> Parsed | Rejected:
+    """``parse_event_for_replay`` of a record whose JSON ``load_record`` read."""
+    return _parse_loaded(obj, _PROCESS_HASH)
+
+
 def _parse(raw: bytes | str | None, digests: int) -> Parsed | Rejected:
     if raw is None:
         return Rejected(TOMBSTONE_ERROR)
@@ -137,6 +157,10 @@ def _parse(raw: bytes | str | None, digests: int) -> Parsed | Rejected:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as fast_error:
         obj = _load_json_slowly(raw, fast_error)
+    return _parse_loaded(obj, digests)
+
+
+def _parse_loaded(obj: Any, digests: int) -> Parsed | Rejected:
     if type(obj) is dict:
         fast = fast_event(obj)
         if fast is not None:  # the common case: plainly valid, checked without pydantic

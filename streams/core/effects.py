@@ -10,7 +10,7 @@ Python code even in a compiled module. Treat them as values: nothing changes the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
@@ -62,12 +62,23 @@ class CacheWrite:
 
 @dataclass(slots=True, init=False)
 class AlertRaised:
-    """One record for the alert topic / ``alerts.jsonl`` (already in contract form)."""
+    """One record for the alert topic / ``alerts.jsonl`` (already in contract form).
+
+    ``phase`` and ``firing`` say where in its step it was raised: before (0) or after (2) the
+    record's apply, by firing the deadline ``firing`` (its due time and key), or by the apply
+    (1, None). A sharded replay merges its shards' alerts into the one order by them."""
 
     record: dict[str, Any]
+    # Where, not what: an alert equals another with the same record wherever it was raised.
+    phase: int = field(compare=False)
+    firing: tuple[int, Any] | None = field(compare=False)
 
-    def __init__(self, record: dict[str, Any]) -> None:
+    def __init__(
+        self, record: dict[str, Any], phase: int = 1, firing: tuple[int, Any] | None = None
+    ) -> None:
         self.record = record
+        self.phase = phase
+        self.firing = firing
 
 
 @dataclass(slots=True, init=False)

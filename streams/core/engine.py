@@ -184,8 +184,8 @@ class Engine:
         # store through a slot wrapper (a Python-level call per increment, twice a record).
         self._counts: dict[str, int] = {}
         self.dirty: set[str] = set()  # accounts changed since the shell last persisted them
-        self._deadlines: list[tuple[int, int, int, str, str | int]] = []  # a heap
-        self._breach_fifo: deque[tuple[int, int, int, str, str | int]] = deque()
+        self._deadlines: list[tuple[int, tuple[Any, ...], int, str, str | int]] = []  # a heap
+        self._breach_fifo: deque[tuple[int, tuple[Any, ...], int, str, str | int]] = deque()
         # Ids to forget at the dedupe horizon: (keep_us, account, event id). keep_us is the
         # later of event time and ingestion clock, which mostly grows record by record, so most
         # go on a FIFO; a late one goes on a heap. A heap push compares with an entry from half
@@ -203,7 +203,18 @@ class Engine:
             raise CoreError("compact ids are a replay's: they cannot be journaled")
         self._id_table: IdTable | None = IdTable() if compact_ids else None
         self._id_horizon_us = -(2**62)  # ids kept until before this have expired (compact)
-        self._seq = 0
+        # Deadlines due at the same µs fire in the order they were pushed. That order is kept
+        # as a key that says where in the log the push happened, not as a count of pushes:
+        # (step, 1, n) for the n-th push of a step's apply; (step, phase, (due, key)) for a
+        # push made while firing the deadline (due, key) before (0) or after (2) the apply.
+        # Its order is the count's, and an engine that holds only some accounts (a sharded
+        # replay, which numbers steps by record offset) gives each push the key the whole
+        # log's engine gives it, so shards' firings merge into the one order.
+        self.next_step = 0  # the number the next step takes (a sharded replay sets it)
+        self._step = 0
+        self._phase = 1
+        self._pushes = 0
+        self._firing: tuple[int, Any] | None = None  # (due, key) of the deadline firing
         self.last_occurred_us = 0  # occurred_at of the last ingested record (for shells)
         # Kept, not counted: the monitor reads them several times a second. Both sources, and
         # the cache's alone (the app's is the difference).
@@ -302,17 +313,56 @@ class Engine:
     ) -> list[Effect]:
         self.dirty.add(acct.account_id)
         effects: list[Effect] = []
+        self._begin_step()
+        self._phase = 0
         self._fire_due(now, effects)
+        self._phase = 1
         self._apply(acct, event, occurred, now, keep, effects)
+        self._phase = 2
         self._fire_due(now, effects)
+        self._phase = 1
         self._expire(now)
         return effects
+
+    def _begin_step(self) -> None:
+        self._step = self.next_step
+        self.next_step = self._step + 1
+        self._pushes = 0
 
     def advance(self, now: int | None = None) -> list[Effect]:
         """Fire what is due at ``now`` (default: the clock's now), with no new record."""
         effects: list[Effect] = []
+        self._begin_step()
+        self._phase = 0
         self._fire_due(self.clock.now() if now is None else now, effects)
+        self._phase = 1
         return effects
+
+    def pass_time(self, now: int) -> list[Effect]:
+        """A record of an account held elsewhere moved the clock to ``now`` (a sharded
+        replay): what a record would do before and after its own apply, for these accounts:
+        fire what falls due, forget what expires."""
+        effects: list[Effect] = []
+        self._begin_step()
+        self._phase = 0
+        self._fire_due(now, effects)
+        self._phase = 1
+        self._expire(now)
+        return effects
+
+    def predict(self, account_id: str, event_id: str, digest: str | int) -> Outcome:
+        """What ``ingest`` would say of this id now, without remembering it (compact ids
+        only): a sharded replay tells the other shards which records move the clock before
+        it applies them, and checks the prediction when it does."""
+        table = self._id_table
+        if table is None:
+            raise CoreError("predictions need compact ids")
+        at = table.find(
+            id_hash(account_id), id_hash(event_id), digest_word(digest), self._id_horizon_us
+        )
+        if at >= 0:
+            return Outcome.APPLIED
+        return Outcome.DUPLICATE if at == DUPLICATE_AT else Outcome.CONFLICT
 
     def heal(self, account_id: str) -> list[Effect]:
         """Rewrite the cache from the ledger (auto-heal): a newer version wins the CAS. The
@@ -341,6 +391,7 @@ class Engine:
         if drift is not None and not drift.breached:
             kind = _CACHE_BREACH if source == "cache" else _BREACH
             due = drift.opened_us + self.config.sla_us
+            self._begin_step()
             self._fire(acct, due, kind, drift.seq, self.clock.now(), effects)
         return effects
 
@@ -584,8 +635,14 @@ class Engine:
     # -- deadlines -----------------------------------------------------------------------
 
     def _push_deadline(self, due: int, kind: int, account_id: str, token: str | int) -> None:
-        self._seq += 1
-        entry = (due, self._seq, kind, account_id, token)
+        firing = self._firing
+        key: tuple[Any, ...]
+        if firing is None:
+            self._pushes += 1
+            key = (self._step, 1, self._pushes)
+        else:
+            key = (self._step, self._phase, firing)
+        entry = (due, key, kind, account_id, token)
         if kind in (_BREACH, _CACHE_BREACH):
             # One per drift, and most drifts close before it: a FIFO keeps these in due order
             # (a drift's SLA is the same for all) with no heap work; a late one goes on the heap.
@@ -606,10 +663,12 @@ class Engine:
                 entry = fifo.popleft()
             else:
                 return
-            due, _, kind, account_id, token = entry
+            due, key, kind, account_id, token = entry
             acct = self.accounts.get(account_id)
             if acct is not None:
+                self._firing = (due, key)
                 self._fire(acct, due, kind, token, now, effects)
+                self._firing = None
 
     def _fire(
         self,
@@ -693,7 +752,9 @@ class Engine:
         return AlertRaised(
             alerts.drift_record(
                 kind, acct, display, drift, drift.detected_us, now, self.config.sla_us, resolution
-            )
+            ),
+            self._phase,
+            self._firing,
         )
 
     def _clearing_alert(
@@ -708,7 +769,9 @@ class Engine:
         return AlertRaised(
             alerts.clearing_record(
                 kind, acct, watch, watch.detected_us, now, self.config.clearing_sla_us, resolution
-            )
+            ),
+            self._phase,
+            self._firing,
         )
 
     # -- bounded memory ------------------------------------------------------------------
@@ -824,6 +887,7 @@ class Engine:
 
     def load(self, states: Iterable[AccountState]) -> None:
         """Adopt accounts (after a restart or a partition assignment) and rebuild deadlines."""
+        self._begin_step()
         for acct in states:
             previous = self.accounts.get(acct.account_id)
             if previous is not None:
@@ -884,4 +948,3 @@ class Engine:
     def next_due_us(self) -> int | None:
         heads = [q[0][0] for q in (self._deadlines, self._breach_fifo) if q]
         return min(heads) if heads else None
-
