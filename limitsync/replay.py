@@ -748,6 +748,35 @@ class _Shard:
         result.counts["records"] = records
 
 
+def _account_of(value: bytes | None) -> str | None:
+    """The account id of a record as most are written (``"account_id":"..."``, no escape in
+    it), read without parsing the record: a shard reads every record's account, and parses
+    only its own. None when it is not spelled so. Which shard a record goes to is decided by
+    this reading on every shard alike; the shard that parses it checks that the account it
+    holds is the one it holds, and fails the split if not (a nested or repeated key)."""
+    if value is None:
+        return None
+    at = value.find(_ACCOUNT_KEY)
+    if at < 0:
+        return None
+    start = at + len(_ACCOUNT_KEY)
+    end = value.find(_QUOTE, start)
+    if end < 0:
+        return None
+    text = value[start:end]
+    if _BACKSLASH in text:
+        return None
+    try:
+        return text.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+_ACCOUNT_KEY = b'"account_id":"'
+_QUOTE = b'"'
+_BACKSLASH = b"\\"
+
+
 def _run_shard(
     records: Iterable[InputRecord],
     options: ReplayOptions,
@@ -769,13 +798,19 @@ def _run_shard(
             read_bytes += 1 if value is None else len(value) + 1
             if n % PROGRESS_EVERY_RECORDS == 0:
                 progress(n, read_bytes)
-        obj = load_record(value)
-        owner = 0  # a record with no account id to read is invalid: shard 0 dead-letters it
-        if type(obj) is dict:
-            account_id = obj.get("account_id")
-            if type(account_id) is str:
-                owner = shard_of(account_id, shards)
+        account_id = _account_of(value)
+        obj: Any = None
+        if account_id is None:  # not plainly spelled: the JSON says
+            obj = load_record(value)
+            if type(obj) is dict:
+                found = obj.get("account_id")
+                if type(found) is str:
+                    account_id = found
+        # A record with no account id to read is invalid: shard 0 dead-letters it.
+        owner = 0 if account_id is None else shard_of(account_id, shards)
         if owner == shard:
+            if obj is None:
+                obj = load_record(value)
             block.append(state.predict(n, rec, obj))
         if n % SHARD_BLOCK == 0:
             state.tell()

@@ -37,7 +37,6 @@ from typing import IO, Any
 import orjson
 
 from limitsync.inputs import input_size, open_input, reads_plain_files
-from limitsync.outputs import AlertTap
 from limitsync.progress import peak_rss_mb, progress_reporter
 from limitsync.replay import (
     WRITE_BUFFER,
@@ -115,14 +114,18 @@ class _PipeLink:
 
 class _ShardFiles:
     """A shard's ``ShardOutputs``: its alerts and dead letters with their keys, pickled in
-    batches to files of its own."""
+    batches to files of its own; its alerts digested for the report as they come."""
 
-    def __init__(self, work: Path, shard: int) -> None:
+    def __init__(self, work: Path, shard: int, focus_account: str | None) -> None:
+        from limitsync.report.shard_digest import KeyedAlertReader
+
         self._alerts = _Batches(work / f"alerts.{shard}")
         self._dead = _Batches(work / f"dead_letters.{shard}")
+        self.digest = KeyedAlertReader(focus_account)
 
     def alert(self, key: tuple[Any, ...], record: dict[str, Any]) -> None:
         self._alerts.add((key, orjson.dumps(record)))
+        self.digest.add(key, record)
 
     def dead_letter(self, index: int, record: dict[str, Any]) -> None:
         self._dead.add((index, orjson.dumps(record)))
@@ -173,13 +176,14 @@ def _shard_main(
     shards: int,
     spec: str,
     options: ReplayOptions,
+    focus_account: str | None,
     work: Path,
     control: Connection,
     link: _PipeLink,
 ) -> int:
     from limitsync.report_data import account_parts
 
-    files = _ShardFiles(work, shard)
+    files = _ShardFiles(work, shard, focus_account)
 
     def progress(records: int, read_bytes: int) -> None:
         control.send(("progress", records, read_bytes))
@@ -210,6 +214,7 @@ def _shard_main(
                 "latencies": {k: v.tobytes() for k, v in result.latencies_us.items()},
                 "elapsed_s": result.elapsed_s,
                 "peak_rss_mb": peak_rss_mb(),
+                "digest": files.digest.part(),
             },
         )
     )
@@ -217,7 +222,22 @@ def _shard_main(
         message = control.recv()
         if message[0] != "parts":
             return 0
-        control.send(("parts", account_parts(result, message[1])))
+        wanted = message[1]
+        records = _alert_records(work / f"alerts.{shard}", set(wanted))
+        control.send(("parts", account_parts(result, wanted), records))
+
+
+def _alert_records(path: Path, accounts: set[str]) -> dict[str, list[dict[str, Any]]]:
+    """The alert records of these accounts, in their order, read back from a shard's file."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    if not accounts:
+        return found
+    for _, line in _read_batches(path):
+        record = orjson.loads(line)
+        account = record["account_id"]
+        if account in accounts:
+            found.setdefault(account, []).append(record)
+    return found
 
 
 def _run_child(
@@ -226,6 +246,7 @@ def _run_child(
     shards: int,
     spec: str,
     options: ReplayOptions,
+    focus_account: str | None,
     work: Path,
     control: Connection,
     link: _PipeLink,
@@ -235,7 +256,7 @@ def _run_child(
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         _die_with_parent(parent)
-        status = _shard_main(shard, shards, spec, options, work, control, link)
+        status = _shard_main(shard, shards, spec, options, focus_account, work, control, link)
     except BaseException:
         with contextlib.suppress(OSError):
             control.send(("error", traceback.format_exc()))
@@ -266,7 +287,14 @@ _PR_SET_PDEATHSIG = 1
 class _Shards:
     """The forked shards and their control pipes."""
 
-    def __init__(self, spec: str, options: ReplayOptions, work: Path, shards: int) -> None:
+    def __init__(
+        self,
+        spec: str,
+        options: ReplayOptions,
+        focus_account: str | None,
+        work: Path,
+        shards: int,
+    ) -> None:
         self.controls: list[Connection] = []
         self.pids: list[int] = []
         links = {(i, k): _pipe() for i in range(shards) for k in range(shards) if i != k}
@@ -278,12 +306,16 @@ class _Shards:
                 out = [links[(shard, k)][1] for k in range(shards) if k != shard]
                 into = [links[(k, shard)][0] for k in range(shards) if k != shard]
                 pid = os.fork()
-                if pid == 0:
-                    keep = {theirs.fileno(), *(c.fileno() for c in out + into)}
-                    _close_all_but(keep, links, controls)
-                    _run_child(
-                        parent, shard, shards, spec, options, work, theirs, _PipeLink(out, into)
-                    )
+                if pid == 0:  # the shard: it never returns from here
+                    try:
+                        keep = {theirs.fileno(), *(c.fileno() for c in out + into)}
+                        _close_all_but(keep, links, controls)
+                        link = _PipeLink(out, into)
+                        _run_child(
+                            parent, shard, shards, spec, options, focus_account, work, theirs, link
+                        )
+                    finally:
+                        os._exit(1)
                 self.pids.append(pid)
                 self.controls.append(mine)
         finally:
@@ -343,7 +375,7 @@ def replay_in_shards(
     previous = signal.signal(signal.SIGTERM, _exit_on_term)
     try:
         total = input_size(spec) if reads_plain_files(spec) else None
-        running = _Shards(spec, options, work, shards)
+        running = _Shards(spec, options, focus_account, work, shards)
         summaries = _await(running, total)
         if isinstance(summaries, str):
             return summaries
@@ -401,39 +433,23 @@ def _write_outputs(
     inquiries: Any,
 ) -> ShardedReplay:
     from limitsync.report import render_report
+    from limitsync.report.shard_digest import merge_digests
     from limitsync.report_data import assemble_report_data, shown_accounts
 
     shards = len(summaries)
-    tap = AlertTap(focus_account)
-    alerts = heapq.merge(
-        *(_read_batches(work / f"alerts.{i}") for i in range(shards)), key=itemgetter(0)
-    )
-    loads = orjson.loads
-    with (out / "alerts.jsonl").open("wb", buffering=WRITE_BUFFER) as fh:
-        for _, line in alerts:
-            fh.write(line)
-            fh.write(b"\n")
-            tap(loads(line), len(line) + 1)
-    dead = heapq.merge(
-        *(_read_batches(work / f"dead_letters.{i}") for i in range(shards)), key=itemgetter(0)
-    )
-    with (out / "dead_letters.jsonl").open("wb", buffering=WRITE_BUFFER) as fh:
-        for _, line in dead:
-            fh.write(line)
-            fh.write(b"\n")
-    account_lines = []
-    accounts = heapq.merge(
-        *(_read_batches(work / f"accounts.{i}") for i in range(shards)), key=itemgetter(0)
-    )
+    _merge_lines(work, "alerts", shards, out / "alerts.jsonl")
+    _merge_lines(work, "dead_letters", shards, out / "dead_letters.jsonl")
+    lines = _merge_lines(work, "accounts", shards)
     with (out / "accounts.jsonl").open("wb", buffering=WRITE_BUFFER) as fh:
-        for _, line in accounts:
+        for line in lines:
             fh.write(line)
             fh.write(b"\n")
-            account_lines.append(loads(line))
-    digest = tap.digest(out / "alerts.jsonl")
+    account_lines = [orjson.loads(line) for line in lines]
+    digest = merge_digests([summary["digest"] for summary in summaries], focus_account)
     known = {line["account_id"] for line in account_lines}
     shown = shown_accounts(digest, focus_account, known)
-    parts = _gather_parts(running, shown)
+    parts, records = _gather_parts(running, shown)
+    digest.keep_records({account: records.get(account, []) for account in shown})
     counts: Counter[str] = Counter()
     latencies: dict[str, array[int]] = {}
     for summary in summaries:
@@ -464,16 +480,36 @@ def _write_outputs(
     )
 
 
-def _gather_parts(running: _Shards, shown: list[str]) -> dict[str, Any]:
-    """The timelines and explanations of the shown accounts, from the shards that hold them."""
+def _merge_lines(work: Path, name: str, shards: int, path: Path | None = None) -> list[bytes]:
+    """The shards' lines of one output in the one order (by the key each came with): written
+    to ``path`` when given, else returned."""
+    merged = heapq.merge(
+        *(_read_batches(work / f"{name}.{i}") for i in range(shards)), key=itemgetter(0)
+    )
+    if path is None:
+        return [line for _, line in merged]
+    with path.open("wb", buffering=WRITE_BUFFER) as fh:
+        for _, line in merged:
+            fh.write(line)
+            fh.write(b"\n")
+    return []
+
+
+def _gather_parts(
+    running: _Shards, shown: list[str]
+) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """The timelines, explanations and alert records of the shown accounts, from the shards
+    that hold them."""
     shards = len(running.controls)
     wanted: list[list[str]] = [[] for _ in range(shards)]
     for account in shown:
         wanted[shard_of(account, shards)].append(account)
     parts: dict[str, Any] = {}
+    records: dict[str, list[dict[str, Any]]] = {}
     for conn, accounts in zip(running.controls, wanted, strict=True):
         conn.send(("parts", accounts))
     for conn in running.controls:
-        message = conn.recv()
-        parts.update(message[1])
-    return parts
+        _, theirs, their_records = conn.recv()
+        parts.update(theirs)
+        records.update(their_records)
+    return parts, records

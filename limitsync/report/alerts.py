@@ -27,6 +27,7 @@ __all__ = [
     "accounts_by_drift",
     "alert_time",
     "digest_alerts",
+    "finish_digest",
     "longest_by_account",
     "longest_key",
     "ranked_accounts",
@@ -213,16 +214,27 @@ class AlertReader:
         self._words: dict[str, str] = {}  # what drifts repeat, one string each (memory)
 
     def digest(self) -> AlertDigest:
+        return finish_digest(self.partial())
+
+    def partial(self) -> AlertDigest:
+        """The digest so far, its drifts not finished: an open drift ends at the end of the
+        data, and a sharded replay's digests are merged before it is known
+        (``limitsync.report.shard_digest``)."""
         digest = self._digest
         digest.records, digest.data_end = self._records, self._data_end
         digest.first_timed, digest.tz = self._first_timed, self._tz
-        drifts = list(self._pending.values())
-        for drift in drifts:
-            drift._finish(self._data_end)
-        digest.all_drifts = drifts
-        focus = digest.focus_account
-        digest.drifts = drifts if focus is None else [d for d in drifts if d.account_id == focus]
+        digest.all_drifts = list(self._pending.values())
         return digest
+
+    @property
+    def timed(self) -> bool:
+        """Whether the first timed alert (for the chart's time zone) was read."""
+        return self._first_timed is not None
+
+    @property
+    def zoned(self) -> bool:
+        """Whether the time zone of the data was read."""
+        return self._tz is not None
 
     def read(self, records: Iterable[dict[str, Any]]) -> None:
         """The pass itself: every record counted and placed, each drift gathered. Written for
@@ -289,6 +301,17 @@ class AlertReader:
                             first_timed = moment
         self._records = index + 1
         self._data_end, self._first_timed, self._tz = data_end, first_timed, tz
+
+
+def finish_digest(digest: AlertDigest) -> AlertDigest:
+    """Each drift ended (a resolved one where it resolved, an open one at the end of the
+    data), and the focus account's drifts picked."""
+    drifts = digest.all_drifts
+    for drift in drifts:
+        drift._finish(digest.data_end)
+    focus = digest.focus_account
+    digest.drifts = drifts if focus is None else [d for d in drifts if d.account_id == focus]
+    return digest
 
 
 def _group_key(alert_id: object, index: int) -> str:
