@@ -535,15 +535,16 @@ class ShardLink(Protocol):
 class ShardOutputs(Protocol):
     """Where a shard's alerts and dead letters go, each with its place in the one order."""
 
-    def alert(self, key: tuple[Any, ...], record: dict[str, Any]) -> None: ...
+    def alert(self, key: tuple[int, ...], record: dict[str, Any]) -> None: ...
 
     def dead_letter(self, index: int, record: dict[str, Any]) -> None: ...
 
 
 def shard_of(account_id: str, shards: int) -> int:
-    """The shard that holds an account (Python's string hash: the shards are forked, so
-    they share its seed)."""
-    return hash(account_id) % shards
+    """The shard that holds an account: by the hash of its UTF-8 bytes, which a shard reads
+    of most records without parsing them (Python's hash: the shards are forked, so they
+    share its seed)."""
+    return hash(account_id.encode("utf-8", "surrogatepass")) % shards
 
 
 class _Told:
@@ -715,7 +716,7 @@ class _Shard:
 
     def carry(self, effects: list[Effect], step: int) -> None:
         """``_carry``, each alert with its key in the one order: (step, phase, what fired it,
-        or its place among the apply's alerts)."""
+        or its place among the apply's alerts), flattened."""
         result = self.result
         latencies = result.latencies_us
         raised = 0
@@ -727,7 +728,9 @@ class _Shard:
                     raised += 1
                     self.outputs.alert((step, eff.phase, raised), eff.record)
                 else:
-                    self.outputs.alert((step, eff.phase, firing), eff.record)
+                    flat = [step, eff.phase]
+                    _flatten(firing, flat)
+                    self.outputs.alert(tuple(flat), eff.record)
             elif type(eff) is ChangeDisplayed:
                 latency = eff.latency_us
                 latencies[eff.source].append(NEVER_SHOWN if latency is None else latency)
@@ -748,12 +751,12 @@ class _Shard:
         result.counts["records"] = records
 
 
-def _account_of(value: bytes | None) -> str | None:
+def _account_of(value: bytes | None) -> bytes | None:
     """The account id of a record as most are written (``"account_id":"..."``, no escape in
-    it), read without parsing the record: a shard reads every record's account, and parses
-    only its own. None when it is not spelled so. Which shard a record goes to is decided by
-    this reading on every shard alike; the shard that parses it checks that the account it
-    holds is the one it holds, and fails the split if not (a nested or repeated key)."""
+    it), as its bytes, read without parsing the record: a shard reads every record's account,
+    and parses only its own. None when it is not spelled so. Which shard a record goes to is
+    decided by this reading on every shard alike; the shard that parses it checks that the
+    account is one it holds, and fails the split if not (a nested or repeated key)."""
     if value is None:
         return None
     at = value.find(_ACCOUNT_KEY)
@@ -766,15 +769,23 @@ def _account_of(value: bytes | None) -> str | None:
     text = value[start:end]
     if _BACKSLASH in text:
         return None
-    try:
-        return text.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+    return text
 
 
 _ACCOUNT_KEY = b'"account_id":"'
 _QUOTE = b'"'
 _BACKSLASH = b"\\"
+
+
+def _flatten(key: tuple[Any, ...], out: list[int]) -> None:
+    """A deadline's key (nested tuples of ints) as its ints in order: compared as tuples, the
+    flat keys of two alerts order as the nested ones do (wherever two keys agree, they have
+    the same shape up to there), and a flat key is cheap to store and send."""
+    for part in key:
+        if isinstance(part, tuple):
+            _flatten(part, out)
+        else:
+            out.append(part)
 
 
 def _run_shard(
@@ -798,16 +809,17 @@ def _run_shard(
             read_bytes += 1 if value is None else len(value) + 1
             if n % PROGRESS_EVERY_RECORDS == 0:
                 progress(n, read_bytes)
-        account_id = _account_of(value)
+        account = _account_of(value)
         obj: Any = None
-        if account_id is None:  # not plainly spelled: the JSON says
+        owner = 0  # a record with no account id to read is invalid: shard 0 dead-letters it
+        if account is not None:
+            owner = hash(account) % shards  # shard_of, from the bytes
+        else:  # not plainly spelled: the JSON says
             obj = load_record(value)
             if type(obj) is dict:
                 found = obj.get("account_id")
                 if type(found) is str:
-                    account_id = found
-        # A record with no account id to read is invalid: shard 0 dead-letters it.
-        owner = 0 if account_id is None else shard_of(account_id, shards)
+                    owner = shard_of(found, shards)
         if owner == shard:
             if obj is None:
                 obj = load_record(value)

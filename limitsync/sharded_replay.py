@@ -113,29 +113,75 @@ class _PipeLink:
 
 
 class _ShardFiles:
-    """A shard's ``ShardOutputs``: its alerts and dead letters with their keys, pickled in
-    batches to files of its own; its alerts digested for the report as they come."""
+    """A shard's ``ShardOutputs``: its alerts and dead letters with their keys, in files of
+    its own; its alerts digested for the report as they come."""
 
     def __init__(self, work: Path, shard: int, focus_account: str | None) -> None:
         from limitsync.report.shard_digest import KeyedAlertReader
 
-        self._alerts = _Batches(work / f"alerts.{shard}")
-        self._dead = _Batches(work / f"dead_letters.{shard}")
+        self._alerts = _KeyedLines(work / f"alerts.{shard}")
+        self._dead = _KeyedLines(work / f"dead_letters.{shard}")
         self.digest = KeyedAlertReader(focus_account)
 
-    def alert(self, key: tuple[Any, ...], record: dict[str, Any]) -> None:
-        self._alerts.add((key, orjson.dumps(record)))
+    def alert(self, key: tuple[int, ...], record: dict[str, Any]) -> None:
+        self._alerts.add(key, orjson.dumps(record))
         self.digest.add(key, record)
 
     def dead_letter(self, index: int, record: dict[str, Any]) -> None:
-        self._dead.add((index, orjson.dumps(record)))
+        self._dead.add((index,), orjson.dumps(record))
 
     def close(self) -> None:
         self._alerts.close()
         self._dead.close()
 
 
+class _KeyedLines:
+    """Lines, each with a key of ints, written a batch at a time: the keys as one array (each
+    preceded by its length), the lines joined, pickled together (no object a line)."""
+
+    def __init__(self, path: Path) -> None:
+        self._fh: IO[bytes] = path.open("wb", buffering=WRITE_BUFFER)
+        self._keys = array("q")
+        self._lines: list[bytes] = []
+
+    def add(self, key: tuple[int, ...], line: bytes) -> None:
+        keys = self._keys
+        keys.append(len(key))
+        keys.extend(key)
+        self._lines.append(line)
+        if len(self._lines) == _BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        batch = (self._keys.tobytes(), b"\n".join(self._lines))
+        pickle.dump(batch, self._fh, pickle.HIGHEST_PROTOCOL)
+        self._keys, self._lines = array("q"), []
+
+    def close(self) -> None:
+        if self._lines:
+            self._flush()
+        self._fh.close()
+
+
+def _read_keyed_lines(path: Path) -> Iterator[tuple[tuple[int, ...], bytes]]:
+    with path.open("rb") as fh:
+        while True:
+            try:
+                key_bytes, joined = pickle.load(fh)
+            except EOFError:
+                return
+            keys = array("q")
+            keys.frombytes(key_bytes)
+            at = 0
+            for line in joined.split(b"\n"):
+                end = at + 1 + keys[at]
+                yield tuple(keys[at + 1 : end]), line
+                at = end
+
+
 class _Batches:
+    """(key, line) pairs of any key, pickled a batch at a time (a shard's account lines)."""
+
     def __init__(self, path: Path) -> None:
         self._fh: IO[bytes] = path.open("wb", buffering=WRITE_BUFFER)
         self._batch: list[tuple[Any, bytes]] = []
@@ -232,7 +278,7 @@ def _alert_records(path: Path, accounts: set[str]) -> dict[str, list[dict[str, A
     found: dict[str, list[dict[str, Any]]] = {}
     if not accounts:
         return found
-    for _, line in _read_batches(path):
+    for _, line in _read_keyed_lines(path):
         record = orjson.loads(line)
         account = record["account_id"]
         if account in accounts:
@@ -437,8 +483,6 @@ def _write_outputs(
     from limitsync.report_data import assemble_report_data, shown_accounts
 
     shards = len(summaries)
-    _merge_lines(work, "alerts", shards, out / "alerts.jsonl")
-    _merge_lines(work, "dead_letters", shards, out / "dead_letters.jsonl")
     lines = _merge_lines(work, "accounts", shards)
     with (out / "accounts.jsonl").open("wb", buffering=WRITE_BUFFER) as fh:
         for line in lines:
@@ -448,7 +492,10 @@ def _write_outputs(
     digest = merge_digests([summary["digest"] for summary in summaries], focus_account)
     known = {line["account_id"] for line in account_lines}
     shown = shown_accounts(digest, focus_account, known)
-    parts, records = _gather_parts(running, shown)
+    _ask_parts(running, shown)  # the shards gather them while the lines below are merged
+    _merge_lines(work, "alerts", shards, out / "alerts.jsonl")
+    _merge_lines(work, "dead_letters", shards, out / "dead_letters.jsonl")
+    parts, records = _receive_parts(running)
     digest.keep_records({account: records.get(account, []) for account in shown})
     counts: Counter[str] = Counter()
     latencies: dict[str, array[int]] = {}
@@ -483,9 +530,13 @@ def _write_outputs(
 def _merge_lines(work: Path, name: str, shards: int, path: Path | None = None) -> list[bytes]:
     """The shards' lines of one output in the one order (by the key each came with): written
     to ``path`` when given, else returned."""
-    merged = heapq.merge(
-        *(_read_batches(work / f"{name}.{i}") for i in range(shards)), key=itemgetter(0)
-    )
+    reads: list[Iterator[tuple[Any, bytes]]] = [
+        _read_batches(work / f"{name}.{i}")
+        if name == "accounts"
+        else _read_keyed_lines(work / f"{name}.{i}")
+        for i in range(shards)
+    ]
+    merged = heapq.merge(*reads, key=itemgetter(0))
     if path is None:
         return [line for _, line in merged]
     with path.open("wb", buffering=WRITE_BUFFER) as fh:
@@ -495,19 +546,22 @@ def _merge_lines(work: Path, name: str, shards: int, path: Path | None = None) -
     return []
 
 
-def _gather_parts(
-    running: _Shards, shown: list[str]
-) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
-    """The timelines, explanations and alert records of the shown accounts, from the shards
-    that hold them."""
+def _ask_parts(running: _Shards, shown: list[str]) -> None:
+    """Ask each shard for the timelines, explanations and alert records of the shown
+    accounts it holds."""
     shards = len(running.controls)
     wanted: list[list[str]] = [[] for _ in range(shards)]
     for account in shown:
         wanted[shard_of(account, shards)].append(account)
-    parts: dict[str, Any] = {}
-    records: dict[str, list[dict[str, Any]]] = {}
     for conn, accounts in zip(running.controls, wanted, strict=True):
         conn.send(("parts", accounts))
+
+
+def _receive_parts(
+    running: _Shards,
+) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    parts: dict[str, Any] = {}
+    records: dict[str, list[dict[str, Any]]] = {}
     for conn in running.controls:
         _, theirs, their_records = conn.recv()
         parts.update(theirs)
