@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import subprocess
 import sys
@@ -85,37 +86,52 @@ def _replay_child(path: Path) -> dict[str, Any]:
     return result
 
 
-def _run_cli(path: Path, out: Path) -> tuple[float, float]:
-    """``limitsync replay`` as a user runs it: (seconds, peak RSS of that process in MB)."""
+def _run_cli(path: Path, out: Path, *extra: str) -> tuple[float, float, int]:
+    """``limitsync replay`` as a user runs it: (seconds, peak RSS in MB, shards). The peak RSS
+    is what the command says of itself: its own and each shard's added up (``wait4`` would
+    give the largest process's alone)."""
+    command = [sys.executable, "-m", "limitsync.cli", "replay", "--input", str(path)]
     started = time.perf_counter()
-    child = subprocess.Popen(
-        [sys.executable, "-m", "limitsync.cli", "replay", "--input", str(path), "--out", str(out)],
-        stdout=subprocess.DEVNULL,
+    child = subprocess.run(
+        [*command, "--out", str(out), *extra],
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        text=True,
+        check=False,
     )
-    _, status, usage = os.wait4(child.pid, 0)
     took = time.perf_counter() - started
-    child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         raise SystemExit(f"limitsync replay failed on {path} ({child.returncode})")
-    return took, usage.ru_maxrss / 1024
+    said = child.stdout
+    rss = re.search(r"peak RSS ([\d,]+) MB", said)
+    shards = re.search(r"on (\d+) shards", said)
+    if rss is None:
+        raise SystemExit(f"limitsync replay said no peak RSS: {said!r}")
+    return took, float(rss.group(1).replace(",", "")), int(shards.group(1)) if shards else 1
 
 
 def _paired_cli(path: Path, out: Path) -> dict[str, Any]:
-    """The whole command against json.loads on the same file, each twice, interleaved, the
-    faster of each pair compared (this VM's speed drifts within minutes)."""
-    json_rates, cli_times = [], []
+    """The whole command, as it runs by default and in one process, against json.loads on
+    the same file, each twice, interleaved, the faster of each compared (this VM's speed
+    drifts within minutes)."""
+    json_rates, cli_times, one_times = [], [], []
+    shards = 1
     for _ in range(2):
         lines, rate = _json_rate(path)
         json_rates.append(rate)
-        cli_times.append(_run_cli(path, out)[0])
-    json_rate, cli_s = max(json_rates), min(cli_times)
+        took, _, shards = _run_cli(path, out)
+        cli_times.append(took)
+        one_times.append(_run_cli(path, out, "--shards", "1")[0])
+    json_rate, cli_s, one_s = max(json_rates), min(cli_times), min(one_times)
     return {
         "events": lines,
         "json_loads_per_s": round(json_rate),
         "cli_s": round(cli_s, 2),
         "cli_runs_s": [round(t, 2) for t in cli_times],
         "cli_ratio": round(lines / cli_s / json_rate, 3),
+        "shards": shards,
+        "one_process_s": round(one_s, 2),
+        "one_process_ratio": round(lines / one_s / json_rate, 3),
     }
 
 
@@ -139,7 +155,8 @@ def _day(tmp: Path) -> dict[str, Any]:
 
     path = tmp / "day.jsonl"
     write_simulation(path, accounts=DAY_ACCOUNTS, hours=DAY_HOURS, seed=DAY_SEED)
-    cli_s, rss_mb = _run_cli(path, tmp / "out-day")
+    cli_s, rss_mb, shards = _run_cli(path, tmp / "out-day")
+    one_s, one_rss_mb, _ = _run_cli(path, tmp / "out-day", "--shards", "1")
     with path.open("rb") as fh:
         events = sum(1 for _ in fh)
     size_mb = path.stat().st_size // 1_000_000
@@ -150,6 +167,9 @@ def _day(tmp: Path) -> dict[str, Any]:
         "mb": size_mb,
         "cli_s": round(cli_s, 1),
         "peak_rss_mb": round(rss_mb),
+        "shards": shards,
+        "one_process_s": round(one_s, 1),
+        "one_process_rss_mb": round(one_rss_mb),
     }
 
 
@@ -171,7 +191,7 @@ def _main_log(path: Path, tmp: Path, loadavg: str) -> tuple[dict[str, Any], str]
     replay = min(runs, key=lambda r: float(r["elapsed_s"]))
     replay_rate = replay["records"] / replay["elapsed_s"]
     rates = [r["records"] / r["elapsed_s"] for r in runs]
-    cli_s, cli_rss_mb = _run_cli(path, tmp / "out")
+    cli_s, cli_rss_mb, _ = _run_cli(path, tmp / "out")
     _, json_after = _json_rate(path)
     json_rate = max(json_before, json_after)
     ratio = replay_rate / json_rate

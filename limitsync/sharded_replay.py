@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import heapq
 import os
 import pickle
@@ -346,6 +347,10 @@ class _Shards:
         links = {(i, k): _pipe() for i in range(shards) for k in range(shards) if i != k}
         controls = [_duplex() for _ in range(shards)]
         parent = os.getpid()
+        # What exists now is shared with the shards until written: frozen, the collector
+        # passes in a shard do not write to it (each pass would copy its pages).
+        gc.collect()
+        gc.freeze()
         try:
             for shard in range(shards):
                 mine, theirs = controls[shard]
@@ -365,6 +370,7 @@ class _Shards:
                 self.pids.append(pid)
                 self.controls.append(mine)
         finally:
+            gc.unfreeze()
             for read_end, write_end in links.values():
                 read_end.close()
                 write_end.close()
