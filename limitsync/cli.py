@@ -196,8 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--shards",
         type=int,
-        help="processes to replay in, each holding some accounts (default: one a core, up to "
-        "4, for JSON Lines of 8 MB or more; 1 for others); the outputs are the same",
+        help="processes to replay a file in, each holding some accounts, at most 16 (default: "
+        "one a core, up to 4, for JSON Lines of 8 MB or more; else 1); the outputs are the same",
     )
     add_sla_arguments(p)
     p.set_defaults(handler=cmd_replay)

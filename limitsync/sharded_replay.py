@@ -37,7 +37,7 @@ from typing import IO, Any
 
 import orjson
 
-from limitsync.inputs import input_size, open_input, reads_plain_files
+from limitsync.inputs import input_size, open_input, reads_plain_files, resolve_input
 from limitsync.progress import peak_rss_mb, progress_reporter
 from limitsync.replay import (
     WRITE_BUFFER,
@@ -48,9 +48,10 @@ from limitsync.replay import (
     shard_of,
 )
 
-__all__ = ["SHARDS_MAX", "ShardedReplay", "replay_in_shards", "shards_for"]
+__all__ = ["SHARDS_LIMIT", "SHARDS_MAX", "ShardedReplay", "replay_in_shards", "shards_for"]
 
 SHARDS_MAX = 4  # every shard reads and splits every record: more gain less and less
+SHARDS_LIMIT = 16  # what --shards may ask: the pipes between shards grow as its square
 # A smaller input replays in about a second in one process; forking and merging would be
 # most of what a split saves.
 SHARD_ABOVE_BYTES = 8 << 20
@@ -58,13 +59,17 @@ SHARD_ABOVE_BYTES = 8 << 20
 # 16 bytes a record (limitsync.replay.SHARD_BLOCK), well within this.
 _PIPE_BYTES = 1 << 20
 _BATCH = 2048  # output records a shard pickles at once
+_WORK_PREFIX = ".shards-"  # the shards' files, in the output directory while they run
 
 
 def shards_for(requested: int | None, spec: str) -> int:
-    """How many shards replay ``spec``: as requested, or by default one a usable core (at
-    most SHARDS_MAX) for JSON Lines of SHARD_ABOVE_BYTES or more, else one."""
+    """How many shards replay ``spec``: as requested (at most SHARDS_LIMIT), or by default
+    one a usable core (at most SHARDS_MAX) for JSON Lines of SHARD_ABOVE_BYTES or more, else
+    one. Only regular files are split: every shard reads the input, and a pipe reads once."""
+    if not all(path.is_file() for path in resolve_input(spec)):
+        return 1
     if requested is not None:
-        return max(1, requested)
+        return max(1, min(requested, SHARDS_LIMIT))
     if not reads_plain_files(spec) or input_size(spec) < SHARD_ABOVE_BYTES:
         return 1
     return max(1, min(SHARDS_MAX, len(os.sched_getaffinity(0))))
@@ -93,6 +98,10 @@ class _PipeLink:
         data = indices.tobytes() + times.tobytes()
         for conn in self._out:
             conn.send_bytes(data)
+
+    def close(self) -> None:
+        for conn in self._out + self._into:
+            conn.close()
 
     def receive(self) -> tuple[array[int], array[int]]:
         indices, times = array("q"), array("q")
@@ -209,9 +218,19 @@ def _read_batches(path: Path) -> Iterator[tuple[Any, bytes]]:
             yield from batch
 
 
+class _CannotSplit(Exception):
+    """The shards cannot be started or their work cannot be used: the reason, for a replay
+    in one process."""
+
+
 def _pipe() -> tuple[Connection, Connection]:
     read_fd, write_fd = os.pipe()
-    fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+    try:
+        fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+    except OSError as exc:  # over the user's pipe memory (fs.pipe-user-pages-soft)
+        os.close(read_fd)
+        os.close(write_fd)
+        raise _CannotSplit(f"a {_PIPE_BYTES >> 20} MiB pipe between shards: {exc}") from exc
     return Connection(read_fd, writable=False), Connection(write_fd, readable=False)
 
 
@@ -242,9 +261,13 @@ def _shard_main(
     except ShardMismatch as exc:
         control.send(("mismatch", str(exc)))
         return 0
-    except (EOFError, OSError) as exc:  # another shard stopped: it says why
+    except _PEER_GONE as exc:  # another shard stopped: it says why
         control.send(("lost", repr(exc)))
         return 0
+    finally:
+        # A shard that read more records than this one would wait for its blocks for ever:
+        # it reads end of file instead (and the parent sees the counts differ).
+        link.close()
     files.close()
     accounts = _Batches(work / f"accounts.{shard}")
     for account_id, acct in sorted(result.engine.accounts.items()):
@@ -272,6 +295,9 @@ def _shard_main(
         wanted = message[1]
         records = _alert_records(work / f"alerts.{shard}", set(wanted))
         control.send(("parts", account_parts(result, wanted), records))
+
+
+_PEER_GONE = (EOFError, BrokenPipeError, ConnectionResetError)
 
 
 def _alert_records(path: Path, accounts: set[str]) -> dict[str, list[dict[str, Any]]]:
@@ -334,7 +360,11 @@ _PR_SET_PDEATHSIG = 1
 class _Shards:
     """The forked shards and their control pipes."""
 
-    def __init__(
+    def __init__(self) -> None:
+        self.controls: list[Connection] = []
+        self.pids: list[int] = []
+
+    def start(
         self,
         spec: str,
         options: ReplayOptions,
@@ -342,16 +372,22 @@ class _Shards:
         work: Path,
         shards: int,
     ) -> None:
-        self.controls: list[Connection] = []
-        self.pids: list[int] = []
-        links = {(i, k): _pipe() for i in range(shards) for k in range(shards) if i != k}
-        controls = [_duplex() for _ in range(shards)]
+        """Fork the shards (``stop`` reaps those started, even if this fails part way)."""
+        links: dict[tuple[int, int], tuple[Connection, Connection]] = {}
+        controls: list[tuple[Connection, Connection]] = []
         parent = os.getpid()
-        # What exists now is shared with the shards until written: frozen, the collector
-        # passes in a shard do not write to it (each pass would copy its pages).
-        gc.collect()
-        gc.freeze()
+        # No SIGTERM between a fork and the note of its pid: a shard not noted is not stopped.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         try:
+            for i in range(shards):
+                for k in range(shards):
+                    if i != k:
+                        links[(i, k)] = _pipe()
+            controls.extend(_duplex() for _ in range(shards))
+            # What exists now is shared with the shards until written: frozen, the collector
+            # passes in a shard do not write to it (each pass would copy its pages).
+            gc.collect()
+            gc.freeze()
             for shard in range(shards):
                 mine, theirs = controls[shard]
                 out = [links[(shard, k)][1] for k in range(shards) if k != shard]
@@ -359,6 +395,7 @@ class _Shards:
                 pid = os.fork()
                 if pid == 0:  # the shard: it never returns from here
                     try:
+                        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
                         keep = {theirs.fileno(), *(c.fileno() for c in out + into)}
                         _close_all_but(keep, links, controls)
                         link = _PipeLink(out, into)
@@ -374,8 +411,11 @@ class _Shards:
             for read_end, write_end in links.values():
                 read_end.close()
                 write_end.close()
-            for _, theirs in controls:
+            for mine, theirs in controls:
                 theirs.close()
+                if mine not in self.controls:
+                    mine.close()
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
     def stop(self) -> None:
         """Every shard stopped and reaped (one still replaying, after a failure or a SIGTERM,
@@ -421,24 +461,57 @@ def replay_in_shards(
     why not (a shard's part could not be trusted, or a shard failed), for the caller to
     replay in one process."""
     out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".shards-", dir=out))
-    running: _Shards | None = None
+    _remove_stale_work(out)
+    work = Path(tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{os.getpid()}-", dir=out))
+    running = _Shards()
     # SIGTERM mid-replay: stop the shards and remove their files on the way out.
     previous = signal.signal(signal.SIGTERM, _exit_on_term)
     try:
         total = input_size(spec) if reads_plain_files(spec) else None
-        running = _Shards(spec, options, focus_account, work, shards)
+        before = _input_state(spec)
+        running.start(spec, options, focus_account, work, shards)
         summaries = _await(running, total)
         if isinstance(summaries, str):
             return summaries
+        if len({summary["counts"]["records"] for summary in summaries}) > 1:
+            return "the shards read different numbers of records"
+        if _input_state(spec) != before:
+            return "the input changed while it was read"
         return _write_outputs(
             running, summaries, spec, options, out, work, focus_account, inquiries
         )
+    except _CannotSplit as exc:
+        return str(exc)
     finally:
-        if running is not None:
-            running.stop()
+        running.stop()
         shutil.rmtree(work, ignore_errors=True)
         signal.signal(signal.SIGTERM, previous)
+
+
+def _input_state(spec: str) -> list[tuple[str, int, int]]:
+    """Each input file's size and modification time: the shards each read the input, and
+    must read the same."""
+    return [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in resolve_input(spec)]
+
+
+def _remove_stale_work(out: Path) -> None:
+    """The shards' files left in ``out`` by a replay killed outright (SIGKILL): those whose
+    replay (the pid in their name) is gone."""
+    for stale in out.glob(f"{_WORK_PREFIX}*"):
+        pid = stale.name.removeprefix(_WORK_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's
+        return True
+    return True
 
 
 def _exit_on_term(signum: int, frame: object) -> None:
@@ -568,8 +641,14 @@ def _receive_parts(
 ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
     parts: dict[str, Any] = {}
     records: dict[str, list[dict[str, Any]]] = {}
-    for conn in running.controls:
-        _, theirs, their_records = conn.recv()
+    for shard, conn in enumerate(running.controls):
+        try:
+            message = conn.recv()
+        except EOFError:
+            message = ("error", "it exited without a word")
+        if message[0] != "parts":
+            raise _CannotSplit(f"shard {shard}: {message[0]}: {message[1]}")
+        _, theirs, their_records = message
         parts.update(theirs)
         records.update(their_records)
     return parts, records

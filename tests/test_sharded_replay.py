@@ -102,7 +102,7 @@ def test_an_id_that_expires_inside_a_block_makes_the_replay_run_in_one_process(
     log = _write(tmp_path, events)
     split, said, warned = _replay(log, 2, "--dedupe-horizon-s", "1")
     assert "the sharded replay was not used" in warned
-    assert "shards" not in said
+    assert "on 2 shards" not in said
     assert split == _replay(log, 1, "--dedupe-horizon-s", "1")[0]
 
 
@@ -159,3 +159,72 @@ def test_sigterm_stops_every_shard_and_leaves_no_files(tmp_path: Path) -> None:
     _, alive = psutil.wait_procs(shards, timeout=10)
     assert not alive
     assert not list(out.glob(".shards-*"))
+
+
+@pytest.mark.timeout(120)
+def test_shards_that_read_different_records_replay_in_one_process_not_hang(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A file still being appended to: shard 1 reads records shard 0 never saw.
+    import limitsync.sharded_replay as sharded
+    from limitsync.replay import InputRecord
+
+    log = _write(tmp_path, _ties())
+    extra = [InputRecord(line, None, None, 0) for line in lines(_ties())]
+    run_shard = sharded.run_shard
+
+    def longer_for_shard_1(records: Any, options: Any, shard: int, *rest: Any) -> Any:
+        return run_shard([*records, *extra] if shard == 1 else records, options, shard, *rest)
+
+    monkeypatch.setattr(sharded, "run_shard", longer_for_shard_1)
+    split, said, warned = _replay(log, 2)
+    assert "the sharded replay was not used" in warned
+    assert "on 2 shards" not in said
+    assert split == _replay(log, 1)[0]
+
+
+def test_an_input_changed_while_the_shards_read_it_replays_in_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import limitsync.sharded_replay as sharded
+
+    log = _write(tmp_path, _ties())
+    states = iter([[("a", 1, 1)], [("a", 2, 2)]])
+    monkeypatch.setattr(sharded, "_input_state", lambda spec: next(states))
+    _, _, warned = _replay(log, 2)
+    assert "the input changed while it was read" in warned
+
+
+def test_pipes_that_cannot_be_enlarged_make_the_replay_run_in_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import limitsync.sharded_replay as sharded
+
+    def refused(fd: int, command: int, arg: int = 0) -> int:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(sharded.fcntl, "fcntl", refused)
+    log = _write(tmp_path, _ties())
+    split, _, warned = _replay(log, 2)
+    assert "pipe between shards" in warned
+    assert split == _replay(log, 1)[0]
+
+
+def test_an_input_that_is_not_a_regular_file_replays_in_one_process() -> None:
+    assert shards_for(4, "/dev/null") == 1
+
+
+def test_files_left_by_a_killed_replay_are_removed_and_a_running_ones_kept(
+    tmp_path: Path,
+) -> None:
+    log = _write(tmp_path, _ties())
+    out = tmp_path / "out-2"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = out / f".shards-{dead.pid}-abc"
+    running = out / f".shards-{os.getpid()}-def"
+    for folder in (left, running):
+        folder.mkdir(parents=True)
+    _replay(log, 2)
+    assert not left.exists()
+    assert running.exists()
