@@ -392,7 +392,10 @@ class _Shards:
                 mine, theirs = controls[shard]
                 out = [links[(shard, k)][1] for k in range(shards) if k != shard]
                 into = [links[(k, shard)][0] for k in range(shards) if k != shard]
-                pid = os.fork()
+                try:
+                    pid = os.fork()
+                except OSError as exc:  # out of processes or memory
+                    raise _CannotSplit(f"forking shard {shard}: {exc}") from exc
                 if pid == 0:  # the shard: it never returns from here
                     try:
                         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
