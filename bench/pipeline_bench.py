@@ -90,6 +90,7 @@ import orjson
 import redis
 
 from bench.floors import judge, median_rate, print_floors, record, round_ratios
+from bench.results_file import code_state
 from limitsync.local_services import (
     LocalKafka,
     LocalRedis,
@@ -1289,33 +1290,10 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "kafka": _kafka_version(),
         "redis_server": _redis_version(),
-        "git": _git_state(),
+        "git": code_state(),
         "loadavg": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
         **{p: _pkg(p) for p in ("faust-streaming", "aiokafka", "kafka-python", "redis")},
     }
-
-
-def _git(*args: str) -> str:
-    return subprocess.run(
-        ["git", *args], capture_output=True, text=True, timeout=10, check=False
-    ).stdout
-
-
-_NOT_RESULTS = ":(top,exclude)bench/RESULTS.md"  # a pathspec: every file but that one
-
-
-def _git_state() -> str:
-    """The commit measured, and how many files differ from it (others edit concurrently).
-    Not counted: the results file itself, which the bench run before this one in the same
-    ``make bench`` has just written."""
-    try:
-        head = _git("rev-parse", "--short", "HEAD").strip()
-        dirty = _git(
-            "status", "--porcelain", "--untracked-files=no", "--", ":/", _NOT_RESULTS
-        ).splitlines()
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return f"{head or 'unknown'}" + (f" + {len(dirty)} modified files" if dirty else "")
 
 
 def _pkg(name: str) -> str:

@@ -38,6 +38,7 @@ FAULTY_ACCOUNTS, FAULTY_HOURS, FAULTY_SEED, FAULTY_SHARE, FAULTY_BAD = 2000, 10.
 # today's simulator writes more events an hour than when it was measured, so 7.3 h gives its
 # size (1,607,839 lines, 349 MB); 10 h now gives 2,154,430 lines, 468 MB.
 DAY_ACCOUNTS, DAY_HOURS, DAY_SEED = 20_000, 7.3, 7
+SHARDS = 2  # `limitsync replay --shards`, timed beside the default (one process)
 
 
 def _json_rate(path: Path) -> tuple[int, float]:
@@ -111,27 +112,25 @@ def _run_cli(path: Path, out: Path, *extra: str) -> tuple[float, float, int]:
 
 
 def _paired_cli(path: Path, out: Path) -> dict[str, Any]:
-    """The whole command, as it runs by default and in one process, against json.loads on
-    the same file, each twice, interleaved, the faster of each compared (this VM's speed
-    drifts within minutes)."""
-    json_rates, cli_times, one_times = [], [], []
-    shards = 1
+    """The whole command, as it runs by default (one process) and in SHARDS shards, against
+    json.loads on the same file, each twice, interleaved, the faster of each compared (this
+    VM's speed drifts within minutes)."""
+    json_rates, cli_times, shard_times = [], [], []
     for _ in range(2):
         lines, rate = _json_rate(path)
         json_rates.append(rate)
-        took, _, shards = _run_cli(path, out)
-        cli_times.append(took)
-        one_times.append(_run_cli(path, out, "--shards", "1")[0])
-    json_rate, cli_s, one_s = max(json_rates), min(cli_times), min(one_times)
+        cli_times.append(_run_cli(path, out)[0])
+        shard_times.append(_run_cli(path, out, "--shards", str(SHARDS))[0])
+    json_rate, cli_s, shard_s = max(json_rates), min(cli_times), min(shard_times)
     return {
         "events": lines,
         "json_loads_per_s": round(json_rate),
         "cli_s": round(cli_s, 2),
         "cli_runs_s": [round(t, 2) for t in cli_times],
         "cli_ratio": round(lines / cli_s / json_rate, 3),
-        "shards": shards,
-        "one_process_s": round(one_s, 2),
-        "one_process_ratio": round(lines / one_s / json_rate, 3),
+        "shards": SHARDS,
+        "shards_s": round(shard_s, 2),
+        "shards_ratio": round(lines / shard_s / json_rate, 3),
     }
 
 
@@ -155,8 +154,8 @@ def _day(tmp: Path) -> dict[str, Any]:
 
     path = tmp / "day.jsonl"
     write_simulation(path, accounts=DAY_ACCOUNTS, hours=DAY_HOURS, seed=DAY_SEED)
-    cli_s, rss_mb, shards = _run_cli(path, tmp / "out-day")
-    one_s, one_rss_mb, _ = _run_cli(path, tmp / "out-day", "--shards", "1")
+    cli_s, rss_mb, _ = _run_cli(path, tmp / "out-day")
+    shards_s, shards_rss_mb, _ = _run_cli(path, tmp / "out-day", "--shards", str(SHARDS))
     with path.open("rb") as fh:
         events = sum(1 for _ in fh)
     size_mb = path.stat().st_size // 1_000_000
@@ -167,9 +166,9 @@ def _day(tmp: Path) -> dict[str, Any]:
         "mb": size_mb,
         "cli_s": round(cli_s, 1),
         "peak_rss_mb": round(rss_mb),
-        "shards": shards,
-        "one_process_s": round(one_s, 1),
-        "one_process_rss_mb": round(one_rss_mb),
+        "shards": SHARDS,
+        "shards_s": round(shards_s, 1),
+        "shards_rss_mb": round(shards_rss_mb),
     }
 
 

@@ -3,11 +3,10 @@ result and recorded in ``bench/RESULTS.md`` in a section of their own."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from bench.results_file import record_run
+from bench.results_file import code_state, record_run
 
 __all__ = ["DAY_RSS_FLOOR_MB", "WHOLE_COMMAND_FLOOR", "record_replay", "rows"]
 
@@ -22,36 +21,13 @@ What `python -m bench.replay_bench` measured against the replay floors of issue 
 command (`limitsync replay --input F --out D`, start-up, outputs and report included) against
 the rate at which plain `json.loads` parses the same lines in the same run, on a simulated log
 with 10% faults; and the command's peak RSS on a simulated day of the issue's size (20,000
-accounts, 1.6M events, 349 MB). Both as the command runs by default (in shards, one a core,
-for a file of 8 MB or more: its peak RSS is that of all its processes added up) and, beside,
-in one process (`--shards 1`). The latest runs, newest last.
+accounts, 1.6M events, 349 MB). Beside each, the same with `--shards 2` (its peak RSS is
+that of all its processes added up). The latest runs, newest last.
 """
 
 
 def _verdict(met: bool | None) -> str:
     return "not run" if met is None else ("met" if met else "MISSED")
-
-
-def _git() -> str:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-    except OSError:
-        return "unknown"
-    return f"{head}{' (uncommitted changes)' if dirty else ''}" or "unknown"
-
-
-def _on(run: dict[str, Any]) -> str:
-    """How the default command ran: in shards (peak RSS added up over its processes)."""
-    shards = run.get("shards", 1)
-    return f", {shards} shards, RSS of all processes" if shards > 1 else ""
 
 
 def rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
@@ -63,17 +39,17 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             (
                 f"`limitsync replay` end to end, {faulty['events']:,}-event log, 10% faults",
                 f">= {WHOLE_COMMAND_FLOOR}x json.loads (aim {WHOLE_COMMAND_AIM}x)",
-                f"{faulty['cli_ratio']:.2f}x ({faulty['cli_s']:.1f} s{_on(faulty)}; json.loads "
+                f"{faulty['cli_ratio']:.2f}x ({faulty['cli_s']:.1f} s; json.loads "
                 f"{faulty['json_loads_per_s']:,}/s)",
                 _verdict(faulty["cli_ratio"] >= WHOLE_COMMAND_FLOOR),
             )
         )
-        if "one_process_ratio" in faulty:
+        if "shards_ratio" in faulty:
             out.append(
                 (
-                    "beside it, the same in one process (`--shards 1`)",
+                    f"beside it, the same with `--shards {faulty['shards']}`",
                     "",
-                    f"{faulty['one_process_ratio']:.2f}x ({faulty['one_process_s']:.1f} s)",
+                    f"{faulty['shards_ratio']:.2f}x ({faulty['shards_s']:.1f} s)",
                     "",
                 )
             )
@@ -83,16 +59,17 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 f"peak RSS of `limitsync replay`, {day['events']:,}-event day "
                 f"({day['accounts']:,} accounts, {day['mb']:,} MB)",
                 f"<= {DAY_RSS_FLOOR_MB} MB (aim {DAY_RSS_AIM_MB})",
-                f"{day['peak_rss_mb']:,} MB ({day['cli_s']:.1f} s{_on(day)})",
+                f"{day['peak_rss_mb']:,} MB ({day['cli_s']:.1f} s)",
                 _verdict(day["peak_rss_mb"] <= DAY_RSS_FLOOR_MB),
             )
         )
-        if "one_process_rss_mb" in day:
+        if "shards_rss_mb" in day:
             out.append(
                 (
-                    "beside it, the same in one process (`--shards 1`)",
+                    f"beside it, the same with `--shards {day['shards']}` (RSS of all its "
+                    "processes added up)",
                     "",
-                    f"{day['one_process_rss_mb']:,} MB ({day['one_process_s']:.1f} s)",
+                    f"{day['shards_rss_mb']:,} MB ({day['shards_s']:.1f} s)",
                     "",
                 )
             )
@@ -112,7 +89,7 @@ def record_replay(result: dict[str, Any], info: dict[str, str]) -> Path:
     """Put this run's table in the replay section of ``bench/RESULTS.md``."""
     entry = "\n".join(
         [
-            f"### {info['date']} · {info['cores']} cores, {info['cpu']} · code {_git()}",
+            f"### {info['date']} · {info['cores']} cores, {info['cpu']} · code {code_state()}",
             "",
             f"Python {info['python']}; {info['code']}; load average at start {info['loadavg']}.",
             "",

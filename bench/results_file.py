@@ -8,9 +8,10 @@ bounded, and older runs are in git history.
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
-__all__ = ["RESULTS", "RUNS_KEPT", "record_run"]
+__all__ = ["RESULTS", "RUNS_KEPT", "code_state", "record_run"]
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 RUNS_KEPT = 3
@@ -37,3 +38,26 @@ def record_run(section: str, intro: str, entry: str, path: Path = RESULTS) -> Pa
     text = text[:start] + new_body + ("\n" + text[end:] if following else "")
     path.write_text(text, encoding="utf-8")
     return path
+
+
+_NOT_RESULTS = ":(top,exclude)bench/RESULTS.md"  # a pathspec: every file but that one
+
+
+def code_state() -> str:
+    """The commit measured, and how many files differ from it (others edit concurrently).
+    Not counted: the results file itself, which a bench run before in the same ``make
+    bench`` has just written."""
+    try:
+        head = _git("rev-parse", "--short", "HEAD").strip()
+        dirty = _git(
+            "status", "--porcelain", "--untracked-files=no", "--", ":/", _NOT_RESULTS
+        ).splitlines()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return f"{head or 'unknown'}" + (f" + {len(dirty)} modified files" if dirty else "")
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], capture_output=True, text=True, timeout=10, check=False
+    ).stdout

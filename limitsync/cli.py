@@ -103,9 +103,8 @@ def _replayed_in_shards(
     inquiries: InquirySummary | None,
     started: float,
 ) -> bool:
-    """Replay in shards when the input is large enough and cores allow (or as --shards
-    says); False when one process is to replay it (also after a sharded run that could not
-    be used, which is said on stderr)."""
+    """Replay in shards when --shards asks for them; False when one process is to replay it
+    (also after a sharded run that could not be used, which is said on stderr)."""
     import time
 
     from limitsync.sharded_replay import replay_in_shards, shards_for
@@ -196,8 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--shards",
         type=int,
-        help="processes to replay a file in, each holding some accounts, at most 16 (default: "
-        "one a core, up to 4, for JSON Lines of 8 MB or more; else 1); the outputs are the same",
+        help="processes to replay a file in, each holding some of the accounts (default 1, at "
+        "most 16; about one a core): the same outputs, sooner, for more memory",
     )
     add_sla_arguments(p)
     p.set_defaults(handler=cmd_replay)

@@ -30,6 +30,7 @@ HOT_MODULES: tuple[str, ...] = (
     "schemas.timefmt",
     "schemas.parse",
     "limitsync.replay",
+    "limitsync.replay_shard",
 )
 # Modules the compiled code was built against without being compiled itself (mypyc reads their
 # types): an edit to one of them makes the build stale too.

@@ -1,78 +1,57 @@
 """A file replay spread over processes, its outputs byte for byte the one-process replay's.
 
 Each shard is a forked process that holds the accounts whose id hashes to it (one core's
-work each, ``limitsync.replay.run_shard``). The shards read every record, tell one another
+work each, ``limitsync.replay_shard.run_shard``). The shards read every record, tell one another
 where the event-time clock moves through pipes, and write their alerts and dead letters,
 each with its place in the one order, to files of their own; this process merges those into
 ``alerts.jsonl`` and ``dead_letters.jsonl``, writes ``accounts.jsonl``, then asks the shards
 for the timelines and explanations of the accounts the report shows. A shard that finds its
 part cannot be trusted (``ShardMismatch``) fails the sharded run, and the caller replays in
 one process.
-
-Forked, not spawned: the shards share this process's string-hash seed, which says which
-shard holds an account and fingerprints the records.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import gc
 import heapq
 import os
-import pickle
 import shutil
 import signal
 import tempfile
-import traceback
 from array import array
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import chain
 from multiprocessing.connection import Connection, wait
 from operator import itemgetter
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
-from limitsync.inputs import input_size, open_input, reads_plain_files, resolve_input
+from limitsync.inputs import input_size, reads_plain_files, resolve_input
 from limitsync.progress import peak_rss_mb, progress_reporter
-from limitsync.replay import (
-    WRITE_BUFFER,
-    ReplayOptions,
-    ShardMismatch,
-    account_line,
-    run_shard,
-    shard_of,
-)
+from limitsync.replay import WRITE_BUFFER, ReplayOptions
+from limitsync.replay_shard import shard_of
+from limitsync.shard_files import read_batches, read_keyed_lines
+from limitsync.shard_processes import CannotSplit, Shards
 
-__all__ = ["SHARDS_LIMIT", "SHARDS_MAX", "ShardedReplay", "replay_in_shards", "shards_for"]
+__all__ = ["SHARDS_LIMIT", "ShardedReplay", "replay_in_shards", "shards_for"]
 
-SHARDS_MAX = 4  # every shard reads and splits every record: more gain less and less
-SHARDS_LIMIT = 16  # what --shards may ask: the pipes between shards grow as its square
-# A smaller input replays in about a second in one process; forking and merging would be
-# most of what a split saves.
-SHARD_ABOVE_BYTES = 8 << 20
-# A shard's clock moves wait in a pipe until the others read them: up to four blocks of
-# 16 bytes a record (limitsync.replay.SHARD_BLOCK), well within this.
-_PIPE_BYTES = 1 << 20
-_BATCH = 2048  # output records a shard pickles at once
+# What --shards may ask: the pipes between shards grow as its square. One is the default: on
+# two cores, two shards save little of the time for much more memory (bench/RESULTS.md,
+# "Replay floors"); more cores pay more.
+SHARDS_LIMIT = 16
 _WORK_PREFIX = ".shards-"  # the shards' files, in the output directory while they run
 
 
 def shards_for(requested: int | None, spec: str) -> int:
-    """How many shards replay ``spec``: as requested (at most SHARDS_LIMIT), or by default
-    one a usable core (at most SHARDS_MAX) for JSON Lines of SHARD_ABOVE_BYTES or more, else
-    one. Only regular files are split: every shard reads the input, and a pipe reads once."""
+    """How many shards replay ``spec``: one unless asked (at most SHARDS_LIMIT). Only regular
+    files are split: every shard reads the input, and a pipe reads once."""
+    if requested is None or requested <= 1:
+        return 1
     if not all(path.is_file() for path in resolve_input(spec)):
         return 1
-    if requested is not None:
-        return max(1, min(requested, SHARDS_LIMIT))
-    if not reads_plain_files(spec) or input_size(spec) < SHARD_ABOVE_BYTES:
-        return 1
-    return max(1, min(SHARDS_MAX, len(os.sched_getaffinity(0))))
+    return min(requested, SHARDS_LIMIT)
 
 
 @dataclass(frozen=True)
@@ -85,371 +64,6 @@ class ShardedReplay:
     elapsed_s: float  # the slowest shard's replay
     peak_rss_mb: float  # this process's peak and every shard's, added up
     shards: int
-
-
-class _PipeLink:
-    """A shard's ``ShardLink``: a pipe to each other shard and one from each."""
-
-    def __init__(self, out: list[Connection], into: list[Connection]) -> None:
-        self._out = out
-        self._into = into
-
-    def send(self, indices: array[int], times: array[int]) -> None:
-        data = indices.tobytes() + times.tobytes()
-        for conn in self._out:
-            conn.send_bytes(data)
-
-    def close(self) -> None:
-        for conn in self._out + self._into:
-            conn.close()
-
-    def receive(self) -> tuple[array[int], array[int]]:
-        indices, times = array("q"), array("q")
-        parts = []
-        for conn in self._into:
-            data = conn.recv_bytes()
-            at, to = array("q"), array("q")
-            half = len(data) // 2
-            at.frombytes(data[:half])
-            to.frombytes(data[half:])
-            parts.append((at, to))
-        if len(parts) == 1:
-            return parts[0]
-        pairs = chain.from_iterable(zip(at, to, strict=True) for at, to in parts)
-        for index, time_us in sorted(pairs):
-            indices.append(index)
-            times.append(time_us)
-        return indices, times
-
-
-class _ShardFiles:
-    """A shard's ``ShardOutputs``: its alerts and dead letters with their keys, in files of
-    its own; its alerts digested for the report as they come."""
-
-    def __init__(self, work: Path, shard: int, focus_account: str | None) -> None:
-        from limitsync.report.shard_digest import KeyedAlertReader
-
-        self._alerts = _KeyedLines(work / f"alerts.{shard}")
-        self._dead = _KeyedLines(work / f"dead_letters.{shard}")
-        self.digest = KeyedAlertReader(focus_account)
-
-    def alert(self, key: tuple[int, ...], record: dict[str, Any]) -> None:
-        self._alerts.add(key, orjson.dumps(record))
-        self.digest.add(key, record)
-
-    def dead_letter(self, index: int, record: dict[str, Any]) -> None:
-        self._dead.add((index,), orjson.dumps(record))
-
-    def close(self) -> None:
-        self._alerts.close()
-        self._dead.close()
-
-
-class _KeyedLines:
-    """Lines, each with a key of ints, written a batch at a time: the keys as one array (each
-    preceded by its length), the lines joined, pickled together (no object a line)."""
-
-    def __init__(self, path: Path) -> None:
-        self._fh: IO[bytes] = path.open("wb", buffering=WRITE_BUFFER)
-        self._keys = array("q")
-        self._lines: list[bytes] = []
-
-    def add(self, key: tuple[int, ...], line: bytes) -> None:
-        keys = self._keys
-        keys.append(len(key))
-        keys.extend(key)
-        self._lines.append(line)
-        if len(self._lines) == _BATCH:
-            self._flush()
-
-    def _flush(self) -> None:
-        batch = (self._keys.tobytes(), b"\n".join(self._lines))
-        pickle.dump(batch, self._fh, pickle.HIGHEST_PROTOCOL)
-        self._keys, self._lines = array("q"), []
-
-    def close(self) -> None:
-        if self._lines:
-            self._flush()
-        self._fh.close()
-
-
-def _read_keyed_lines(path: Path) -> Iterator[tuple[tuple[int, ...], bytes]]:
-    with path.open("rb") as fh:
-        while True:
-            try:
-                key_bytes, joined = pickle.load(fh)
-            except EOFError:
-                return
-            keys = array("q")
-            keys.frombytes(key_bytes)
-            at = 0
-            for line in joined.split(b"\n"):
-                end = at + 1 + keys[at]
-                yield tuple(keys[at + 1 : end]), line
-                at = end
-
-
-class _Batches:
-    """(key, line) pairs of any key, pickled a batch at a time (a shard's account lines)."""
-
-    def __init__(self, path: Path) -> None:
-        self._fh: IO[bytes] = path.open("wb", buffering=WRITE_BUFFER)
-        self._batch: list[tuple[Any, bytes]] = []
-
-    def add(self, item: tuple[Any, bytes]) -> None:
-        self._batch.append(item)
-        if len(self._batch) == _BATCH:
-            pickle.dump(self._batch, self._fh, pickle.HIGHEST_PROTOCOL)
-            self._batch = []
-
-    def close(self) -> None:
-        if self._batch:
-            pickle.dump(self._batch, self._fh, pickle.HIGHEST_PROTOCOL)
-        self._fh.close()
-
-
-def _read_batches(path: Path) -> Iterator[tuple[Any, bytes]]:
-    with path.open("rb") as fh:
-        while True:
-            try:
-                batch = pickle.load(fh)
-            except EOFError:
-                return
-            yield from batch
-
-
-class _CannotSplit(Exception):
-    """The shards cannot be started or their work cannot be used: the reason, for a replay
-    in one process."""
-
-
-def _pipe() -> tuple[Connection, Connection]:
-    read_fd, write_fd = os.pipe()
-    try:
-        fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
-    except OSError as exc:  # over the user's pipe memory (fs.pipe-user-pages-soft)
-        os.close(read_fd)
-        os.close(write_fd)
-        raise _CannotSplit(f"a {_PIPE_BYTES >> 20} MiB pipe between shards: {exc}") from exc
-    return Connection(read_fd, writable=False), Connection(write_fd, readable=False)
-
-
-# -- a shard (in its forked process) -----------------------------------------------------
-
-
-def _shard_main(
-    shard: int,
-    shards: int,
-    spec: str,
-    options: ReplayOptions,
-    focus_account: str | None,
-    work: Path,
-    control: Connection,
-    link: _PipeLink,
-) -> int:
-    from limitsync.report_data import account_parts
-
-    files = _ShardFiles(work, shard, focus_account)
-
-    def progress(records: int, read_bytes: int) -> None:
-        control.send(("progress", records, read_bytes))
-
-    try:
-        result = run_shard(
-            open_input(spec), options, shard, shards, link, files, progress if shard == 0 else None
-        )
-    except ShardMismatch as exc:
-        control.send(("mismatch", str(exc)))
-        return 0
-    except _PEER_GONE as exc:  # another shard stopped: it says why
-        control.send(("lost", repr(exc)))
-        return 0
-    finally:
-        # A shard that read more records than this one would wait for its blocks for ever:
-        # it reads end of file instead (and the parent sees the counts differ).
-        link.close()
-    files.close()
-    accounts = _Batches(work / f"accounts.{shard}")
-    for account_id, acct in sorted(result.engine.accounts.items()):
-        accounts.add((account_id, orjson.dumps(account_line(acct))))
-    accounts.close()
-    result.engine.release_ids()
-    control.send(
-        (
-            "done",
-            {
-                "counts": dict(result.counts),
-                "alerts": result.alert_count,
-                "accounts": len(result.engine.accounts),
-                "latencies": {k: v.tobytes() for k, v in result.latencies_us.items()},
-                "elapsed_s": result.elapsed_s,
-                "peak_rss_mb": peak_rss_mb(),
-                "digest": files.digest.part(),
-            },
-        )
-    )
-    while True:
-        message = control.recv()
-        if message[0] != "parts":
-            return 0
-        wanted = message[1]
-        records = _alert_records(work / f"alerts.{shard}", set(wanted))
-        control.send(("parts", account_parts(result, wanted), records))
-
-
-_PEER_GONE = (EOFError, BrokenPipeError, ConnectionResetError)
-
-
-def _alert_records(path: Path, accounts: set[str]) -> dict[str, list[dict[str, Any]]]:
-    """The alert records of these accounts, in their order, read back from a shard's file."""
-    found: dict[str, list[dict[str, Any]]] = {}
-    if not accounts:
-        return found
-    for _, line in _read_keyed_lines(path):
-        record = orjson.loads(line)
-        account = record["account_id"]
-        if account in accounts:
-            found.setdefault(account, []).append(record)
-    return found
-
-
-def _run_child(
-    parent: int,
-    shard: int,
-    shards: int,
-    spec: str,
-    options: ReplayOptions,
-    focus_account: str | None,
-    work: Path,
-    control: Connection,
-    link: _PipeLink,
-) -> None:
-    status = 1
-    try:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        _die_with_parent(parent)
-        status = _shard_main(shard, shards, spec, options, focus_account, work, control, link)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            control.send(("error", traceback.format_exc()))
-    finally:
-        os._exit(status)  # no atexit handlers, no flush of buffers copied from the parent
-
-
-def _die_with_parent(parent: int) -> None:
-    """A shard whose parent is gone (killed mid-replay) is stopped by the kernel, not left
-    to finish a replay nobody will read (Linux's PR_SET_PDEATHSIG)."""
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # the parent died before the request was made
-        os._exit(1)
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-# -- this process ------------------------------------------------------------------------
-
-
-class _Shards:
-    """The forked shards and their control pipes."""
-
-    def __init__(self) -> None:
-        self.controls: list[Connection] = []
-        self.pids: list[int] = []
-
-    def start(
-        self,
-        spec: str,
-        options: ReplayOptions,
-        focus_account: str | None,
-        work: Path,
-        shards: int,
-    ) -> None:
-        """Fork the shards (``stop`` reaps those started, even if this fails part way)."""
-        links: dict[tuple[int, int], tuple[Connection, Connection]] = {}
-        controls: list[tuple[Connection, Connection]] = []
-        parent = os.getpid()
-        # No SIGTERM between a fork and the note of its pid: a shard not noted is not stopped.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-        try:
-            for i in range(shards):
-                for k in range(shards):
-                    if i != k:
-                        links[(i, k)] = _pipe()
-            controls.extend(_duplex() for _ in range(shards))
-            # What exists now is shared with the shards until written: frozen, the collector
-            # passes in a shard do not write to it (each pass would copy its pages).
-            gc.collect()
-            gc.freeze()
-            for shard in range(shards):
-                mine, theirs = controls[shard]
-                out = [links[(shard, k)][1] for k in range(shards) if k != shard]
-                into = [links[(k, shard)][0] for k in range(shards) if k != shard]
-                try:
-                    pid = os.fork()
-                except OSError as exc:  # out of processes or memory
-                    raise _CannotSplit(f"forking shard {shard}: {exc}") from exc
-                if pid == 0:  # the shard: it never returns from here
-                    try:
-                        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-                        keep = {theirs.fileno(), *(c.fileno() for c in out + into)}
-                        _close_all_but(keep, links, controls)
-                        link = _PipeLink(out, into)
-                        _run_child(
-                            parent, shard, shards, spec, options, focus_account, work, theirs, link
-                        )
-                    finally:
-                        os._exit(1)
-                self.pids.append(pid)
-                self.controls.append(mine)
-        finally:
-            gc.unfreeze()
-            for read_end, write_end in links.values():
-                read_end.close()
-                write_end.close()
-            for mine, theirs in controls:
-                theirs.close()
-                if mine not in self.controls:
-                    mine.close()
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-
-    def stop(self) -> None:
-        """Every shard stopped and reaped (one still replaying, after a failure or a SIGTERM,
-        is terminated)."""
-        for conn in self.controls:
-            with contextlib.suppress(OSError):
-                conn.send(("stop",))
-            conn.close()
-        for pid in self.pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
-
-
-def _duplex() -> tuple[Connection, Connection]:
-    from multiprocessing import Pipe
-
-    return Pipe(duplex=True)
-
-
-def _close_all_but(
-    keep: set[int],
-    links: dict[tuple[int, int], tuple[Connection, Connection]],
-    controls: list[tuple[Connection, Connection]],
-) -> None:
-    """In a new shard: close the pipe ends that are not its own, so that a shard that stops
-    is seen to stop (its pipes' other ends reach end of file)."""
-    for conn in chain.from_iterable(chain(links.values(), controls)):
-        if not conn.closed and conn.fileno() not in keep:
-            conn.close()
 
 
 def replay_in_shards(
@@ -466,7 +80,7 @@ def replay_in_shards(
     out.mkdir(parents=True, exist_ok=True)
     _remove_stale_work(out)
     work = Path(tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{os.getpid()}-", dir=out))
-    running = _Shards()
+    running = Shards()
     # SIGTERM mid-replay: stop the shards and remove their files on the way out.
     previous = signal.signal(signal.SIGTERM, _exit_on_term)
     try:
@@ -483,7 +97,7 @@ def replay_in_shards(
         return _write_outputs(
             running, summaries, spec, options, out, work, focus_account, inquiries
         )
-    except _CannotSplit as exc:
+    except CannotSplit as exc:
         return str(exc)
     finally:
         running.stop()
@@ -521,7 +135,7 @@ def _exit_on_term(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def _await(running: _Shards, total: int | None) -> list[dict[str, Any]] | str:
+def _await(running: Shards, total: int | None) -> list[dict[str, Any]] | str:
     """Every shard's summary, in shard order; or why the shards' work cannot be used."""
     summaries: dict[int, dict[str, Any]] = {}
     failures: list[str] = []
@@ -551,7 +165,7 @@ def _await(running: _Shards, total: int | None) -> list[dict[str, Any]] | str:
 
 
 def _write_outputs(
-    running: _Shards,
+    running: Shards,
     summaries: list[dict[str, Any]],
     spec: str,
     options: ReplayOptions,
@@ -613,9 +227,9 @@ def _merge_lines(work: Path, name: str, shards: int, path: Path | None = None) -
     """The shards' lines of one output in the one order (by the key each came with): written
     to ``path`` when given, else returned."""
     reads: list[Iterator[tuple[Any, bytes]]] = [
-        _read_batches(work / f"{name}.{i}")
+        read_batches(work / f"{name}.{i}")
         if name == "accounts"
-        else _read_keyed_lines(work / f"{name}.{i}")
+        else read_keyed_lines(work / f"{name}.{i}")
         for i in range(shards)
     ]
     merged = heapq.merge(*reads, key=itemgetter(0))
@@ -628,7 +242,7 @@ def _merge_lines(work: Path, name: str, shards: int, path: Path | None = None) -
     return []
 
 
-def _ask_parts(running: _Shards, shown: list[str]) -> None:
+def _ask_parts(running: Shards, shown: list[str]) -> None:
     """Ask each shard for the timelines, explanations and alert records of the shown
     accounts it holds."""
     shards = len(running.controls)
@@ -640,7 +254,7 @@ def _ask_parts(running: _Shards, shown: list[str]) -> None:
 
 
 def _receive_parts(
-    running: _Shards,
+    running: Shards,
 ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
     parts: dict[str, Any] = {}
     records: dict[str, list[dict[str, Any]]] = {}
@@ -650,7 +264,7 @@ def _receive_parts(
         except EOFError:
             message = ("error", "it exited without a word")
         if message[0] != "parts":
-            raise _CannotSplit(f"shard {shard}: {message[0]}: {message[1]}")
+            raise CannotSplit(f"shard {shard}: {message[0]}: {message[1]}")
         _, theirs, their_records = message
         parts.update(theirs)
         records.update(their_records)

@@ -19,8 +19,8 @@ import psutil
 import pytest
 
 from limitsync.cli import main
-from limitsync.replay import shard_of
-from limitsync.sharded_replay import SHARD_ABOVE_BYTES, SHARDS_MAX, shards_for
+from limitsync.replay_shard import shard_of
+from limitsync.sharded_replay import SHARDS_LIMIT, shards_for
 from tests.eventlog import (
     S,
     credit_line,
@@ -121,17 +121,14 @@ def test_an_account_id_read_two_ways_makes_the_replay_run_in_one_process(
     assert split == _replay(log, 1)[0]
 
 
-def test_a_small_input_replays_in_one_process_by_default(tmp_path: Path) -> None:
+def test_a_replay_runs_in_one_process_unless_asked(tmp_path: Path) -> None:
     log = _write(tmp_path, _ties())
     assert shards_for(None, str(log)) == 1
 
 
-def test_a_large_input_replays_in_a_shard_a_core_by_default(tmp_path: Path) -> None:
-    log = tmp_path / "big.jsonl"
-    with log.open("wb") as fh:
-        fh.truncate(SHARD_ABOVE_BYTES)
-    cores = len(os.sched_getaffinity(0))
-    assert shards_for(None, str(log)) == max(1, min(SHARDS_MAX, cores))
+def test_shards_are_capped_at_the_limit(tmp_path: Path) -> None:
+    log = _write(tmp_path, _ties())
+    assert shards_for(SHARDS_LIMIT + 5, str(log)) == SHARDS_LIMIT
 
 
 @pytest.mark.slow
@@ -166,17 +163,17 @@ def test_shards_that_read_different_records_replay_in_one_process_not_hang(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A file still being appended to: shard 1 reads records shard 0 never saw.
-    import limitsync.sharded_replay as sharded
+    import limitsync.shard_processes as processes
     from limitsync.replay import InputRecord
 
     log = _write(tmp_path, _ties())
     extra = [InputRecord(line, None, None, 0) for line in lines(_ties())]
-    run_shard = sharded.run_shard
+    run_shard = processes.run_shard
 
     def longer_for_shard_1(records: Any, options: Any, shard: int, *rest: Any) -> Any:
         return run_shard([*records, *extra] if shard == 1 else records, options, shard, *rest)
 
-    monkeypatch.setattr(sharded, "run_shard", longer_for_shard_1)
+    monkeypatch.setattr(processes, "run_shard", longer_for_shard_1)
     split, said, warned = _replay(log, 2)
     assert "the sharded replay was not used" in warned
     assert "on 2 shards" not in said
@@ -198,12 +195,12 @@ def test_an_input_changed_while_the_shards_read_it_replays_in_one_process(
 def test_pipes_that_cannot_be_enlarged_make_the_replay_run_in_one_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import limitsync.sharded_replay as sharded
+    import limitsync.shard_processes as processes
 
     def refused(fd: int, command: int, arg: int = 0) -> int:
         raise PermissionError(1, "Operation not permitted")
 
-    monkeypatch.setattr(sharded.fcntl, "fcntl", refused)
+    monkeypatch.setattr(processes.fcntl, "fcntl", refused)
     log = _write(tmp_path, _ties())
     split, _, warned = _replay(log, 2)
     assert "pipe between shards" in warned

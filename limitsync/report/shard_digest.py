@@ -3,7 +3,7 @@ parallel, then merged into the digest one reader of the whole ``alerts.jsonl`` w
 
 A shard holds whole accounts, so each drift (one alert id, of one account) is digested by
 one shard from all its records in their order. What depends on the order across shards is
-kept with the merge key of the alert it came from (``limitsync.replay.run_shard``): which
+kept with the merge key of the alert it came from (``limitsync.replay_shard.run_shard``): which
 type, which drift and which timed alert came first. Open drifts end at the end of all the
 data, so they are finished after the merge.
 """
