@@ -71,6 +71,7 @@ def _child(path: Path) -> None:
                 "accounts": len(result.engine.accounts),
                 "peak_rss_mb": rss_kb / 1024,
                 "compiled": len(running_compiled()),
+                "hot_imported": sum(1 for m in compiled.HOT_MODULES if m in sys.modules),
             }
         )
     )
@@ -203,7 +204,8 @@ def _main_log(path: Path, tmp: Path, loadavg: str) -> tuple[dict[str, Any], str]
     # when that code is older than its source (limitsync/compiled.py).
     found = compiled.status()
     code = (
-        f"{replay['compiled']} of {len(compiled.HOT_MODULES)} hot modules compiled (mypyc)"
+        f"{replay['compiled']} of the {replay.get('hot_imported', len(compiled.HOT_MODULES))} "
+        "hot modules it imported compiled (mypyc)"
         if replay["compiled"]
         else "pure Python (LIMITSYNC_COMPILE=0 or no compiler)"
     )
