@@ -225,3 +225,17 @@ def test_files_left_by_a_killed_replay_are_removed_and_a_running_ones_kept(
     _replay(log, 2)
     assert not left.exists()
     assert running.exists()
+
+
+def test_a_killed_replay_not_yet_reaped_counts_as_gone(tmp_path: Path) -> None:
+    # Its shard files are removed by the next replay even while it is a zombie.
+    from limitsync.sharded_replay import _alive
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert not _alive(child.pid)
+    assert _alive(os.getpid())
+    child.wait()
