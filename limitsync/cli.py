@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,16 +84,33 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except InputError as exc:
         return _fail(str(exc))
     write_outputs(result, out, options, args.input, account, inquiries, tap)
-    c = result.counts
-    rate = c["records"] / result.elapsed_s if result.elapsed_s else 0.0
-    future = f", {c['future_timestamp']} future_timestamp" if options.now_us is not None else ""
-    print(
-        f"replayed {c['records']} records ({c['applied']} applied, {c['duplicate']} duplicates, "
-        f"{c['conflict']} conflicts, {c['invalid']} invalid{future}) in {result.elapsed_s:.1f} s "
-        f"({rate:,.0f}/s): {result.alert_count} alerts, {len(result.engine.accounts)} accounts "
-        f"-> {out}; {time.perf_counter() - started:.1f} s in all, peak RSS {peak_rss_mb():,.0f} MB"
-    )
+    accounts = len(result.engine.accounts)
+    done = f"{result.alert_count} alerts, {accounts} accounts -> {out}"
+    rss = f"{peak_rss_mb():,.0f} MB"
+    print(_summary(result.counts, result.elapsed_s, args.now, "", done, started, rss))
     return 0
+
+
+def _summary(
+    c: Mapping[str, int],
+    elapsed_s: float,
+    now_us: int | None,
+    where: str,
+    done: str,
+    started: float,
+    rss: str,
+) -> str:
+    """The line a replay ends with (future timestamps are judged only with --now)."""
+    import time
+
+    rate = c["records"] / elapsed_s if elapsed_s else 0.0
+    future = f", {c.get('future_timestamp', 0)} future_timestamp" if now_us is not None else ""
+    return (
+        f"replayed {c['records']} records ({c['applied']} applied, {c['duplicate']} duplicates, "
+        f"{c['conflict']} conflicts, {c['invalid']} invalid{future}) in {elapsed_s:.1f} s "
+        f"({rate:,.0f}/s){where}: {done}; {time.perf_counter() - started:.1f} s in all, "
+        f"peak RSS {rss}"
+    )
 
 
 def _replayed_in_shards(
@@ -105,8 +122,6 @@ def _replayed_in_shards(
 ) -> bool:
     """Replay in shards when --shards asks for them; False when one process is to replay it
     (also after a sharded run that could not be used, which is said on stderr)."""
-    import time
-
     from limitsync.sharded_replay import replay_in_shards, shards_for
 
     shards = shards_for(args.shards, args.input)
@@ -119,16 +134,10 @@ def _replayed_in_shards(
             file=sys.stderr,
         )
         return False
-    c = done.counts
-    rate = c["records"] / done.elapsed_s if done.elapsed_s else 0.0
-    future = f", {c['future_timestamp']} future_timestamp" if args.now is not None else ""
-    print(
-        f"replayed {c['records']} records ({c['applied']} applied, {c['duplicate']} duplicates, "
-        f"{c['conflict']} conflicts, {c['invalid']} invalid{future}) in {done.elapsed_s:.1f} s "
-        f"({rate:,.0f}/s) on {done.shards} shards: {done.alert_count} alerts, "
-        f"{done.accounts} accounts -> {out}; {time.perf_counter() - started:.1f} s in all, "
-        f"peak RSS {done.peak_rss_mb:,.0f} MB (all processes)"
-    )
+    where = f" on {done.shards} shards"
+    said = f"{done.alert_count} alerts, {done.accounts} accounts -> {out}"
+    rss = f"{done.peak_rss_mb:,.0f} MB (all processes)"
+    print(_summary(done.counts, done.elapsed_s, args.now, where, said, started, rss))
     return True
 
 

@@ -44,6 +44,7 @@ __all__ = [
     "NEVER_SHOWN",
     "InputRecord",
     "OutputFiles",
+    "ProgressMeter",
     "ReplayOptions",
     "ReplayResult",
     "Timeline",
@@ -51,6 +52,7 @@ __all__ = [
     "iter_file_records",
     "refusal",
     "run_replay",
+    "without_collector",
 ]
 
 TIMELINE_MAX = 200  # points kept per account for the report's timelines
@@ -309,22 +311,42 @@ def run_replay(
     """Run the records through the core on the event-time clock. ``progress`` is told the
     records and bytes read so far every PROGRESS_EVERY_RECORDS records; with ``outputs``,
     alerts and dead letters are written there as they are raised."""
-    # Replay allocates many small objects that live to the end (ids, deadlines, timelines) and
-    # almost no cyclic garbage. The collector's passes over those survivors are a real share of
-    # the replay (timed with gc.callbacks), and merely deferring them (turning it off) moves
-    # the whole cost to the first allocation after the run. So: collect what is already
-    # garbage, run without the collector, then freeze the survivors (gc.freeze: out of every
-    # later pass; reference counting still frees them when they are dropped) and turn the
-    # collector back on as it was.
+    return without_collector(lambda: _run_replay(records, options, progress, outputs))
+
+
+def without_collector(run: Callable[[], ReplayResult]) -> ReplayResult:
+    """``run()`` with the cyclic collector off, its survivors frozen after.
+
+    Replay allocates many small objects that live to the end (ids, deadlines, timelines) and
+    almost no cyclic garbage. The collector's passes over those survivors are a real share of
+    the replay (timed with gc.callbacks), and merely deferring them (turning it off) moves
+    the whole cost to the first allocation after the run. So: collect what is already
+    garbage, run without the collector, then freeze the survivors (gc.freeze: out of every
+    later pass; reference counting still frees them when they are dropped) and turn the
+    collector back on as it was."""
     gc.collect()
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _run_replay(records, options, progress, outputs)
+        return run()
     finally:
         gc.freeze()
         if was_enabled:
             gc.enable()
+
+
+class ProgressMeter:
+    """Tells ``progress`` the records and bytes read so far every PROGRESS_EVERY_RECORDS."""
+
+    def __init__(self, progress: Callable[[int, int], None]) -> None:
+        self.progress = progress
+        self.read_bytes = 0
+
+    def read(self, n: int, value: bytes | None) -> None:
+        """Record ``n`` (1-based) was read."""
+        self.read_bytes += 1 if value is None else len(value) + 1
+        if n % PROGRESS_EVERY_RECORDS == 0:
+            self.progress(n, self.read_bytes)
 
 
 def _run_replay(
@@ -344,13 +366,11 @@ def _run_replay(
     max_future_skew_us = options.max_future_skew_s * 1_000_000
     applied = 0
     n = 0
-    read_bytes = 0
+    meter = None if progress is None else ProgressMeter(progress)
     for n, rec in enumerate(records, 1):
         value = rec.value
-        if progress is not None:
-            read_bytes += 1 if value is None else len(value) + 1
-            if n % PROGRESS_EVERY_RECORDS == 0:
-                progress(n, read_bytes)
+        if meter is not None:
+            meter.read(n, value)
         parsed = parse_event_for_replay(value)
         dead = refusal(rec, parsed, now_us, max_future_skew_us, counts)
         if dead is not None:

@@ -12,7 +12,6 @@ the ids as they stood a block or two before; the apply checks every one, and a w
 
 from __future__ import annotations
 
-import gc
 import time
 from array import array
 from collections.abc import Callable, Iterable
@@ -20,11 +19,12 @@ from typing import Any, Protocol
 
 from limitsync.replay import (
     NEVER_SHOWN,
-    PROGRESS_EVERY_RECORDS,
+    ProgressMeter,
     ReplayOptions,
     ReplayResult,
     add_timeline_point,
     refusal,
+    without_collector,
 )
 from schemas.parse import (
     InputRecord,
@@ -108,15 +108,9 @@ def run_shard(
 ) -> ReplayResult:
     """Shard ``shard`` of ``shards`` of a replay of ``records`` (every shard is given them
     all, in the same order). Raises ShardMismatch when its part cannot be trusted."""
-    gc.collect()  # as run_replay: survivors frozen, not scanned
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _run_shard(records, options, shard, shards, link, outputs, progress)
-    finally:
-        gc.freeze()
-        if was_enabled:
-            gc.enable()
+    return without_collector(
+        lambda: _run_shard(records, options, shard, shards, link, outputs, progress)
+    )
 
 
 class _Shard:
@@ -332,13 +326,11 @@ def _run_shard(
     block: list[_Told] = []
     told: list[_Told] | None = None  # the block before, told and not yet applied
     n = 0
-    read_bytes = 0
+    meter = None if progress is None else ProgressMeter(progress)
     for n, rec in enumerate(records, 1):
         value = rec.value
-        if progress is not None:
-            read_bytes += 1 if value is None else len(value) + 1
-            if n % PROGRESS_EVERY_RECORDS == 0:
-                progress(n, read_bytes)
+        if meter is not None:
+            meter.read(n, value)
         account = _account_of(value)
         obj: Any = None
         owner = 0  # a record with no account id to read is invalid: shard 0 dead-letters it

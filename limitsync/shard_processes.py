@@ -14,6 +14,7 @@ import os
 import signal
 import traceback
 from array import array
+from dataclasses import dataclass
 from itertools import chain
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -84,26 +85,36 @@ def _pipe() -> tuple[Connection, Connection]:
     return Connection(read_fd, writable=False), Connection(write_fd, readable=False)
 
 
-def _shard_main(
-    shard: int,
-    shards: int,
-    spec: str,
-    options: ReplayOptions,
-    focus_account: str | None,
-    work: Path,
-    control: Connection,
-    link: PipeLink,
-) -> int:
+@dataclass(frozen=True)
+class _Job:
+    """What a shard is to replay, and where its files go."""
+
+    shard: int
+    shards: int
+    spec: str
+    options: ReplayOptions
+    focus_account: str | None
+    work: Path
+
+
+def _shard_main(job: _Job, control: Connection, link: PipeLink) -> int:
     from limitsync.report_data import account_parts
 
-    files = ShardFiles(work, shard, focus_account)
+    shard, work = job.shard, job.work
+    files = ShardFiles(work, shard, job.focus_account)
 
     def progress(records: int, read_bytes: int) -> None:
         control.send(("progress", records, read_bytes))
 
     try:
         result = run_shard(
-            open_input(spec), options, shard, shards, link, files, progress if shard == 0 else None
+            open_input(job.spec),
+            job.options,
+            shard,
+            job.shards,
+            link,
+            files,
+            progress if shard == 0 else None,
         )
     except ShardMismatch as exc:
         control.send(("mismatch", str(exc)))
@@ -147,23 +158,13 @@ def _shard_main(
 _PEER_GONE = (EOFError, BrokenPipeError, ConnectionResetError)
 
 
-def _run_child(
-    parent: int,
-    shard: int,
-    shards: int,
-    spec: str,
-    options: ReplayOptions,
-    focus_account: str | None,
-    work: Path,
-    control: Connection,
-    link: PipeLink,
-) -> None:
+def _run_child(parent: int, job: _Job, control: Connection, link: PipeLink) -> None:
     status = 1
     try:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         _die_with_parent(parent)
-        status = _shard_main(shard, shards, spec, options, focus_account, work, control, link)
+        status = _shard_main(job, control, link)
     except BaseException:
         with contextlib.suppress(OSError):
             control.send(("error", traceback.format_exc()))
@@ -233,9 +234,8 @@ class Shards:
                         keep = {theirs.fileno(), *(c.fileno() for c in out + into)}
                         _close_all_but(keep, links, controls)
                         link = PipeLink(out, into)
-                        _run_child(
-                            parent, shard, shards, spec, options, focus_account, work, theirs, link
-                        )
+                        job = _Job(shard, shards, spec, options, focus_account, work)
+                        _run_child(parent, job, theirs, link)
                     finally:
                         os._exit(1)
                 self.pids.append(pid)
