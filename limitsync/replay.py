@@ -49,6 +49,8 @@ __all__ = [
     "ReplayResult",
     "Timeline",
     "add_timeline_point",
+    "conflict_dead_letter",
+    "count_never_shown",
     "iter_file_records",
     "refusal",
     "run_replay",
@@ -384,18 +386,7 @@ def _run_replay(
         if outcome is not Outcome.APPLIED:
             counts[outcome.value] += 1
             if outcome is Outcome.CONFLICT:
-                error = conflict_error(event.event_id)
-                dead = dead_letter_record(
-                    value,
-                    error,
-                    "conflict",
-                    rec.topic,
-                    rec.partition,
-                    rec.offset,
-                    event.event_id,
-                    event.account_id,
-                )
-                _dead_letter(result, outputs, dead)
+                _dead_letter(result, outputs, conflict_dead_letter(rec, event))
             continue
         applied += 1
         if effects:
@@ -442,6 +433,20 @@ def refusal(
         rec.value,
         error,
         "future_timestamp",
+        rec.topic,
+        rec.partition,
+        rec.offset,
+        event.event_id,
+        event.account_id,
+    )
+
+
+def conflict_dead_letter(rec: InputRecord, event: Event) -> dict[str, Any]:
+    """The dead letter of a record whose id was seen with other content."""
+    return dead_letter_record(
+        rec.value,
+        conflict_error(event.event_id),
+        "conflict",
         rec.topic,
         rec.partition,
         rec.offset,
@@ -506,8 +511,13 @@ def _finish(
     if options.until_us is not None:
         clock.advance_to(options.until_us)
         _carry(engine.advance(), result, outputs)
+    count_never_shown(result)
+
+
+def count_never_shown(result: ReplayResult) -> None:
+    """Every ledger change still waiting to be shown, counted as never shown."""
     latencies = result.latencies_us
-    for acct in engine.accounts.values():
+    for acct in result.engine.accounts.values():
         for display in (acct.app, acct.cache):
             latencies[display.source].extend(NEVER_SHOWN for _ in display.pending_changes)
 

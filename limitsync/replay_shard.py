@@ -23,14 +23,14 @@ from limitsync.replay import (
     ReplayOptions,
     ReplayResult,
     add_timeline_point,
+    conflict_dead_letter,
+    count_never_shown,
     refusal,
     without_collector,
 )
 from schemas.parse import (
     InputRecord,
     Parsed,
-    conflict_error,
-    dead_letter_record,
     load_record,
     parse_loaded_for_replay,
 )
@@ -151,7 +151,8 @@ class _Shard:
         event = parsed.event
         if shard_of(event.account_id, self.shards) != self.shard:
             raise ShardMismatch(f"record {index}: account {event.account_id!r} read two ways")
-        key = (id_hash(event.account_id), id_hash(event.event_id))
+        account, event_key = id_hash(event.account_id), id_hash(event.event_id)
+        key = (account, event_key)
         word = digest_word(parsed.digest)
         earlier = self.unsettled.get(key)
         if earlier is None:
@@ -159,7 +160,7 @@ class _Shard:
         if earlier is not None:
             outcome = Outcome.DUPLICATE if earlier == word else Outcome.CONFLICT
         else:
-            outcome = self.engine.predict(event.account_id, event.event_id, parsed.digest)
+            outcome = self.engine.predict(account, event_key, word)
         if outcome is Outcome.APPLIED:
             self.unsettled[key] = word
             if parsed.occurred_us > self.latest:
@@ -203,18 +204,7 @@ class _Shard:
             if outcome is not Outcome.APPLIED:
                 counts[outcome.value] += 1
                 if outcome is Outcome.CONFLICT:
-                    rec = told.rec
-                    dead = dead_letter_record(
-                        rec.value,
-                        conflict_error(event.event_id),
-                        "conflict",
-                        rec.topic,
-                        rec.partition,
-                        rec.offset,
-                        event.event_id,
-                        event.account_id,
-                    )
-                    outputs.dead_letter(index, dead)
+                    outputs.dead_letter(index, conflict_dead_letter(told.rec, event))
                 continue
             applied += 1
             if effects:
@@ -268,10 +258,7 @@ class _Shard:
             self.clock.advance_to(until_us)
             engine.next_step = records + 1
             self.carry(engine.advance(), records + 1)
-        latencies = result.latencies_us
-        for acct in engine.accounts.values():
-            for display in (acct.app, acct.cache):
-                latencies[display.source].extend(NEVER_SHOWN for _ in display.pending_changes)
+        count_never_shown(result)
         result.counts["records"] = records
 
 

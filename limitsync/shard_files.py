@@ -16,11 +16,9 @@ import orjson
 from limitsync.replay import WRITE_BUFFER
 
 __all__ = [
-    "Batches",
     "KeyedLines",
     "ShardFiles",
     "alert_records",
-    "read_batches",
     "read_keyed_lines",
 ]
 
@@ -92,35 +90,6 @@ def read_keyed_lines(path: Path) -> Iterator[tuple[tuple[int, ...], bytes]]:
                 end = at + 1 + keys[at]
                 yield tuple(keys[at + 1 : end]), line
                 at = end
-
-
-class Batches:
-    """(key, line) pairs of any key, pickled a batch at a time (a shard's account lines)."""
-
-    def __init__(self, path: Path) -> None:
-        self._fh: IO[bytes] = path.open("wb", buffering=WRITE_BUFFER)
-        self._batch: list[tuple[Any, bytes]] = []
-
-    def add(self, item: tuple[Any, bytes]) -> None:
-        self._batch.append(item)
-        if len(self._batch) == _BATCH:
-            pickle.dump(self._batch, self._fh, pickle.HIGHEST_PROTOCOL)
-            self._batch = []
-
-    def close(self) -> None:
-        if self._batch:
-            pickle.dump(self._batch, self._fh, pickle.HIGHEST_PROTOCOL)
-        self._fh.close()
-
-
-def read_batches(path: Path) -> Iterator[tuple[Any, bytes]]:
-    with path.open("rb") as fh:
-        while True:
-            try:
-                batch = pickle.load(fh)
-            except EOFError:
-                return
-            yield from batch
 
 
 def alert_records(path: Path, accounts: set[str]) -> dict[str, list[dict[str, Any]]]:

@@ -25,7 +25,7 @@ from limitsync.inputs import open_input
 from limitsync.progress import peak_rss_mb
 from limitsync.replay import ReplayOptions, account_line
 from limitsync.replay_shard import ShardMismatch, run_shard
-from limitsync.shard_files import Batches, ShardFiles, alert_records
+from limitsync.shard_files import KeyedLines, ShardFiles, alert_records
 
 __all__ = ["CannotSplit", "PipeLink", "Shards"]
 
@@ -127,9 +127,9 @@ def _shard_main(job: _Job, control: Connection, link: PipeLink) -> int:
         # it reads end of file instead (and the parent sees the counts differ).
         link.close()
     files.close()
-    accounts = Batches(work / f"accounts.{shard}")
-    for account_id, acct in sorted(result.engine.accounts.items()):
-        accounts.add((account_id, orjson.dumps(account_line(acct))))
+    accounts = KeyedLines(work / f"accounts.{shard}")  # no key: sorted by account after
+    for acct in result.engine.accounts.values():
+        accounts.add((), orjson.dumps(account_line(acct)))
     accounts.close()
     result.engine.release_ids()
     control.send(

@@ -19,7 +19,6 @@ import signal
 import tempfile
 from array import array
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from operator import itemgetter
@@ -32,7 +31,7 @@ from limitsync.inputs import input_size, reads_plain_files, resolve_input
 from limitsync.progress import peak_rss_mb, progress_reporter
 from limitsync.replay import WRITE_BUFFER, ReplayOptions
 from limitsync.replay_shard import shard_of
-from limitsync.shard_files import read_batches, read_keyed_lines
+from limitsync.shard_files import read_keyed_lines
 from limitsync.shard_processes import CannotSplit, Shards
 
 __all__ = ["SHARDS_LIMIT", "ShardedReplay", "replay_in_shards", "shards_for"]
@@ -150,10 +149,7 @@ def _await(running: Shards, total: int | None) -> list[dict[str, Any]] | str:
             for ready in wait(list(pending.values())):
                 shard = next(i for i, c in pending.items() if c is ready)
                 assert isinstance(ready, Connection)
-                try:
-                    message = ready.recv()
-                except EOFError:
-                    message = ("error", "it exited without a word")
+                message = _receive(ready)
                 kind = message[0]
                 if kind == "progress":
                     if progress is not None:
@@ -167,6 +163,15 @@ def _await(running: Shards, total: int | None) -> list[dict[str, Any]] | str:
     if failures or len(summaries) < len(running.controls):
         return "; ".join(failures) or "a shard lost its peers"
     return [summaries[i] for i in range(len(running.controls))]
+
+
+def _receive(conn: Connection) -> tuple[Any, ...]:
+    """A shard's next message; a shard gone without one says so."""
+    try:
+        message: tuple[Any, ...] = conn.recv()
+    except EOFError:
+        message = ("error", "it exited without a word")
+    return message
 
 
 def _write_outputs(
@@ -184,12 +189,20 @@ def _write_outputs(
     from limitsync.report_data import assemble_report_data, shown_accounts
 
     shards = len(summaries)
-    lines = _merge_lines(work, "accounts", shards)
+    # Account ids are unique across shards: sorted by id, as one process writes them.
+    accounts = sorted(
+        (
+            (orjson.loads(line), line)
+            for shard in range(shards)
+            for _, line in read_keyed_lines(work / f"accounts.{shard}")
+        ),
+        key=_account_id,
+    )
     with (out / "accounts.jsonl").open("wb", buffering=WRITE_BUFFER) as fh:
-        for line in lines:
+        for _, line in accounts:
             fh.write(line)
             fh.write(b"\n")
-    account_lines = [orjson.loads(line) for line in lines]
+    account_lines = [account for account, _ in accounts]
     digest = merge_digests([summary["digest"] for summary in summaries], focus_account)
     known = {line["account_id"] for line in account_lines}
     shown = shown_accounts(digest, focus_account, known)
@@ -202,10 +215,9 @@ def _write_outputs(
     latencies: dict[str, array[int]] = {}
     for summary in summaries:
         counts.update(summary["counts"])
-    counts["records"] = summaries[0]["counts"]["records"]  # each shard read them all
-    for summary in summaries:
         for source, data in summary["latencies"].items():
             latencies.setdefault(source, array("q")).frombytes(data)
+    counts["records"] = summaries[0]["counts"]["records"]  # each shard read them all
     data = assemble_report_data(
         options,
         spec,
@@ -228,23 +240,19 @@ def _write_outputs(
     )
 
 
-def _merge_lines(work: Path, name: str, shards: int, path: Path | None = None) -> list[bytes]:
-    """The shards' lines of one output in the one order (by the key each came with): written
-    to ``path`` when given, else returned."""
-    reads: list[Iterator[tuple[Any, bytes]]] = [
-        read_batches(work / f"{name}.{i}")
-        if name == "accounts"
-        else read_keyed_lines(work / f"{name}.{i}")
-        for i in range(shards)
-    ]
-    merged = heapq.merge(*reads, key=itemgetter(0))
-    if path is None:
-        return [line for _, line in merged]
+def _account_id(pair: tuple[dict[str, Any], bytes]) -> str:
+    account_id: str = pair[0]["account_id"]
+    return account_id
+
+
+def _merge_lines(work: Path, name: str, shards: int, path: Path) -> None:
+    """The shards' lines of one output written to ``path`` in the one order (by the key each
+    came with)."""
+    reads = [read_keyed_lines(work / f"{name}.{i}") for i in range(shards)]
     with path.open("wb", buffering=WRITE_BUFFER) as fh:
-        for _, line in merged:
+        for _, line in heapq.merge(*reads, key=itemgetter(0)):
             fh.write(line)
             fh.write(b"\n")
-    return []
 
 
 def _ask_parts(running: Shards, shown: list[str]) -> None:
@@ -264,10 +272,7 @@ def _receive_parts(
     parts: dict[str, Any] = {}
     records: dict[str, list[dict[str, Any]]] = {}
     for shard, conn in enumerate(running.controls):
-        try:
-            message = conn.recv()
-        except EOFError:
-            message = ("error", "it exited without a word")
+        message = _receive(conn)
         if message[0] != "parts":
             raise CannotSplit(f"shard {shard}: {message[0]}: {message[1]}")
         _, theirs, their_records = message

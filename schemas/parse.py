@@ -151,13 +151,7 @@ def parse_loaded_for_replay(obj: Any) -> Parsed | Rejected:
 
 
 def _parse(raw: bytes | str | None, digests: int) -> Parsed | Rejected:
-    if raw is None:
-        return Rejected(TOMBSTONE_ERROR)
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError as fast_error:
-        obj = _load_json_slowly(raw, fast_error)
-    return _parse_loaded(obj, digests)
+    return _parse_loaded(load_record(raw), digests)
 
 
 def _parse_loaded(obj: Any, digests: int) -> Parsed | Rejected:

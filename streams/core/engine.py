@@ -342,24 +342,19 @@ class Engine:
         """A record of an account held elsewhere moved the clock to ``now`` (a sharded
         replay): what a record would do before and after its own apply, for these accounts:
         fire what falls due, forget what expires."""
-        effects: list[Effect] = []
-        self._begin_step()
-        self._phase = 0
-        self._fire_due(now, effects)
-        self._phase = 1
+        effects = self.advance(now)
         self._expire(now)
         return effects
 
-    def predict(self, account_id: str, event_id: str, digest: str | int) -> Outcome:
-        """What ``ingest`` would say of this id now, without remembering it (compact ids
-        only): a sharded replay tells the other shards which records move the clock before
-        it applies them, and checks the prediction when it does."""
+    def predict(self, account: int, event: int, word: int) -> Outcome:
+        """What ``ingest`` would say now of the id with these hashes (``id_hash`` of its
+        account and of itself) and content (``digest_word``), without remembering it (compact
+        ids only): a sharded replay tells the other shards which records move the clock
+        before it applies them, and checks the prediction when it does."""
         table = self._id_table
         if table is None:
             raise CoreError("predictions need compact ids")
-        at = table.find(
-            id_hash(account_id), id_hash(event_id), digest_word(digest), self._id_horizon_us
-        )
+        at = table.find(account, event, word, self._id_horizon_us)
         if at >= 0:
             return Outcome.APPLIED
         return Outcome.DUPLICATE if at == DUPLICATE_AT else Outcome.CONFLICT
