@@ -38,7 +38,7 @@ __all__ = ["SHARDS_LIMIT", "ShardedReplay", "replay_in_shards", "shards_for"]
 
 # What --shards may ask: the pipes between shards grow as its square. One is the default: on
 # two cores, two shards save little of the time for much more memory (bench/RESULTS.md,
-# "Replay floors"); more cores pay more.
+# "Replay floors"; more cores were not measured).
 SHARDS_LIMIT = 16
 _WORK_PREFIX = ".shards-"  # the shards' files, in the output directory while they run
 
