@@ -31,6 +31,7 @@ HOT_MODULES: tuple[str, ...] = (
     "schemas.parse",
     "limitsync.replay",
     "limitsync.replay_shard",
+    "limitsync.report.alerts",
 )
 # Modules the compiled code was built against without being compiled itself (mypyc reads their
 # types): an edit to one of them makes the build stale too.

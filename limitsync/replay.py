@@ -8,6 +8,7 @@ here decides anything about money or drift; it only carries effects to files.
 from __future__ import annotations
 
 import gc
+import struct
 import time
 from array import array
 from collections import Counter
@@ -62,9 +63,11 @@ TimelineEntry = tuple[int, str, str, str, int, int | None, int | None]
 PROGRESS_EVERY_RECORDS = 20_000  # how often the progress callback is told
 NEVER_SHOWN = -(2**63)  # the sync latency of a change never displayed
 
-# A timeline point's numbers in a row of _NUMBERS machine ints: occurred µs, expected, app
-# shown, cache held. Money is >= 0 (the contract), so -1 can stand for "nothing shown".
-_NUMBERS = 4
+# A timeline point's numbers packed in one row: occurred µs, expected, app shown, cache held
+# (machine ints; money is >= 0 by the contract, so -1 stands for "nothing shown"), then where
+# its id ends in the id text. One pack a point: an array's item assignment parses each int
+# with a format string, several times the cost of the pack.
+_ROW = struct.Struct("=qqqqI")
 _NOTHING = -1
 # (type, observation source) of a point, by a small code: at most a few dozen pairs exist.
 _KIND_CODES: dict[tuple[str, str], int] = {}
@@ -86,18 +89,17 @@ def _kind_code(kind: str, source: str) -> int:
 
 class Timeline:
     """An account's last TIMELINE_MAX points, compact: a replay keeps one per account, and a
-    tuple per point was most of a day-long replay's memory. Points are appended to flat
-    arrays, their event ids as UTF-8 in one buffer (a string each kept every id of a day
+    tuple per point was most of a day-long replay's memory. Points are packed rows in one
+    buffer, their event ids as UTF-8 in another (a string each kept every id of a day
     alive); once twice the cap, the older half is cut (so at most 2 x TIMELINE_MAX are held).
     A number beyond a machine int (the contract bounds no amount) turns the account's
     timeline into a list of tuples."""
 
-    __slots__ = ("id_ends", "id_text", "kinds", "numbers", "wide")
+    __slots__ = ("id_text", "kinds", "rows", "wide")
 
     def __init__(self) -> None:
-        self.numbers = array("q")
+        self.rows = bytearray()  # _ROW a point
         self.id_text = bytearray()
-        self.id_ends = array("I")  # where each point's id ends in id_text
         self.kinds = bytearray()
         self.wide: list[TimelineEntry] | None = None
 
@@ -113,23 +115,22 @@ class Timeline:
     ) -> None:
         wide = self.wide
         if wide is None:
+            id_text = self.id_text
+            text = event_id.encode("utf-8", "surrogatepass")
             try:
-                self.numbers.extend(
-                    (
-                        at_us,
-                        expected,
-                        _NOTHING if shown is None else shown,
-                        _NOTHING if cached is None else cached,
-                    )
+                row = _ROW.pack(
+                    at_us,
+                    expected,
+                    _NOTHING if shown is None else shown,
+                    _NOTHING if cached is None else cached,
+                    len(id_text) + len(text),
                 )
-            except OverflowError:
+            except struct.error:  # a number beyond a machine int
                 wide = self.wide = list(self.entries())
-                self.numbers, self.kinds = array("q"), bytearray()
-                self.id_text, self.id_ends = bytearray(), array("I")
+                self.rows, self.kinds, self.id_text = bytearray(), bytearray(), bytearray()
             else:
-                id_text = self.id_text
-                id_text += event_id.encode("utf-8", "surrogatepass")
-                self.id_ends.append(len(id_text))
+                self.rows += row
+                id_text += text
                 self.kinds.append(_kind_code(kind, source))
                 if len(self.kinds) >= 2 * TIMELINE_MAX:
                     self._cut()
@@ -140,28 +141,32 @@ class Timeline:
 
     def _cut(self) -> None:
         """Drop the older TIMELINE_MAX points."""
-        del self.numbers[: _NUMBERS * TIMELINE_MAX]
+        size = _ROW.size
+        cut = _ROW.unpack_from(self.rows, size * (TIMELINE_MAX - 1))[4]
+        kept = bytearray()
+        for i in range(TIMELINE_MAX, len(self.kinds)):
+            at_us, expected, shown, cached, end = _ROW.unpack_from(self.rows, size * i)
+            kept += _ROW.pack(at_us, expected, shown, cached, end - cut)
+        self.rows = kept
         del self.kinds[:TIMELINE_MAX]
-        ends = self.id_ends
-        cut = ends[TIMELINE_MAX - 1]
         del self.id_text[:cut]
-        self.id_ends = array("I", [end - cut for end in ends[TIMELINE_MAX:]])
 
     def entries(self) -> list[TimelineEntry]:
         """The last TIMELINE_MAX points, oldest first."""
         if self.wide is not None:
             return list(self.wide)
-        numbers, kinds, ends, id_text = self.numbers, self.kinds, self.id_ends, self.id_text
+        rows, kinds, id_text = self.rows, self.kinds, self.id_text
+        size = _ROW.size
         first = max(0, len(kinds) - TIMELINE_MAX)
+        start = _ROW.unpack_from(rows, size * (first - 1))[4] if first else 0
         points: list[TimelineEntry] = []
         for i in range(first, len(kinds)):
-            at_us, expected, shown, cached = numbers[_NUMBERS * i : _NUMBERS * i + _NUMBERS]
+            at_us, expected, shown, cached, end = _ROW.unpack_from(rows, size * i)
             kind, source = _KINDS[kinds[i]]
-            start = ends[i - 1] if i else 0
             points.append(
                 (
                     at_us,
-                    id_text[start : ends[i]].decode("utf-8", "surrogatepass"),
+                    id_text[start:end].decode("utf-8", "surrogatepass"),
                     kind,
                     source,
                     expected,
@@ -169,6 +174,7 @@ class Timeline:
                     None if cached == _NOTHING else cached,
                 )
             )
+            start = end
         return points
 
 

@@ -47,10 +47,18 @@ class Drift:
     )  # fmt: skip
 
     def __init__(
-        self, alert_id: str, record: dict[str, Any], opened: bool, words: dict[str, str]
+        self,
+        alert_id: str = "",
+        record: dict[str, Any] | None = None,
+        opened: bool = False,
+        words: dict[str, str] | None = None,
     ) -> None:
+        # Every argument has a default: compiled (mypyc), unpickling makes a blank one and
+        # sets its attributes (a shard's digest is pickled to the parent).
+        if record is None:
+            record = {}
         self.alert_id = alert_id
-        self._take_first(record, opened, words)
+        self._take_first(record, opened, {} if words is None else words)
         self.opened_at = ""  # as in the data
         self.start: datetime | None = None
         self.end: datetime | None = None  # resolved_at, or the end of the data while open
@@ -142,7 +150,8 @@ def _escalated_at(
 class AlertDigest:
     """What the report reads of the alert records (see the module's docstring)."""
 
-    focus_account: str | None  # the drifts, times and records below are of this account only
+    # The drifts, times and records below are of this account only. A default, as for Drift.
+    focus_account: str | None = None
     records: int = 0
     type_counts: dict[str, int] = field(default_factory=dict)  # by type, in first-seen order
     all_drifts: list[Drift] = field(default_factory=list)  # one per alert id, first raised first

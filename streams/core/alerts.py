@@ -66,19 +66,18 @@ def _base(
     record: dict[str, Any] = {"type": kind, "alert_id": aid}
     if source is not None:
         record["source"] = source
-    record.update({
-        "account_id": state.account_id,
-        "reason": reason,
-        "severity": sev,
-        "expected_available": expected,
-        "displayed_available": shown,
-        "drift": None if shown is None else shown - expected,
-        "opened_at": format_us(opened_us),
-        "detected_at": format_us(detected_us),
-        "sla_seconds": sla_us // _US,
-        "age_seconds": (now_us - opened_us) // _US,
-        "evidence_event_ids": list(evidence),
-    })
+    # Set one by one, not by update() from a dict display: the same order, one dict fewer.
+    record["account_id"] = state.account_id
+    record["reason"] = reason
+    record["severity"] = sev
+    record["expected_available"] = expected
+    record["displayed_available"] = shown
+    record["drift"] = None if shown is None else shown - expected
+    record["opened_at"] = format_us(opened_us)
+    record["detected_at"] = format_us(detected_us)
+    record["sla_seconds"] = sla_us // _US
+    record["age_seconds"] = (now_us - opened_us) // _US
+    record["evidence_event_ids"] = list(evidence)
     return record
 
 
