@@ -35,11 +35,15 @@ def _run_file_replay(
 ) -> tuple[ReplayOptions, ReplayResult]:
     from dataclasses import replace
 
-    from limitsync.inputs import input_size, open_input, reads_plain_files
+    from limitsync.inputs import estimated_records, input_size, open_input, reads_plain_files
     from limitsync.progress import progress_reporter
     from limitsync.replay import run_replay
 
-    options = replace(replay_options(args), keep_timelines=keep_timelines)
+    options = replace(
+        replay_options(args),
+        keep_timelines=keep_timelines,
+        expected_records=estimated_records(args.input),
+    )
     # Bytes read measure progress through plain files; an archive's are compressed.
     total = input_size(args.input) if reads_plain_files(args.input) else None
     with progress_reporter(total) as progress:
@@ -122,12 +126,16 @@ def _replayed_in_shards(
 ) -> bool:
     """Replay in shards when --shards asks for them; False when one process is to replay it
     (also after a sharded run that could not be used, which is said on stderr)."""
+    from dataclasses import replace
+
+    from limitsync.inputs import estimated_records
     from limitsync.sharded_replay import replay_in_shards, shards_for
 
     shards = shards_for(args.shards, args.input)
     if shards < 2:
         return False
-    done = replay_in_shards(args.input, replay_options(args), out, shards, account, inquiries)
+    options = replace(replay_options(args), expected_records=estimated_records(args.input))
+    done = replay_in_shards(args.input, options, out, shards, account, inquiries)
     if isinstance(done, str):
         print(
             f"limitsync: the sharded replay was not used ({done}); replaying in one process",

@@ -41,6 +41,9 @@ BUILT_AGAINST: tuple[str, ...] = (
     "streams.core.errors",
     "streams.core.__init__",
     "schemas.__init__",
+    "limitsync.report.__init__",
+    "limitsync.report.text",
+    "limitsync.report.vocabulary",
 )
 # The one shared library that holds the compiled code of them all (the per-module extensions
 # are shims that load it); inside a package, so an editable install finds it from anywhere.

@@ -14,7 +14,14 @@ from pathlib import Path
 
 from limitsync.replay import InputRecord, iter_file_records
 
-__all__ = ["InputError", "input_size", "open_input", "reads_plain_files", "resolve_input"]
+__all__ = [
+    "InputError",
+    "estimated_records",
+    "input_size",
+    "open_input",
+    "reads_plain_files",
+    "resolve_input",
+]
 
 _SEGMENT_SUFFIX = ".jsonl.gz"  # consumers.segments.SEGMENT_SUFFIX, without importing it early
 _GLOB_CHARS = frozenset("*?[")
@@ -87,3 +94,24 @@ def reads_plain_files(spec: str) -> bool:
 
 def input_size(spec: str) -> int:
     return sum(p.stat().st_size for p in resolve_input(spec))
+
+
+def estimated_records(spec: str) -> int:
+    """About how many records the JSON Lines files of ``spec`` hold: their size over the mean
+    length of the first file's first lines (0 for archive segments, or when unknown)."""
+    paths = resolve_input(spec)
+    if _is_segment(paths[0]):
+        return 0
+    try:
+        with paths[0].open("rb") as fh:
+            head = fh.read(_SAMPLE_BYTES)
+    except OSError:
+        return 0
+    whole = head[: head.rfind(b"\n") + 1]  # the lines read whole
+    lines = whole.count(b"\n")
+    if not lines:
+        return 0
+    return sum(p.stat().st_size for p in paths) * lines // len(whole)
+
+
+_SAMPLE_BYTES = 1 << 16

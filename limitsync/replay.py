@@ -228,6 +228,8 @@ class ReplayOptions:
     # when given one (a record stamped more than the skew after it is dead-lettered).
     now_us: int | None = None
     max_future_skew_s: int = MAX_FUTURE_SKEW_S
+    # How many records the input likely holds (0: unknown), for sizing the ids' table once.
+    expected_records: int = 0
 
 
 @dataclass
@@ -364,7 +366,7 @@ def _run_replay(
     outputs: OutputFiles | None,
 ) -> ReplayResult:
     clock = EventTimeClock()
-    engine = Engine(options.core, clock, compact_ids=True)
+    engine = Engine(options.core, clock, compact_ids=True, expected_ids=options.expected_records)
     result = ReplayResult(engine)
     result.streamed = outputs is not None
     counts = result.counts

@@ -125,7 +125,9 @@ class _Shard:
         outputs: ShardOutputs,
     ) -> None:
         self.clock = EventTimeClock()
-        self.engine = Engine(options.core, self.clock, compact_ids=True)
+        # A shard remembers about its share of the ids.
+        expected = options.expected_records // shards
+        self.engine = Engine(options.core, self.clock, compact_ids=True, expected_ids=expected)
         self.result = ReplayResult(self.engine)
         self.result.streamed = True
         self.options = options

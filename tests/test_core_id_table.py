@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from schemas.parse import Parsed, Rejected, parse_event, parse_event_for_replay
 from streams.core import CoreConfig, CoreError, Engine, EventTimeClock
-from streams.core.ids import CONFLICT_AT, DUPLICATE_AT, IdTable
+from streams.core.ids import CONFLICT_AT, DUPLICATE_AT, PRESIZE_MAX_IDS, IdTable
 from streams.core.journal import Journal
 
 PROPS = settings(max_examples=80, deadline=None,
@@ -94,6 +94,18 @@ def test_an_id_stays_remembered_while_the_table_grows() -> None:
     assert table.capacity() > 20_000
     assert all(table.find(1, n, n, 0) == DUPLICATE_AT for n in range(20_000))
     assert all(table.find(1, n, n + 1, 0) == CONFLICT_AT for n in range(0, 20_000, 97))
+
+
+def test_a_table_sized_for_the_ids_expected_holds_them_without_growing() -> None:
+    table = IdTable(expected=20_000)
+    size = table.capacity()
+    for n in range(20_000):
+        table.put(table.find(1, n, n, 0), 1, n, n, 100, 0)
+    assert table.capacity() == size
+
+
+def test_a_table_is_sized_for_at_most_the_presize_cap() -> None:
+    assert IdTable(expected=10 * PRESIZE_MAX_IDS).capacity() <= 2 * PRESIZE_MAX_IDS
 
 
 def test_a_growth_drops_the_ids_past_the_horizon() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from limitsync import replay
+from limitsync.inputs import estimated_records
 from limitsync.replay import InputRecord, iter_file_records
 
 
@@ -44,3 +45,15 @@ def test_records_carry_no_topic_or_partition(tmp_path: Path) -> None:
     path = tmp_path / "log.jsonl"
     path.write_bytes(b"a\n")
     assert list(iter_file_records(path)) == [InputRecord(b"a", None, None, 0)]
+
+
+def test_the_records_of_a_file_are_estimated_from_its_first_lines(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b'{"n": 1}\n' * 30_000)
+    assert estimated_records(str(path)) == 30_000
+
+
+def test_an_empty_file_is_estimated_to_hold_no_records(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b"")
+    assert estimated_records(str(path)) == 0

@@ -172,6 +172,7 @@ class Engine:
         clock: Clock,
         journal: Journal | None = None,
         compact_ids: bool = False,
+        expected_ids: int = 0,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -201,7 +202,9 @@ class Engine:
         # so it cannot go with a journal.
         if compact_ids and journal is not None:
             raise CoreError("compact ids are a replay's: they cannot be journaled")
-        self._id_table: IdTable | None = IdTable() if compact_ids else None
+        # expected_ids: how many ids a replay will likely remember (0: unknown): the compact
+        # table is sized for them at once.
+        self._id_table: IdTable | None = IdTable(expected_ids) if compact_ids else None
         self._id_horizon_us = -(2**62)  # ids kept until before this have expired (compact)
         # Deadlines due at the same µs fire in the order they were pushed. That order is kept
         # as a key that says where in the log the push happened, not as a count of pushes:

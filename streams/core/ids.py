@@ -28,7 +28,7 @@ import struct
 from array import array
 from typing import Final
 
-__all__ = ["CONFLICT_AT", "DUPLICATE_AT", "IdTable", "digest_word", "id_hash"]
+__all__ = ["CONFLICT_AT", "DUPLICATE_AT", "PRESIZE_MAX_IDS", "IdTable", "digest_word", "id_hash"]
 
 DUPLICATE_AT: Final = -1  # what ``find`` says of a remembered id
 CONFLICT_AT: Final = -2
@@ -40,6 +40,7 @@ _MIN_SLOTS: Final = 1 << 10
 # half again as many as the entries still inside the horizon need: a doubling table that has
 # just grown is mostly empty, and the memory it holds is what a day's replay is measured by.
 _QUADRUPLE_BELOW: Final = 1 << 20  # slots (32 MiB)
+PRESIZE_MAX_IDS: Final = 1 << 22  # ids a table is sized for at once, at most (160 MiB)
 _LOAD_NUM: Final = 4
 _LOAD_DEN: Final = 5
 _LOW_BITS: Final = (1 << 62) - 1
@@ -66,12 +67,16 @@ class IdTable:
 
     __slots__ = ("_limit", "_size", "_slots", "_used")
 
-    def __init__(self) -> None:
+    def __init__(self, expected: int = 0) -> None:
+        """``expected``: how many ids the table will likely hold (0: unknown), at most
+        PRESIZE_MAX_IDS taken: sized for them at once, it need not grow, and a growth moves
+        every entry."""
         self._slots = array("q")
         self._size = 0
         self._used = 0
         self._limit = 0
-        self._resize(_MIN_SLOTS)
+        wanted = min(expected, PRESIZE_MAX_IDS) * _LOAD_DEN // _LOAD_NUM + 1
+        self._resize(max(_MIN_SLOTS, wanted))
 
     def __len__(self) -> int:
         """Entries held, expired ones not yet reclaimed included."""
