@@ -17,7 +17,7 @@ MODULES = sorted(CORE.rglob("*.py"))
 PURE_STDLIB = {
     "__future__", "abc", "array", "bisect", "collections", "contextlib", "copy", "dataclasses",
     "datetime", "decimal", "enum", "functools", "hashlib", "heapq", "itertools", "math",
-    "numbers", "operator", "re", "string", "types", "typing", "typing_extensions",
+    "numbers", "operator", "re", "string", "struct", "types", "typing", "typing_extensions",
 }
 ALLOWED_PACKAGES = {"pydantic", "schemas", "streams"}
 FORBIDDEN_CALLS = [
