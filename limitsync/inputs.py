@@ -9,6 +9,7 @@ files (a glob) are read one after the other in name order.
 from __future__ import annotations
 
 import glob
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,13 +79,15 @@ def _archive_records(paths: list[Path]) -> Iterator[InputRecord]:
 
 
 def open_input(spec: str) -> Iterator[InputRecord]:
-    """Records of every file ``spec`` names, in log order."""
+    """Records of every file ``spec`` names, in log order (raises InputError at once when
+    they cannot be read). Plain files' records come straight from their (compiled) reader:
+    a generator of ours around it would resume an interpreted frame a record."""
     paths = resolve_input(spec)
     if _is_segment(paths[0]):
-        yield from _archive_records(paths)
-        return
-    for path in paths:
-        yield from iter_file_records(path)
+        return _archive_records(paths)
+    if len(paths) == 1:
+        return iter_file_records(paths[0])
+    return itertools.chain.from_iterable(map(iter_file_records, paths))
 
 
 def reads_plain_files(spec: str) -> bool:

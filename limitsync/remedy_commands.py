@@ -138,7 +138,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
         records: Any = (r.as_input() for r in read_window(_settings(args), args.start, args.end))
     elif args.input:
-        records = open_input(args.input)
+        try:
+            records = open_input(args.input)
+        except InputError as exc:
+            return fail(str(exc))
     else:
         return fail("backtest needs --input FILE or --from-kafka")
     out = Path(args.out)
