@@ -36,12 +36,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from config.settings import Settings
 from schemas.timefmt import format_us, parse_rfc3339, to_us
+
+if TYPE_CHECKING:  # pydantic-settings is start-up weight for every other subcommand
+    from config.settings import Settings
 
 __all__ = [
     "SCENARIOS", "DrillError", "DrillOptions", "metrics_text", "render", "run_drill", "summarize"
