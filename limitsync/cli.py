@@ -83,7 +83,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if _replayed_in_shards(args, out, account, inquiries, started):
             return 0
         tap = AlertTap(account)  # the report's digest, taken as the alerts are written
-        with OutputFiles(out, on_alert=tap) as outputs:
+        with OutputFiles(out, on_alert=tap.add) as outputs:
             options, result = _run_file_replay(args, outputs=outputs)
     except InputError as exc:
         return _fail(str(exc))

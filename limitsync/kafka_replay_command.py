@@ -75,7 +75,7 @@ def replay_from_kafka_cli(args: argparse.Namespace) -> int:
             return 2
     try:
         tap = AlertTap(account)  # the report's digest, taken as the alerts are written
-        with progress_reporter(None) as progress, OutputFiles(Path(args.out), tap) as outputs:
+        with progress_reporter(None) as progress, OutputFiles(Path(args.out), tap.add) as outputs:
             result, stats = replay_from_kafka(
                 settings, start_us, end_us, options, None, progress, outputs
             )

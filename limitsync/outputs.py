@@ -47,47 +47,36 @@ def read_alerts_for_report(path: Path, focus_account: str | None = None) -> Aler
 
 
 class AlertTap:
-    """The report's digest of a streamed replay's alerts, taken as they are written: given as
-    ``OutputFiles``' ``on_alert``, it is told each record and the length of its line. The
+    """The report's digest of a streamed replay's alerts, taken as they are written: its
+    ``add`` is ``OutputFiles``' ``on_alert``, told each record and the length of its line. The
     report then reads back only the records of the accounts whose timelines it shows, not a
     day of them. Records are digested a batch at a time: the replay builds a new dict for
     each alert and keeps none, so a batch may be held until digested."""
 
     def __init__(self, focus_account: str | None = None) -> None:
-        from limitsync.report.alerts import AlertReader  # the report is optional weight
+        from limitsync.report.alerts import AlertReader, TapBuffer  # the report is optional
 
         self.focus_account = focus_account
         self._reader = AlertReader(focus_account)
-        self._batch: list[dict[str, Any]] = []  # with a focus: all that account's records
-        self._offsets = array("q")  # where each record's line starts (without a focus)
-        self._position = 0
+        self._buffer = TapBuffer(self._reader, focus_account)
+        self.add = self._buffer.add
 
     def __call__(self, record: dict[str, Any], length: int) -> None:
-        if self.focus_account is None:
-            self._offsets.append(self._position)
-            self._batch.append(record)
-            if len(self._batch) == _TAP_BATCH:
-                self._reader.read(self._batch)
-                self._batch = []
-        elif record["account_id"] == self.focus_account:
-            self._batch.append(record)
-        self._position += length
+        self._buffer.add(record, length)
 
     def digest(self, path: Path) -> AlertDigest:
         """The digest, once the replay has written and closed ``path`` (its alerts.jsonl)."""
         from limitsync.report import digest_alerts
 
+        buffer = self._buffer
         if self.focus_account is not None:
-            return digest_alerts(self._batch, self.focus_account)
-        self._reader.read(self._batch)
-        self._batch = []
+            return digest_alerts(buffer.batch, self.focus_account)
+        self._reader.read(buffer.batch)
+        buffer.batch = []
         digest = self._reader.digest()
         with path.open("rb") as fh:
-            _keep_shown(digest, fh, self._offsets)
+            _keep_shown(digest, fh, buffer.offsets)
         return digest
-
-
-_TAP_BATCH = 4096  # records: the digest's loop runs a batch at once, on locals
 
 
 def _keep_shown(digest: AlertDigest, fh: IO[bytes], offsets: array[int]) -> None:

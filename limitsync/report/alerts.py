@@ -24,6 +24,7 @@ __all__ = [
     "AlertDigest",
     "AlertReader",
     "Drift",
+    "TapBuffer",
     "accounts_by_drift",
     "alert_time",
     "digest_alerts",
@@ -310,6 +311,37 @@ class AlertReader:
                             first_timed = moment
         self._records = index + 1
         self._data_end, self._first_timed, self._tz = data_end, first_timed, tz
+
+
+class TapBuffer:
+    """A replay's alert records as they are written, for ``limitsync.outputs.AlertTap``: each
+    record and where its line starts (without a focus account), digested a batch at a time,
+    or the focus account's records, held. Here, compiled, so that the replay's call a record
+    is a C call, not an interpreted frame."""
+
+    __slots__ = ("batch", "focus_account", "offsets", "position", "reader")
+
+    def __init__(self, reader: AlertReader, focus_account: str | None) -> None:
+        self.reader = reader
+        self.focus_account = focus_account
+        self.batch: list[dict[str, Any]] = []  # with a focus: all that account's records
+        self.offsets = array("q")  # where each record's line starts (without a focus)
+        self.position = 0
+
+    def add(self, record: dict[str, Any], length: int) -> None:
+        """A record was written in a line of ``length`` bytes."""
+        if self.focus_account is None:
+            self.offsets.append(self.position)
+            self.batch.append(record)
+            if len(self.batch) == TAP_BATCH:
+                self.reader.read(self.batch)
+                self.batch = []
+        elif record.get("account_id") == self.focus_account:
+            self.batch.append(record)
+        self.position += length
+
+
+TAP_BATCH = 4096  # records: the digest's loop runs a batch at once, on locals
 
 
 def finish_digest(digest: AlertDigest) -> AlertDigest:
