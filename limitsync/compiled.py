@@ -32,6 +32,7 @@ HOT_MODULES: tuple[str, ...] = (
     "limitsync.replay",
     "limitsync.replay_shard",
     "limitsync.report.alerts",
+    "limitsync.report.text",
 )
 # Modules the compiled code was built against without being compiled itself (mypyc reads their
 # types): an edit to one of them makes the build stale too.
@@ -42,7 +43,6 @@ BUILT_AGAINST: tuple[str, ...] = (
     "streams.core.__init__",
     "schemas.__init__",
     "limitsync.report.__init__",
-    "limitsync.report.text",
     "limitsync.report.vocabulary",
 )
 # The one shared library that holds the compiled code of them all (the per-module extensions

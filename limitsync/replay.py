@@ -38,6 +38,7 @@ from streams.core import (
     Engine,
     EventTimeClock,
     Outcome,
+    outcome_key,
 )
 from streams.core.state import AccountState
 
@@ -393,7 +394,7 @@ def _run_replay(
         # call; the bound method goes through Python's generic calling convention.
         outcome, effects = engine.ingest(event, parsed.digest, parsed.occurred_us)
         if outcome is not Outcome.APPLIED:
-            counts[outcome.value] += 1
+            counts[outcome_key(outcome)] += 1
             if outcome is Outcome.CONFLICT:
                 _dead_letter(result, outputs, conflict_dead_letter(rec, event))
             continue

@@ -34,7 +34,15 @@ from schemas.parse import (
     load_record,
     parse_loaded_for_replay,
 )
-from streams.core import AlertRaised, ChangeDisplayed, Effect, Engine, EventTimeClock, Outcome
+from streams.core import (
+    AlertRaised,
+    ChangeDisplayed,
+    Effect,
+    Engine,
+    EventTimeClock,
+    Outcome,
+    outcome_key,
+)
 from streams.core.ids import digest_word, id_hash
 
 __all__ = [
@@ -204,7 +212,7 @@ class _Shard:
             if outcome is not told.outcome:
                 raise ShardMismatch(f"record {index}: predicted {told.outcome}, was {outcome}")
             if outcome is not Outcome.APPLIED:
-                counts[outcome.value] += 1
+                counts[outcome_key(outcome)] += 1
                 if outcome is Outcome.CONFLICT:
                     outputs.dead_letter(index, conflict_dead_letter(told.rec, event))
                 continue

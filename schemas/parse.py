@@ -8,7 +8,7 @@ object it is a conflict.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import json
 import re
@@ -395,17 +395,22 @@ def dead_letter_record(
         return record
     data = _original_bytes(raw) if isinstance(raw, str) else bytes(raw)
     record["original"] = data.decode("utf-8", "backslashreplace")
-    record["original_b64"] = base64.b64encode(data).decode("ascii")
+    record["original_b64"] = _b64(data)
     if len(data) > _ALWAYS_FITS and len(orjson.dumps(record)) > DEAD_LETTER_MAX_BYTES:
         _keep_the_start(record, data)
     return record
+
+
+def _b64(data: bytes) -> str:
+    """``base64.b64encode(data)`` as text, from binascii itself: that wrapper is Python code."""
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
 def _keep_the_start(record: dict[str, Any], data: bytes) -> None:
     """Cut a too-long dead letter's original to its first bytes, and their text to what fits."""
     kept = data[:ORIGINAL_KEPT_BYTES]
     record["original"] = ""
-    record["original_b64"] = base64.b64encode(kept).decode("ascii")
+    record["original_b64"] = _b64(kept)
     record["original_truncated"] = True
     record["original_length"] = len(data)
     record["original_sha256"] = hashlib.sha256(data).hexdigest()

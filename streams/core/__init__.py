@@ -6,7 +6,7 @@ live workers and replay drive the same ``Engine``.
 
 from streams.core.clock import Clock, EventTimeClock, InjectedClock
 from streams.core.effects import AlertRaised, CacheWrite, ChangeDisplayed, Effect, RescoreRequested
-from streams.core.engine import CoreConfig, Engine, Outcome
+from streams.core.engine import CoreConfig, Engine, Outcome, outcome_key
 from streams.core.errors import CoreError, InvariantViolation
 from streams.core.explain import explain, render_text
 from streams.core.state import AccountState
@@ -27,5 +27,6 @@ __all__ = [
     "Outcome",
     "RescoreRequested",
     "explain",
+    "outcome_key",
     "render_text",
 ]

@@ -14,7 +14,7 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Final
 
 from schemas import contract
 from schemas import events as contract_models
@@ -163,6 +163,19 @@ class Outcome(Enum):
     CONFLICT = "conflict"
 
 
+def outcome_key(outcome: Outcome) -> str:
+    """``outcome.value``, read without the enum's ``value`` descriptor, which runs as Python
+    code: a replay counts every duplicate and conflict by it."""
+    if outcome is Outcome.APPLIED:
+        return _APPLIED
+    return _DUPLICATE if outcome is Outcome.DUPLICATE else _CONFLICT
+
+
+_APPLIED: Final = "applied"
+_DUPLICATE: Final = "duplicate"
+_CONFLICT: Final = "conflict"
+
+
 class Engine:
     """The domain core for a set of accounts, with an injected clock."""
 
@@ -263,7 +276,7 @@ class Engine:
             stored = remembered_digest(seen)  # in hex or as its number
             same = stored == digest or content_digest(stored) == content_digest(digest)
             outcome = Outcome.DUPLICATE if same else Outcome.CONFLICT
-            self._count(outcome.value)
+            self._count(outcome_key(outcome))
             return outcome, []
         now = self.clock.observe(occurred)
         # Remembered until both its event time and its arrival are past the horizon: an old
@@ -291,7 +304,7 @@ class Engine:
         at = table.find(account, id_key, word, horizon)
         if at < 0:
             outcome = Outcome.DUPLICATE if at == DUPLICATE_AT else Outcome.CONFLICT
-            self._count(outcome.value)
+            self._count(outcome_key(outcome))
             return outcome, []
         now = self.clock.observe(occurred)
         keep = occurred if occurred > now else now
