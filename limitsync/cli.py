@@ -126,6 +126,8 @@ def _replayed_in_shards(
 ) -> bool:
     """Replay in shards when --shards asks for them; False when one process is to replay it
     (also after a sharded run that could not be used, which is said on stderr)."""
+    if args.shards is None or args.shards <= 1:  # before importing the shards' machinery
+        return False
     from dataclasses import replace
 
     from limitsync.inputs import estimated_records
