@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from array import array
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from limitsync.replay import (
     NEVER_SHOWN,
@@ -283,19 +283,19 @@ def _account_of(value: bytes | None) -> bytes | None:
     at = value.find(_ACCOUNT_KEY)
     if at < 0:
         return None
-    start = at + len(_ACCOUNT_KEY)
+    start = at + _ACCOUNT_KEY_LEN
     end = value.find(_QUOTE, start)
-    if end < 0:
+    # find, not `in`: a bytes containment test first tries its operand as an int, and the
+    # TypeError it builds and drops costs more than the whole search.
+    if end < 0 or value.find(_BACKSLASH, start, end) >= 0:
         return None
-    text = value[start:end]
-    if _BACKSLASH in text:
-        return None
-    return text
+    return value[start:end]
 
 
-_ACCOUNT_KEY = b'"account_id":"'
-_QUOTE = b'"'
-_BACKSLASH = b"\\"
+_ACCOUNT_KEY: Final = b'"account_id":"'
+_ACCOUNT_KEY_LEN: Final = len(_ACCOUNT_KEY)
+_QUOTE: Final = b'"'
+_BACKSLASH: Final = b"\\"
 
 
 def _flatten(key: tuple[Any, ...], out: list[int]) -> None:
