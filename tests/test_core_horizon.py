@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from eventlog import (
     T0_US,
     S,
@@ -25,7 +26,7 @@ from eventlog import (
 )
 
 from schemas.parse import Parsed, parse_event
-from streams.core import CoreConfig, Engine, EventTimeClock, InjectedClock, Outcome
+from streams.core import CoreConfig, Engine, EventTimeClock, InjectedClock, Outcome, outcome_key
 from streams.core.effects import ReversalUnmatched
 from streams.core.journal import HISTORY, ID, ORPHAN, POSTING, Journal
 from streams.core.state import CLEARING_WATCHES_MAX, HELD_VALUES_MAX, HISTORY_MAX
@@ -218,3 +219,8 @@ def test_a_forgotten_id_is_journaled_as_gone() -> None:
     engine.drain_journal()
     feed(engine, [drawdown("A", 2 * DAY, 1)])
     assert engine.drain_journal()[(ID, "A", "old")] is None
+
+
+@pytest.mark.parametrize("outcome", list(Outcome))
+def test_an_outcome_is_counted_under_its_value(outcome: Outcome) -> None:
+    assert outcome_key(outcome) == outcome.value
