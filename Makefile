@@ -12,7 +12,7 @@ KAFKA_STAMP := $(KAFKA_LIBS)/.complete
 KUSTOMIZE_VERSION := v5.7.1
 KUSTOMIZE_STAMP := $(VENV)/.kustomize-$(KUSTOMIZE_VERSION)
 
-.PHONY: install compile run test test-unit test-integration lint bench clean
+.PHONY: install compile bytecode run test test-unit test-integration lint bench clean
 # The hot modules setup.py compiles with mypyc (HOT_MODULES in limitsync/compiled.py) and the
 # files an in-place build of them writes: a shim beside each, and their shared library.
 # Listed by the venv's Python once it exists: the extension suffix in the names is its own.
@@ -64,19 +64,25 @@ $(HOT_SO) &: $(HOT_PY) setup.py limitsync/compiled.py pyproject.toml | $(STAMP)
 	@touch -c $(HOT_SO)
 	@$(BIN)/python -m limitsync.compiled
 
-run: install compile
+# Bytecode of the project's modules, written ahead: where the environment says not to cache it
+# (PYTHONDONTWRITEBYTECODE, set on the development VMs), every start of a command compiled them
+# again. compileall writes only what is out of date.
+bytecode: | $(STAMP)
+	@$(BIN)/python -m compileall -q schemas config streams consumers limitsync
+
+run: install compile bytecode
 	$(BIN)/limitsync up --simulate
 
-test: install compile
+test: install compile bytecode
 	$(BIN)/ruff check schemas config streams consumers limitsync tests bench setup.py
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/pytest
 
-test-unit: install compile
+test-unit: install compile bytecode
 	$(BIN)/pytest -m "not integration"
 
-test-integration: install compile
+test-integration: install compile bytecode
 	$(BIN)/pytest -m integration
 
 lint: install
@@ -84,7 +90,7 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-bench: install compile
+bench: install compile bytecode
 	$(BIN)/python -m bench.replay_bench
 	$(BIN)/python -m bench.pipeline_bench
 	$(BIN)/python -m bench.kafka_replay_bench
