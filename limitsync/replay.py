@@ -72,20 +72,23 @@ _ROW: Final = struct.Struct("=qqqqI")
 _PACK_ROW: Final = _ROW.pack  # bound once: no method lookup a point
 _NOTHING = -1
 # (type, observation source) of a point, by a small code: at most a few dozen pairs exist.
-_KIND_CODES: dict[tuple[str, str], int] = {}
-_KINDS: list[tuple[str, str]] = []
-_KINDS_MAX = 256  # a code is one byte
+# Looked up by source, then type: no key tuple to build a point.
+_KIND_CODES: Final[dict[str, dict[str, int]]] = {}
+_KINDS: Final[list[tuple[str, str]]] = []
+_KINDS_MAX: Final = 256  # a code is one byte
 
 
 def _kind_code(kind: str, source: str) -> int:
-    key = (kind, source)
-    code = _KIND_CODES.get(key)
+    codes = _KIND_CODES.get(source)
+    if codes is None:
+        codes = _KIND_CODES[source] = {}
+    code = codes.get(kind)
     if code is None:
         code = len(_KINDS)
         if code >= _KINDS_MAX:
             raise ValueError(f"more than {_KINDS_MAX} (type, source) pairs on timelines")
-        _KIND_CODES[key] = code
-        _KINDS.append(key)
+        codes[kind] = code
+        _KINDS.append((kind, source))
     return code
 
 

@@ -38,8 +38,10 @@ from tests.integration.test_live_rocksdb import OFFSET_KEY, stored
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ACCOUNTS = [f"kill-{i}" for i in range(400)]
-CHUNK = 1000  # lines per produce call while the worker runs (each call is a new producer)
-CHUNK_PAUSE_S = 0.0
+CHUNK = 500  # lines per produce call while the worker runs (each call is a new producer)
+# Paced: unpaced, a worker once applied the whole workload before the killer's reads of its
+# metrics saw a third of it (CI, 2026-12-04), and the kill then found nothing in flight.
+CHUNK_PAUSE_S = 0.2
 KILL_AT = 0.3  # share of the distinct events applied when the worker is killed
 TAKEOVER_S = 150  # a killed member leaves the group only at its session timeout
 
