@@ -90,7 +90,7 @@ def replay_from_kafka_cli(args: argparse.Namespace) -> int:
     modes = ", ".join(f"{n} {mode}" for mode, n in sorted(stats.modes().items()))
     print(
         f"replayed {c['records']} records from Kafka ({window}; partition starts: {modes}) "
-        f"in {result.elapsed_s:.1f} s: {len(result.alerts)} alerts, "
+        f"in {result.elapsed_s:.1f} s: {result.alert_count} alerts, "
         f"{len(result.engine.accounts)} accounts -> {out}"
     )
     return 0

@@ -201,6 +201,22 @@ def test_the_cli_replays_a_window_from_kafka(
     assert account in (out / "report.html").read_text()
 
 
+def test_the_cli_says_how_many_alerts_a_kafka_replay_wrote(
+    settings: Settings, produced: list[int], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    state = tmp_path / "state.json"
+    state.write_text(orjson.dumps({
+        "bootstrap_servers": settings.bootstrap_servers, "redis_url": settings.redis_url,
+        "topics": settings.topics, "topic_prefix": settings.topic_prefix,
+        "pid": 0,
+    }).decode())
+    out = tmp_path / "out"
+    assert main(["replay", "--from-kafka", "--out", str(out), "--state-file", str(state)]) == 0
+    written = len((out / "alerts.jsonl").read_bytes().splitlines())
+    assert f": {written} alerts, " in capsys.readouterr().out
+
+
 def test_start_after_end_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["replay", "--from-kafka", "--start", "2026-11-29T10:00:00Z",
             "--end", "2026-11-29T09:00:00Z", "--out", str(tmp_path / "out")]
