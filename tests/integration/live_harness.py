@@ -206,3 +206,16 @@ def wait_for(check: Callable[[], Any], timeout_s: float, what: str, every_s: flo
             return last
         time.sleep(every_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})")
+
+
+def write_state_file(settings: Settings, path: Path) -> Path:
+    """The state file a CLI command reads to reach these settings' broker and Redis (as
+    `limitsync up` writes it, with no stack's pid)."""
+    path.write_text(json.dumps({
+        "bootstrap_servers": settings.bootstrap_servers,
+        "redis_url": settings.redis_url,
+        "topics": settings.topics,
+        "topic_prefix": settings.topic_prefix,
+        "pid": 0,
+    }))
+    return path

@@ -35,6 +35,7 @@ from limitsync.cli import main
 from limitsync.local_services import LOOPBACK, create_topics, free_port
 from limitsync.replay import InputRecord, ReplayOptions, run_replay
 from limitsync.simulate import simulate
+from tests.integration.live_harness import write_state_file
 
 pytestmark = pytest.mark.integration
 
@@ -257,17 +258,6 @@ def test_a_router_restart_writes_nothing_twice_to_the_file(
     lines = read_jsonl(file)
     assert len(lines) == len(alerts)
     assert keys(lines) == keys(alerts)
-
-
-def write_state_file(settings: Settings, path: Path) -> Path:
-    path.write_text(json.dumps({
-        "bootstrap_servers": settings.bootstrap_servers,
-        "redis_url": settings.redis_url,
-        "topics": settings.topics,
-        "topic_prefix": settings.topic_prefix,
-        "pid": 0,
-    }))
-    return path
 
 
 def test_the_cli_routes_with_a_filter_per_sink_and_keeps_bad_records(

@@ -22,6 +22,7 @@ from limitsync.cli import main
 from limitsync.local_services import create_topics
 from limitsync.producing import make_producer, produce_lines
 from limitsync.simulate import simulate
+from tests.integration.live_harness import write_state_file
 
 pytestmark = pytest.mark.integration
 
@@ -137,12 +138,7 @@ def test_the_cli_archives_and_reports(
     settings: Settings, lines: list[bytes], tmp_path: Path
 ) -> None:
     produce_lines(settings, lines)
-    state = tmp_path / "state.json"
-    state.write_text(orjson.dumps({
-        "bootstrap_servers": settings.bootstrap_servers, "redis_url": settings.redis_url,
-        "topics": settings.topics, "topic_prefix": settings.topic_prefix,
-        "pid": 0,
-    }).decode())
+    state = write_state_file(settings, tmp_path / "state.json")
     root = tmp_path / "arch"
     argv = ["archive", "--dir", str(root), "--state-file", str(state), "--idle-exit-s", "3",
             "--group-id", f"{settings.app_id}-cli"]

@@ -27,6 +27,7 @@ from limitsync.outputs import write_outputs
 from limitsync.producing import RecordRouter, make_producer, produce_lines
 from limitsync.replay import InputRecord, ReplayOptions, run_replay
 from limitsync.simulate import simulate
+from tests.integration.live_harness import write_state_file
 
 pytestmark = pytest.mark.integration
 
@@ -181,12 +182,7 @@ def test_the_cli_replays_a_window_from_kafka(
     from schemas.timefmt import format_us
 
     start_ms, end_ms = window_of(produced)
-    state = tmp_path / "state.json"
-    state.write_text(orjson.dumps({
-        "bootstrap_servers": settings.bootstrap_servers, "redis_url": settings.redis_url,
-        "topics": settings.topics, "topic_prefix": settings.topic_prefix,
-        "pid": 0,
-    }).decode())
+    state = write_state_file(settings, tmp_path / "state.json")
     expected = file_slice(lines, produced, start_ms, end_ms)
     account = orjson.loads(expected[0])["account_id"]
     out = tmp_path / "out"
@@ -205,12 +201,7 @@ def test_the_cli_says_how_many_alerts_a_kafka_replay_wrote(
     settings: Settings, produced: list[int], tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    state = tmp_path / "state.json"
-    state.write_text(orjson.dumps({
-        "bootstrap_servers": settings.bootstrap_servers, "redis_url": settings.redis_url,
-        "topics": settings.topics, "topic_prefix": settings.topic_prefix,
-        "pid": 0,
-    }).decode())
+    state = write_state_file(settings, tmp_path / "state.json")
     out = tmp_path / "out"
     assert main(["replay", "--from-kafka", "--out", str(out), "--state-file", str(state)]) == 0
     written = len((out / "alerts.jsonl").read_bytes().splitlines())
