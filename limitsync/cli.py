@@ -35,19 +35,24 @@ def _run_file_replay(
 ) -> tuple[ReplayOptions, ReplayResult]:
     from dataclasses import replace
 
-    from limitsync.inputs import estimated_records, input_size, open_input, reads_plain_files
+    from limitsync.inputs import input_size, open_input, reads_plain_files
     from limitsync.progress import progress_reporter
     from limitsync.replay import run_replay
 
-    options = replace(
-        replay_options(args),
-        keep_timelines=keep_timelines,
-        expected_records=estimated_records(args.input),
-    )
+    options = replace(_file_replay_options(args), keep_timelines=keep_timelines)
     # Bytes read measure progress through plain files; an archive's are compressed.
     total = input_size(args.input) if reads_plain_files(args.input) else None
     with progress_reporter(total) as progress:
         return options, run_replay(open_input(args.input), options, progress, outputs)
+
+
+def _file_replay_options(args: argparse.Namespace) -> ReplayOptions:
+    """``replay_options`` for ``--input``, with the ids' table sized for the records it holds."""
+    from dataclasses import replace
+
+    from limitsync.inputs import estimated_records
+
+    return replace(replay_options(args), expected_records=estimated_records(args.input))
 
 
 def _inquiries(args: argparse.Namespace, account: str | None) -> InquirySummary | None:
@@ -128,15 +133,12 @@ def _replayed_in_shards(
     (also after a sharded run that could not be used, which is said on stderr)."""
     if args.shards is None or args.shards <= 1:  # before importing the shards' machinery
         return False
-    from dataclasses import replace
-
-    from limitsync.inputs import estimated_records
     from limitsync.sharded_replay import replay_in_shards, shards_for
 
     shards = shards_for(args.shards, args.input)
     if shards < 2:
         return False
-    options = replace(replay_options(args), expected_records=estimated_records(args.input))
+    options = _file_replay_options(args)
     done = replay_in_shards(args.input, options, out, shards, account, inquiries)
     if isinstance(done, str):
         print(

@@ -96,7 +96,11 @@ def reads_plain_files(spec: str) -> bool:
 
 
 def input_size(spec: str) -> int:
-    return sum(p.stat().st_size for p in resolve_input(spec))
+    return _size(resolve_input(spec))
+
+
+def _size(paths: list[Path]) -> int:
+    return sum(p.stat().st_size for p in paths)
 
 
 def estimated_records(spec: str) -> int:
@@ -114,7 +118,7 @@ def estimated_records(spec: str) -> int:
     lines = whole.count(b"\n")
     if not lines:
         return 0
-    return sum(p.stat().st_size for p in paths) * lines // len(whole)
+    return _size(paths) * lines // len(whole)
 
 
 _SAMPLE_BYTES = 1 << 16

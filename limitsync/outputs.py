@@ -61,9 +61,6 @@ class AlertTap:
         self._buffer = TapBuffer(self._reader, focus_account)
         self.add = self._buffer.add
 
-    def __call__(self, record: dict[str, Any], length: int) -> None:
-        self._buffer.add(record, length)
-
     def digest(self, path: Path) -> AlertDigest:
         """The digest, once the replay has written and closed ``path`` (its alerts.jsonl)."""
         from limitsync.report import digest_alerts

@@ -151,7 +151,7 @@ class Timeline:
         kept = bytearray()
         for i in range(TIMELINE_MAX, len(self.kinds)):
             at_us, expected, shown, cached, end = _ROW.unpack_from(self.rows, size * i)
-            kept += _ROW.pack(at_us, expected, shown, cached, end - cut)
+            kept += _PACK_ROW(at_us, expected, shown, cached, end - cut)
         self.rows = kept
         del self.kinds[:TIMELINE_MAX]
         del self.id_text[:cut]

@@ -165,7 +165,7 @@ def test_alerts_tapped_as_written_report_as_alerts_read_back(
     outputs = {}
     for name, tap in (("read-back", None), ("tapped", AlertTap(account))):
         out = tmp_path / name
-        with OutputFiles(out, on_alert=tap) as files:
+        with OutputFiles(out, on_alert=None if tap is None else tap.add) as files:
             result = run_replay(
                 (InputRecord(line(r)) for r in records), ReplayOptions(), None, files
             )
