@@ -38,12 +38,20 @@ def _run_file_replay(
     from limitsync.inputs import input_size, open_input, reads_plain_files
     from limitsync.progress import progress_reporter
     from limitsync.replay import run_replay
+    from limitsync.replay_pipeline import pipelined
 
     options = replace(_file_replay_options(args), keep_timelines=keep_timelines)
     # Bytes read measure progress through plain files; an archive's are compressed.
     total = input_size(args.input) if reads_plain_files(args.input) else None
+    records = open_input(args.input)
+    if outputs is not None and pipelined(getattr(args, "pipeline", None)):
+        from limitsync.replay_pipeline import FirstStage
+
+        # Forked before the progress bar starts its thread.
+        with FirstStage(records, options, outputs) as first, progress_reporter(total) as progress:
+            return options, first.run(progress)
     with progress_reporter(total) as progress:
-        return options, run_replay(open_input(args.input), options, progress, outputs)
+        return options, run_replay(records, options, progress, outputs)
 
 
 def _file_replay_options(args: argparse.Namespace) -> ReplayOptions:
@@ -96,7 +104,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     accounts = len(result.engine.accounts)
     done = f"{result.alert_count} alerts, {accounts} accounts -> {out}"
     rss = f"{peak_rss_mb():,.0f} MB"
-    print(_summary(result.counts, result.elapsed_s, args.now, "", done, started, rss))
+    where = ""
+    if result.processes > 1:
+        where = f" in {result.processes} processes"
+        rss = f"{peak_rss_mb() + result.others_peak_rss_mb:,.0f} MB (all processes)"
+    print(_summary(result.counts, result.elapsed_s, args.now, where, done, started, rss))
     return 0
 
 
@@ -218,6 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="processes to replay a file in, each holding some of the accounts (default 1, at "
         "most 16; about one a core): the same outputs, sooner, for more memory",
+    )
+    p.add_argument(
+        "--pipeline",
+        action=argparse.BooleanOptionalAction,
+        help="read and parse in a second process while this one applies (default: on when "
+        "two cores or more are free): the same outputs, sooner",
     )
     add_sla_arguments(p)
     p.set_defaults(handler=cmd_replay)

@@ -51,8 +51,10 @@ __all__ = [
     "ReplayResult",
     "Timeline",
     "add_timeline_point",
+    "carry_effects",
     "conflict_dead_letter",
     "count_never_shown",
+    "finish_replay",
     "iter_file_records",
     "refusal",
     "run_replay",
@@ -212,6 +214,11 @@ class OutputFiles:
         self._alerts.close()
         self._dead.close()
 
+    def close_dead_letters(self) -> None:
+        """Done with dead letters (a pipelined replay's first stage, which writes them, while
+        the process it was forked from writes the alerts)."""
+        self._dead.close()
+
     def __enter__(self) -> OutputFiles:
         return self
 
@@ -258,6 +265,10 @@ class ReplayResult:
     # are then empty: ``outputs.write_outputs`` reads the alerts back for the report).
     streamed: bool = False
     alert_count: int = 0
+    # A pipelined replay (limitsync.replay_pipeline) runs in two processes: the other's peak
+    # memory, for the summary line.
+    processes: int = 1
+    others_peak_rss_mb: float = 0.0
 
     def account_lines(self) -> list[dict[str, Any]]:
         return [account_line(a) for _, a in sorted(self.engine.accounts.items())]
@@ -403,12 +414,12 @@ def _run_replay(
             continue
         applied += 1
         if effects:
-            _carry(effects, result, outputs)
+            carry_effects(effects, result, outputs)
         if keep_timelines:
             add_timeline_point(result, event)
     if applied:
         counts["applied"] += applied
-    _finish(result, clock, options, outputs)
+    finish_replay(result, clock, options, outputs)
     counts["records"] = n
     result.elapsed_s = time.perf_counter() - started
     return result
@@ -475,7 +486,9 @@ def _dead_letter(result: ReplayResult, outputs: OutputFiles | None, dead: dict[s
         outputs.dead_letter(dead)
 
 
-def _carry(effects: list[Effect], result: ReplayResult, outputs: OutputFiles | None) -> None:
+def carry_effects(
+    effects: list[Effect], result: ReplayResult, outputs: OutputFiles | None
+) -> None:
     """Alerts to their output; per source, how long each ledger change took to be shown."""
     latencies = result.latencies_us
     for eff in effects:
@@ -512,7 +525,7 @@ def add_timeline_point(result: ReplayResult, event: Event) -> None:
     )
 
 
-def _finish(
+def finish_replay(
     result: ReplayResult,
     clock: EventTimeClock,
     options: ReplayOptions,
@@ -523,7 +536,7 @@ def _finish(
     engine = result.engine
     if options.until_us is not None:
         clock.advance_to(options.until_us)
-        _carry(engine.advance(), result, outputs)
+        carry_effects(engine.advance(), result, outputs)
     count_never_shown(result)
 
 

@@ -239,7 +239,7 @@ class _Shard:
                 self.carry(effects, index)
 
     def carry(self, effects: list[Effect], step: int) -> None:
-        """``_carry``, each alert with its key in the one order: (step, phase, what fired it,
+        """``carry_effects``, each alert with its key in the one order: (step, phase, what fired it,
         or its place among the apply's alerts), flattened."""
         result = self.result
         latencies = result.latencies_us
@@ -260,7 +260,7 @@ class _Shard:
                 latencies[eff.source].append(NEVER_SHOWN if latency is None else latency)
 
     def finish(self, records: int) -> None:
-        """After the last record (``_finish``): --until, then the changes never shown."""
+        """After the last record (``finish_replay``): --until, then the changes never shown."""
         result = self.result
         engine = self.engine
         until_us = self.options.until_us

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import orjson
 
+from limitsync.forked import die_with_parent
 from limitsync.inputs import open_input
 from limitsync.progress import peak_rss_mb
 from limitsync.replay import ReplayOptions, account_line
@@ -163,30 +164,13 @@ def _run_child(parent: int, job: _Job, control: Connection, link: PipeLink) -> N
     try:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        _die_with_parent(parent)
+        die_with_parent(parent)
         status = _shard_main(job, control, link)
     except BaseException:
         with contextlib.suppress(OSError):
             control.send(("error", traceback.format_exc()))
     finally:
         os._exit(status)  # no atexit handlers, no flush of buffers copied from the parent
-
-
-def _die_with_parent(parent: int) -> None:
-    """A shard whose parent is gone (killed mid-replay) is stopped by the kernel, not left
-    to finish a replay nobody will read (Linux's PR_SET_PDEATHSIG)."""
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # the parent died before the request was made
-        os._exit(1)
-
-
-_PR_SET_PDEATHSIG = 1
 
 
 class Shards:

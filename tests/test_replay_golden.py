@@ -7,7 +7,8 @@ of main at 518d609, before replay streamed its outputs and kept compact state: o
 the SHA-256 of each output of those runs. The report names its input, so each run is made from
 the folder that holds the log, under the name it was recorded with. Each is replayed in one
 process and in shards (``--shards``): a shard holds some accounts, and the shards' outputs are
-merged into the one replay's.
+merged into the one replay's. And pipelined (``--pipeline``): read and parsed in one process,
+applied in another.
 """
 
 from __future__ import annotations
@@ -26,11 +27,15 @@ from limitsync.cli import main
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "replay_golden"
 RUNS: dict[str, dict[str, Any]] = json.loads((GOLDEN / "outputs.json").read_text())
-CASES = [(run, name) for run in RUNS for name in RUNS[run]["sha256"]]
-
-
-SHARDS = (1, 2, 3)  # one process, and split by account over two and three (the same outputs)
-CASES = [(run, name, shards) for run in RUNS for name in RUNS[run]["sha256"] for shards in SHARDS]
+# One process; pipelined (read and parse in a second process, apply in the first); and split by
+# account over two and three shards: the same outputs. Each with what its summary line says.
+MODES: dict[str, tuple[list[str], str]] = {
+    "one": (["--no-pipeline"], "/s): "),
+    "pipelined": (["--pipeline"], "/s) in 2 processes: "),
+    "2-shards": (["--shards", "2"], "/s) on 2 shards: "),
+    "3-shards": (["--shards", "3"], "/s) on 3 shards: "),
+}
+CASES = [(run, name, mode) for run in RUNS for name in RUNS[run]["sha256"] for mode in MODES]
 
 
 @pytest.fixture(scope="module")
@@ -41,21 +46,19 @@ def replayed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
         for run, spec in RUNS.items():
-            for shards in SHARDS:
-                args = [*spec["args"], "--shards", str(shards)]
-                out = f"{run}-{shards}"
+            for mode, (mode_args, summary) in MODES.items():
+                args = [*spec["args"], *mode_args]
+                out = f"{run}-{mode}"
                 with contextlib.redirect_stdout(io.StringIO()) as said:
                     assert main(["replay", "--input", spec["input"], "--out", out, *args]) == 0
-                # in shards indeed, not replayed again in one process after a failed split
-                assert (f"on {shards} shards" in said.getvalue()) == (shards > 1)
+                # in that mode indeed (not replayed again in one process after a failed split)
+                assert summary in said.getvalue()
     return folder
 
 
-@pytest.mark.parametrize(
-    ("run", "name", "shards"), CASES, ids=[f"{r}/{n}/{s}-shards" for r, n, s in CASES]
-)
+@pytest.mark.parametrize(("run", "name", "mode"), CASES, ids=[f"{r}/{n}/{m}" for r, n, m in CASES])
 def test_output_is_byte_identical_to_the_recorded_one(
-    replayed: Path, run: str, name: str, shards: int
+    replayed: Path, run: str, name: str, mode: str
 ) -> None:
-    digest = hashlib.sha256((replayed / f"{run}-{shards}" / name).read_bytes()).hexdigest()
+    digest = hashlib.sha256((replayed / f"{run}-{mode}" / name).read_bytes()).hexdigest()
     assert digest == RUNS[run]["sha256"][name]

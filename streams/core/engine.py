@@ -312,6 +312,19 @@ class Engine:
         self._count(_COUNTER_KEYS[event.type])
         return Outcome.APPLIED, self._process(acct, event, occurred, now, keep)
 
+    def ingest_admitted(self, event: Event, occurred_us: int) -> list[Effect]:
+        """``ingest`` of a record already found new by an ``Admission`` in front of this engine
+        (a pipelined replay's other process): what ``ingest`` does once an id is new. The engine
+        remembers no ids then: the admission does."""
+        acct = self.accounts.get(event.account_id)
+        if acct is None:
+            acct = self.accounts[event.account_id] = AccountState(event.account_id)
+        self.last_occurred_us = occurred_us
+        now = self.clock.observe(occurred_us)
+        keep = occurred_us if occurred_us > now else now
+        self._count(_COUNTER_KEYS[event.type])
+        return self._process(acct, event, occurred_us, now, keep)
+
     def observe_own(self, event: LimitDisplayed, occurred_us: int) -> list[Effect]:
         """An observation limitsync made itself (its own cache write, its sampler): applied
         like a record, but not remembered as an id. Its id is unique and it reaches the core

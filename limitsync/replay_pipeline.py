@@ -1,0 +1,203 @@
+"""A file replay in two processes, pipelined: ``limitsync.replay_stages``' first stage
+(read, parse, dedupe, dead letters) in a forked child, its second (the core, alerts,
+timelines) here, and a pipe between them carrying the new records in batches.
+
+The stages are about even in work, so on two cores a replay takes a little more than half its
+one-process time, for the same outputs. The child is forked before anything large is made
+(the replay's ids grow in the child, its accounts here), and before a progress bar starts a
+thread.
+
+Frames on the pipe: a header (payload length, kind), then the payload. A batch is marshalled,
+or pickled when it holds what marshal cannot write (pydantic's datetime of a record the fast
+path declined). The last frame says the first stage's counts and peak memory, or why it
+failed; a pipe that ends before it means the child died.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import gc
+import marshal
+import os
+import pickle
+import signal
+import struct
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any
+
+from limitsync.forked import die_with_parent
+from limitsync.inputs import InputError
+from limitsync.progress import peak_rss_mb
+from limitsync.replay import (
+    PROGRESS_EVERY_RECORDS,
+    InputRecord,
+    OutputFiles,
+    ReplayOptions,
+    ReplayResult,
+    without_collector,
+)
+from limitsync.replay_stages import Batch, admit_records, apply_admitted
+
+__all__ = ["FirstStage", "PipelineError", "pipelined"]
+
+# The pipe's capacity asked for: the first stage runs up to this far ahead (a few batches).
+PIPE_BYTES = 1 << 20
+_HEADER = struct.Struct("=IB")  # payload bytes, kind
+_MARSHALLED, _PICKLED, _DONE, _FAILED = range(4)
+
+
+class PipelineError(Exception):
+    """The first stage failed, or its process ended without saying how it went."""
+
+
+def pipelined(requested: bool | None) -> bool:
+    """Whether a file replay runs in two processes: as asked, else when this process may
+    run on two cores or more (on one, the stages would take turns, and the handing over
+    between them would be pure cost)."""
+    if requested is not None:
+        return requested
+    return len(os.sched_getaffinity(0)) >= 2
+
+
+class FirstStage:
+    """The forked first stage and the pipe it writes. Forks when entered; on the way out,
+    a child still running (the second stage failed, or was interrupted) is stopped and
+    reaped."""
+
+    def __init__(
+        self, records: Iterable[InputRecord], options: ReplayOptions, outputs: OutputFiles
+    ) -> None:
+        self._records = records
+        self._options = options
+        self._outputs = outputs
+        self._pid = 0
+        self._reader: IO[bytes] | None = None
+        self._started = 0.0
+        self.counts: dict[str, int] = {}
+        self.peak_rss_mb = 0.0  # the child's, once it has said
+
+    def __enter__(self) -> FirstStage:
+        self._started = time.perf_counter()
+        read_fd, write_fd = os.pipe()
+        with contextlib.suppress(OSError):  # over the user's pipe memory: the default size
+            fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        parent = os.getpid()
+        # No SIGTERM between the fork and the note of its pid: a child not noted is not stopped.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            pid = os.fork()
+            if pid == 0:  # the child: it never returns from here
+                status = 1
+                try:
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+                    os.close(read_fd)
+                    status = self._first_stage(parent, write_fd)
+                finally:
+                    os._exit(status)  # no atexit handlers, no flush of the parent's buffers
+            self._pid = pid
+        finally:
+            os.close(write_fd)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        self._reader = os.fdopen(read_fd, "rb", buffering=PIPE_BYTES)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._reader is not None:
+            self._reader.close()  # a child still writing then stops on a broken pipe
+        if self._pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, signal.SIGTERM)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self._pid, 0)
+            self._pid = 0
+
+    def run(self, progress: Callable[[int, int], None] | None = None) -> ReplayResult:
+        """The second stage, here, on what the first sends; ``progress`` is told the records
+        and bytes the first has read every PROGRESS_EVERY_RECORDS or so. Raises InputError
+        when the input could not be read, PipelineError when the first stage failed."""
+        result = without_collector(
+            lambda: apply_admitted(self._batches(progress), self._options, self._outputs)
+        )
+        pid, self._pid = self._pid, 0
+        _, status = os.waitpid(pid, 0)
+        if status != 0:
+            raise PipelineError(f"the first stage exited with status {status}")
+        for key, count in self.counts.items():
+            result.counts[key] += count
+        result.processes = 2
+        result.others_peak_rss_mb = self.peak_rss_mb
+        result.elapsed_s = time.perf_counter() - self._started
+        return result
+
+    def _batches(
+        self, progress: Callable[[int, int], None] | None
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        told = 0
+        while True:
+            kind, payload = self._frame()
+            if kind in (_MARSHALLED, _PICKLED):
+                records, read_bytes, batch = (
+                    marshal.loads(payload) if kind == _MARSHALLED else pickle.loads(payload)
+                )
+                if progress is not None and records // PROGRESS_EVERY_RECORDS > told:
+                    told = records // PROGRESS_EVERY_RECORDS
+                    progress(records, read_bytes)
+                yield batch
+            elif kind == _DONE:
+                self.counts, self.peak_rss_mb = marshal.loads(payload)
+                return
+            else:
+                input_error, text = marshal.loads(payload)
+                raise (InputError if input_error else PipelineError)(text)
+
+    def _frame(self) -> tuple[int, bytes]:
+        reader = self._reader
+        assert reader is not None
+        header = reader.read(_HEADER.size)
+        size, kind = _HEADER.unpack(header) if len(header) == _HEADER.size else (0, -1)
+        payload = reader.read(size) if kind >= 0 else b""
+        if kind < 0 or len(payload) != size:
+            raise PipelineError("the first stage ended without a word (its process died)")
+        return kind, payload
+
+    # -- in the child ----------------------------------------------------------------------
+
+    def _first_stage(self, parent: int, fd: int) -> int:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        die_with_parent(parent)
+        gc.disable()  # what it makes lives to its end, which is near: nothing to collect
+
+        def send(batch: Batch) -> None:
+            try:
+                _write_frame(fd, _MARSHALLED, marshal.dumps(batch))
+            except ValueError:  # something marshal cannot write
+                _write_frame(fd, _PICKLED, pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
+
+        try:
+            counts = admit_records(self._records, self._options, self._outputs.dead_letter, send)
+            self._outputs.close_dead_letters()
+        except BrokenPipeError:  # the second stage is gone; it says why
+            return 1
+        except InputError as exc:
+            _say_failed(fd, True, str(exc))
+            return 1
+        except BaseException:
+            _say_failed(fd, False, traceback.format_exc())
+            return 1
+        _write_frame(fd, _DONE, marshal.dumps((dict(counts), peak_rss_mb())))
+        return 0
+
+
+def _say_failed(fd: int, input_error: bool, text: str) -> None:
+    with contextlib.suppress(OSError):
+        _write_frame(fd, _FAILED, marshal.dumps((input_error, text)))
+
+
+def _write_frame(fd: int, kind: int, payload: bytes) -> None:
+    data = memoryview(_HEADER.pack(len(payload), kind) + payload)
+    while data:
+        data = data[os.write(fd, data) :]
