@@ -113,22 +113,27 @@ def _run_cli(path: Path, out: Path, *extra: str) -> tuple[float, float, int]:
 
 
 def _paired_cli(path: Path, out: Path) -> dict[str, Any]:
-    """The whole command, as it runs by default (one process) and in SHARDS shards, against
-    json.loads on the same file, each twice, interleaved, the faster of each compared (this
-    VM's speed drifts within minutes)."""
-    json_rates, cli_times, shard_times = [], [], []
+    """The whole command as it runs by default (pipelined over two processes on two cores or
+    more), in one process (``--no-pipeline``) and in SHARDS shards, against json.loads on the
+    same file, each twice, interleaved, the faster of each compared (this VM's speed drifts
+    within minutes)."""
+    json_rates, cli_times, one_times, shard_times = [], [], [], []
     for _ in range(2):
         lines, rate = _json_rate(path)
         json_rates.append(rate)
         cli_times.append(_run_cli(path, out)[0])
+        one_times.append(_run_cli(path, out, "--no-pipeline")[0])
         shard_times.append(_run_cli(path, out, "--shards", str(SHARDS))[0])
-    json_rate, cli_s, shard_s = max(json_rates), min(cli_times), min(shard_times)
+    json_rate, cli_s = max(json_rates), min(cli_times)
+    one_s, shard_s = min(one_times), min(shard_times)
     return {
         "events": lines,
         "json_loads_per_s": round(json_rate),
         "cli_s": round(cli_s, 2),
         "cli_runs_s": [round(t, 2) for t in cli_times],
         "cli_ratio": round(lines / cli_s / json_rate, 3),
+        "one_process_s": round(one_s, 2),
+        "one_process_ratio": round(lines / one_s / json_rate, 3),
         "shards": SHARDS,
         "shards_s": round(shard_s, 2),
         "shards_ratio": round(lines / shard_s / json_rate, 3),
@@ -156,6 +161,7 @@ def _day(tmp: Path) -> dict[str, Any]:
     path = tmp / "day.jsonl"
     write_simulation(path, accounts=DAY_ACCOUNTS, hours=DAY_HOURS, seed=DAY_SEED)
     cli_s, rss_mb, _ = _run_cli(path, tmp / "out-day")
+    one_s, one_rss_mb, _ = _run_cli(path, tmp / "out-day", "--no-pipeline")
     shards_s, shards_rss_mb, _ = _run_cli(path, tmp / "out-day", "--shards", str(SHARDS))
     with path.open("rb") as fh:
         events = sum(1 for _ in fh)
@@ -167,6 +173,8 @@ def _day(tmp: Path) -> dict[str, Any]:
         "mb": size_mb,
         "cli_s": round(cli_s, 1),
         "peak_rss_mb": round(rss_mb),
+        "one_process_s": round(one_s, 1),
+        "one_process_rss_mb": round(one_rss_mb),
         "shards": SHARDS,
         "shards_s": round(shards_s, 1),
         "shards_rss_mb": round(shards_rss_mb),

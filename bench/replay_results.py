@@ -21,8 +21,10 @@ What `python -m bench.replay_bench` measured against the replay floors of issue 
 command (`limitsync replay --input F --out D`, start-up, outputs and report included) against
 the rate at which plain `json.loads` parses the same lines in the same run, on a simulated log
 with 10% faults; and the command's peak RSS on a simulated day of the issue's size (20,000
-accounts, 1.6M events, 349 MB). Beside each, the same with `--shards 2` (its peak RSS is
-that of all its processes added up). The latest runs, newest last.
+accounts, 1.6M events, 349 MB). The command runs as it does by default: pipelined over two
+processes on two cores or more (its peak RSS is that of both added up). Beside each, the same
+in one process (`--no-pipeline`) and with `--shards 2` (the RSS of all its processes added
+up). The latest runs, newest last.
 """
 
 
@@ -44,6 +46,15 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 _verdict(faulty["cli_ratio"] >= WHOLE_COMMAND_FLOOR),
             )
         )
+        if "one_process_ratio" in faulty:
+            out.append(
+                (
+                    "beside it, the same in one process (`--no-pipeline`)",
+                    "",
+                    f"{faulty['one_process_ratio']:.2f}x ({faulty['one_process_s']:.1f} s)",
+                    "",
+                )
+            )
         if "shards_ratio" in faulty:
             out.append(
                 (
@@ -63,6 +74,15 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 _verdict(day["peak_rss_mb"] <= DAY_RSS_FLOOR_MB),
             )
         )
+        if "one_process_rss_mb" in day:
+            out.append(
+                (
+                    "beside it, the same in one process (`--no-pipeline`)",
+                    "",
+                    f"{day['one_process_rss_mb']:,} MB ({day['one_process_s']:.1f} s)",
+                    "",
+                )
+            )
         if "shards_rss_mb" in day:
             out.append(
                 (
