@@ -45,11 +45,16 @@ def _run_file_replay(
     total = input_size(args.input) if reads_plain_files(args.input) else None
     records = open_input(args.input)
     if outputs is not None and pipelined(getattr(args, "pipeline", None)):
-        from limitsync.replay_pipeline import FirstStage
+        from limitsync.replay_pipeline import FirstStage, ForkFailed
 
-        # Forked before the progress bar starts its thread.
-        with FirstStage(records, options, outputs) as first, progress_reporter(total) as progress:
-            return options, first.run(progress)
+        first = FirstStage(records, options, outputs)
+        try:
+            first.start()  # before the progress bar starts its thread
+        except ForkFailed as exc:
+            print(f"limitsync: {exc}; replaying in one process", file=sys.stderr)
+        else:
+            with first, progress_reporter(total) as progress:
+                return options, first.run(progress)
     with progress_reporter(total) as progress:
         return options, run_replay(records, options, progress, outputs)
 

@@ -41,7 +41,7 @@ from limitsync.replay import (
 )
 from limitsync.replay_stages import Batch, admit_records, apply_admitted
 
-__all__ = ["FirstStage", "PipelineError", "pipelined"]
+__all__ = ["FirstStage", "ForkFailed", "PipelineError", "pipelined"]
 
 # The pipe's capacity asked for: the first stage runs up to this far ahead (a few batches).
 PIPE_BYTES = 1 << 20
@@ -62,10 +62,14 @@ def pipelined(requested: bool | None) -> bool:
     return len(os.sched_getaffinity(0)) >= 2
 
 
+class ForkFailed(Exception):
+    """The first stage's process could not be started (out of processes or memory)."""
+
+
 class FirstStage:
-    """The forked first stage and the pipe it writes. Forks when entered; on the way out,
-    a child still running (the second stage failed, or was interrupted) is stopped and
-    reaped."""
+    """The forked first stage and the pipe it writes. ``start`` forks it; used as a context,
+    a child still running on the way out (the second stage failed, or was interrupted) is
+    stopped and reaped."""
 
     def __init__(
         self, records: Iterable[InputRecord], options: ReplayOptions, outputs: OutputFiles
@@ -79,16 +83,28 @@ class FirstStage:
         self.counts: dict[str, int] = {}
         self.peak_rss_mb = 0.0  # the child's, once it has said
 
-    def __enter__(self) -> FirstStage:
+    def start(self) -> None:
+        """Fork the first stage; raises ForkFailed (nothing started) when it cannot."""
         self._started = time.perf_counter()
-        read_fd, write_fd = os.pipe()
+        try:
+            read_fd, write_fd = os.pipe()
+        except OSError as exc:
+            raise ForkFailed(f"no pipe for the first stage: {exc}") from exc
         with contextlib.suppress(OSError):  # over the user's pipe memory: the default size
             fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         parent = os.getpid()
+        # What exists now is shared with the child until written: frozen, this process's
+        # collector passes do not write to it (each would copy the pages it touches).
+        gc.collect()
+        gc.freeze()
         # No SIGTERM between the fork and the note of its pid: a child not noted is not stopped.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         try:
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError as exc:
+                os.close(read_fd)
+                raise ForkFailed(f"cannot fork the first stage: {exc}") from exc
             if pid == 0:  # the child: it never returns from here
                 status = 1
                 try:
@@ -102,6 +118,8 @@ class FirstStage:
             os.close(write_fd)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         self._reader = os.fdopen(read_fd, "rb", buffering=PIPE_BYTES)
+
+    def __enter__(self) -> FirstStage:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -122,11 +122,14 @@ def records_then(rows: list[bytes], end: str) -> Iterator[InputRecord]:
     raise RuntimeError("the input broke")
 
 
+def started(records: Iterator[InputRecord], outputs: OutputFiles) -> FirstStage:
+    first = FirstStage(records, ReplayOptions(), outputs)
+    first.start()
+    return first
+
+
 def first_stage_run(tmp_path: Path, records: Iterator[InputRecord]) -> None:
-    with (
-        OutputFiles(tmp_path / "out") as outputs,
-        FirstStage(records, ReplayOptions(), outputs) as first,
-    ):
+    with OutputFiles(tmp_path / "out") as outputs, started(records, outputs) as first:
         first.run()
 
 
@@ -155,12 +158,8 @@ def test_progress_is_told_as_the_first_stage_reads(tmp_path: Path) -> None:
     rows = [line(displayed(f"A{n % 50}", n, n)) for n in range(2 * PROGRESS_EVERY_RECORDS + 5)]
     log = write_log(tmp_path / "log.jsonl", rows)
     told: list[tuple[int, int]] = []
-    with (
-        OutputFiles(tmp_path / "out") as outputs,
-        FirstStage(
-            (InputRecord(r, None, None, i) for i, r in enumerate(rows)), ReplayOptions(), outputs
-        ) as first,
-    ):
+    records = (InputRecord(r, None, None, i) for i, r in enumerate(rows))
+    with OutputFiles(tmp_path / "out") as outputs, started(records, outputs) as first:
         first.run(lambda records, read: told.append((records, read)))
     assert [r // PROGRESS_EVERY_RECORDS for r, _ in told] == [1, 2] and told[-1][1] <= len(
         log.read_bytes()
@@ -179,6 +178,18 @@ def running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def test_a_replay_that_cannot_fork_replays_in_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    log = write_log(tmp_path / "log.jsonl", a_log())
+    monkeypatch.setattr(os, "fork", no_fork)
+    assert main(["replay", "--input", str(log), "--out", str(tmp_path / "out"), "--pipeline"]) == 0
+    assert "cannot fork the first stage" in capsys.readouterr().err
 
 
 def test_sigterm_mid_replay_leaves_no_first_stage_behind(tmp_path: Path) -> None:
