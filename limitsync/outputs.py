@@ -16,6 +16,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
+from limitsync.memory import return_free_memory
 from limitsync.replay import ReplayOptions, ReplayResult, write_jsonl
 
 if TYPE_CHECKING:
@@ -163,7 +164,13 @@ def write_outputs(
         else:
             digest = alerts.digest(path)
     from limitsync.report import render_report  # the report is optional weight
-    from limitsync.report_data import build_report_data
+    from limitsync.report_data import build_report_data, shown_accounts
+
+    if digest is not None:
+        # Only the shown accounts' timelines are drawn: the others' memory goes to the report.
+        shown = set(shown_accounts(digest, focus_account, result.engine.accounts))
+        result.timelines = {a: t for a, t in result.timelines.items() if a in shown}
+        return_free_memory()
 
     data = build_report_data(result, options, source, focus_account, inquiries, digest)
     (out_dir / "report.html").write_text(render_report(data), encoding="utf-8")
