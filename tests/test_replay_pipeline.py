@@ -50,19 +50,14 @@ def a_log(accounts: int = 3) -> list[bytes]:
     return rows
 
 
+def replay_command(log: Path, out: Path, *extra: str) -> list[str]:
+    cli = [sys.executable, "-m", "limitsync.cli"]
+    return [*cli, "replay", "--input", str(log), "--out", str(out), *extra]
+
+
 def replay(log: Path, out: Path, *extra: str) -> str:
     said = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "limitsync.cli",
-            "replay",
-            "--input",
-            str(log),
-            "--out",
-            str(out),
-            *extra,
-        ],
+        replay_command(log, out, *extra),
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -195,17 +190,7 @@ def test_a_replay_that_cannot_fork_replays_in_one_process(
 def test_sigterm_mid_replay_leaves_no_first_stage_behind(tmp_path: Path) -> None:
     rows = [line(displayed(f"A{n % 500}", n, n)) for n in range(400_000)]
     log = write_log(tmp_path / "log.jsonl", rows)
-    command = [
-        sys.executable,
-        "-m",
-        "limitsync.cli",
-        "replay",
-        "--input",
-        str(log),
-        "--out",
-        str(tmp_path / "out"),
-        "--pipeline",
-    ]
+    command = replay_command(log, tmp_path / "out", "--pipeline")
     replaying = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while not children_of(replaying.pid):
