@@ -85,6 +85,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from limitsync.outputs import AlertTap, write_outputs
     from limitsync.progress import peak_rss_mb
     from limitsync.replay import OutputFiles
+    from limitsync.replay_pipeline import PipelineError
 
     if args.from_kafka:
         from limitsync.kafka_replay_command import replay_from_kafka_cli
@@ -105,6 +106,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
             options, result = _run_file_replay(args, outputs=outputs)
     except InputError as exc:
         return _fail(str(exc))
+    except PipelineError as exc:  # a defect, or the child was killed: all it said
+        print(f"limitsync: error: the replay's reading process failed: {exc}", file=sys.stderr)
+        return 1
     write_outputs(result, out, options, args.input, account, inquiries, tap)
     accounts = len(result.engine.accounts)
     done = f"{result.alert_count} alerts, {accounts} accounts -> {out}"
@@ -159,7 +163,7 @@ def _replayed_in_shards(
     done = replay_in_shards(args.input, options, out, shards, account, inquiries)
     if isinstance(done, str):
         print(
-            f"limitsync: the sharded replay was not used ({done}); replaying in one process",
+            f"limitsync: the sharded replay was not used ({done}); replaying without shards",
             file=sys.stderr,
         )
         return False
@@ -240,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--pipeline",
         action=argparse.BooleanOptionalAction,
         help="read and parse in a second process while this one applies (default: on when "
-        "two cores or more are free): the same outputs, sooner",
+        "this process may use two cores or more): the same outputs, sooner",
     )
     add_sla_arguments(p)
     p.set_defaults(handler=cmd_replay)

@@ -4,7 +4,6 @@ report) reuses it rather than raising the process's peak."""
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 __all__ = ["return_free_memory"]
 
@@ -13,11 +12,8 @@ def return_free_memory() -> None:
     """Ask the C allocator to return its free pages (glibc's ``malloc_trim``): buffers freed
     in the middle of its heap, such as the timelines of accounts a report does not show, are
     otherwise kept by the process. A no-op where there is no such call."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
     try:
-        trim = ctypes.CDLL(name).malloc_trim
+        trim = ctypes.CDLL(None).malloc_trim  # the C library the interpreter runs on
     except (OSError, AttributeError):
         return
     trim(0)

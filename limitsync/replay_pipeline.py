@@ -7,10 +7,10 @@ one-process time, for the same outputs. The child is forked before anything larg
 (the replay's ids grow in the child, its accounts here), and before a progress bar starts a
 thread.
 
-Frames on the pipe: a header (payload length, kind), then the payload. A batch is marshalled,
-or pickled when it holds what marshal cannot write (pydantic's datetime of a record the fast
-path declined). The last frame says the first stage's counts and peak memory, or why it
-failed; a pipe that ends before it means the child died.
+Frames on the pipe: a header (payload length, kind), then the marshalled payload (a batch
+holds plain values only: ``schemas.wire``). The last frame says the first stage's counts and
+peak memory, or why it failed; a pipe that ends before it means the child died, and how it
+ended is said.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ import fcntl
 import gc
 import marshal
 import os
-import pickle
 import signal
 import struct
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import IO, Any
 
 from limitsync.forked import die_with_parent
@@ -45,8 +45,8 @@ __all__ = ["FirstStage", "ForkFailed", "PipelineError", "pipelined"]
 
 # The pipe's capacity asked for: the first stage runs up to this far ahead (a few batches).
 PIPE_BYTES = 1 << 20
-_HEADER = struct.Struct("=IB")  # payload bytes, kind
-_MARSHALLED, _PICKLED, _DONE, _FAILED = range(4)
+_HEADER = struct.Struct("=QB")  # payload bytes, kind
+_BATCH, _DONE, _FAILED = range(3)
 
 
 class PipelineError(Exception):
@@ -55,11 +55,42 @@ class PipelineError(Exception):
 
 def pipelined(requested: bool | None) -> bool:
     """Whether a file replay runs in two processes: as asked, else when this process may
-    run on two cores or more (on one, the stages would take turns, and the handing over
+    use two cores or more (on one, the stages would take turns, and the handing over
     between them would be pure cost)."""
     if requested is not None:
         return requested
-    return len(os.sched_getaffinity(0)) >= 2
+    return usable_cores() >= 2
+
+
+def usable_cores() -> float:
+    """The cores this process may run on (its CPU affinity), at most its cgroup's CPU quota
+    (a container limited to one CPU has one, whatever the machine has)."""
+    cores = float(len(os.sched_getaffinity(0)))
+    for path, parse in _CPU_QUOTAS:
+        try:
+            quota = parse(Path(path))
+        except (OSError, ValueError):
+            continue
+        if quota is not None:
+            return min(cores, quota)
+    return cores
+
+
+def _cgroup2_quota(path: Path) -> float | None:
+    quota, period = path.read_text().split()[:2]  # "max 100000", or "150000 100000"
+    return None if quota == "max" else int(quota) / int(period)
+
+
+def _cgroup1_quota(path: Path) -> float | None:
+    quota = int((path / "cpu.cfs_quota_us").read_text())
+    period = int((path / "cpu.cfs_period_us").read_text())
+    return None if quota < 0 else quota / period
+
+
+_CPU_QUOTAS = (
+    ("/sys/fs/cgroup/cpu.max", _cgroup2_quota),
+    ("/sys/fs/cgroup/cpu", _cgroup1_quota),
+)
 
 
 class ForkFailed(Exception):
@@ -139,10 +170,9 @@ class FirstStage:
         result = without_collector(
             lambda: apply_admitted(self._batches(progress), self._options, self._outputs)
         )
-        pid, self._pid = self._pid, 0
-        _, status = os.waitpid(pid, 0)
-        if status != 0:
-            raise PipelineError(f"the first stage exited with status {status}")
+        ended = self._reap()
+        if ended:
+            raise PipelineError(f"the first stage {ended} after its last batch")
         for key, count in self.counts.items():
             result.counts[key] += count
         result.processes = 2
@@ -156,10 +186,8 @@ class FirstStage:
         told = 0
         while True:
             kind, payload = self._frame()
-            if kind in (_MARSHALLED, _PICKLED):
-                records, read_bytes, batch = (
-                    marshal.loads(payload) if kind == _MARSHALLED else pickle.loads(payload)
-                )
+            if kind == _BATCH:
+                records, read_bytes, batch = marshal.loads(payload)
                 if progress is not None and records // PROGRESS_EVERY_RECORDS > told:
                     told = records // PROGRESS_EVERY_RECORDS
                     progress(records, read_bytes)
@@ -173,13 +201,27 @@ class FirstStage:
 
     def _frame(self) -> tuple[int, bytes]:
         reader = self._reader
-        assert reader is not None
+        if reader is None or not self._pid:
+            raise PipelineError("the first stage was not started")
         header = reader.read(_HEADER.size)
         size, kind = _HEADER.unpack(header) if len(header) == _HEADER.size else (0, -1)
         payload = reader.read(size) if kind >= 0 else b""
         if kind < 0 or len(payload) != size:
-            raise PipelineError("the first stage ended without a word (its process died)")
+            ended = self._reap() or "ended"
+            raise PipelineError(f"the first stage {ended} without a word")
         return kind, payload
+
+    def _reap(self) -> str:
+        """Wait for the child; how it ended, or "" when it exited with status 0."""
+        pid, self._pid = self._pid, 0
+        _, status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        if code == 0:
+            return ""
+        if code > 0:
+            return f"exited with status {code}"
+        name = signal.Signals(-code).name
+        return f"was killed by {name}" + (" (out of memory?)" if -code == signal.SIGKILL else "")
 
     # -- in the child ----------------------------------------------------------------------
 
@@ -190,14 +232,15 @@ class FirstStage:
         gc.disable()  # what it makes lives to its end, which is near: nothing to collect
 
         def send(batch: Batch) -> None:
-            try:
-                _write_frame(fd, _MARSHALLED, marshal.dumps(batch))
-            except ValueError:  # something marshal cannot write
-                _write_frame(fd, _PICKLED, pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
+            _write_frame(fd, _BATCH, marshal.dumps(batch))
 
         try:
-            counts = admit_records(self._records, self._options, self._outputs.dead_letter, send)
-            self._outputs.close_dead_letters()
+            try:
+                counts = admit_records(
+                    self._records, self._options, self._outputs.dead_letter, send
+                )
+            finally:  # what was written before an error stays, as in one process
+                self._outputs.close_dead_letters()
         except BrokenPipeError:  # the second stage is gone; it says why
             return 1
         except InputError as exc:

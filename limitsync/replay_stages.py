@@ -32,9 +32,11 @@ from streams.core.admission import ADMITTED, DUPLICATE, Admission
 
 __all__ = ["STAGE_BATCH", "Batch", "admit_records", "apply_admitted"]
 
-# Records read per batch handed on: what a batch holds is bounded by it, and a batch is sent
-# at least this often, so the second stage shows progress through runs of refused records.
+# Records read per batch handed on, and bytes: a batch is sent once either is reached, so what
+# it holds is bounded whatever the records' size, and a batch goes at least this often (the
+# second stage shows progress through runs of refused records too).
 STAGE_BATCH: Final = 1024
+STAGE_BATCH_BYTES: Final = 4 << 20
 # A batch: the records read so far, their bytes read so far (each line and its newline), and
 # the new records among the last STAGE_BATCH read, as ``schemas.wire`` tuples.
 Batch = tuple[int, int, list[tuple[Any, ...]]]
@@ -55,31 +57,35 @@ def admit_records(
     max_future_skew_us = options.max_future_skew_s * 1_000_000
     batch: list[tuple[Any, ...]] = []
     read_bytes = 0
+    sent_bytes = 0  # read_bytes when the last batch was sent
     n = 0
-    for n, rec in enumerate(records, 1):
-        value = rec.value
-        read_bytes += 1 if value is None else len(value) + 1
-        parsed = parse_event_for_replay(value)
-        dead = refusal(rec, parsed, now_us, max_future_skew_us, counts)
-        if dead is not None:
-            dead_letter(dead)
-        else:
-            assert isinstance(parsed, Parsed)
-            event = parsed.event
-            verdict = admission.admit(
-                event.account_id, event.event_id, parsed.digest, parsed.occurred_us
-            )
-            if verdict == ADMITTED:
-                batch.append(wire_of_event(event))
-            elif verdict == DUPLICATE:
-                counts["duplicate"] += 1
+    sent = 0  # n when the last batch was sent
+    try:
+        for n, rec in enumerate(records, 1):
+            value = rec.value
+            read_bytes += 1 if value is None else len(value) + 1
+            parsed = parse_event_for_replay(value)
+            dead = refusal(rec, parsed, now_us, max_future_skew_us, counts)
+            if dead is not None:
+                dead_letter(dead)
             else:
-                counts["conflict"] += 1
-                dead_letter(conflict_dead_letter(rec, event))
-        if n % STAGE_BATCH == 0:
-            send((n, read_bytes, batch))
-            batch = []
-    send((n, read_bytes, batch))
+                assert isinstance(parsed, Parsed)
+                event = parsed.event
+                verdict = admission.admit(
+                    event.account_id, event.event_id, parsed.digest, parsed.occurred_us
+                )
+                if verdict == ADMITTED:
+                    batch.append(wire_of_event(event))
+                elif verdict == DUPLICATE:
+                    counts["duplicate"] += 1
+                else:
+                    counts["conflict"] += 1
+                    dead_letter(conflict_dead_letter(rec, event))
+            if n - sent == STAGE_BATCH or read_bytes - sent_bytes >= STAGE_BATCH_BYTES:
+                send((n, read_bytes, batch))
+                batch, sent, sent_bytes = [], n, read_bytes
+    finally:  # also what was found new before an error: one process applies it too
+        send((n, read_bytes, batch))
     counts["records"] = n
     return counts
 

@@ -2,13 +2,17 @@
 the events it parsed to another (``limitsync.replay_pipeline``).
 
 The tuple holds a code for the class, then the constructor's arguments in its order, extras
-included, so the event built back is equal to the one given, field by field. Its values are
-what ``marshal`` writes (str, int, float, None, list, dict), except an ``occurred_at`` that
-pydantic parsed (a datetime): the sender falls back to pickle for a batch holding one.
+included, so the event built back is equal to the one given, field by field, with one
+exception: an ``occurred_at`` pydantic parsed (a datetime, for a record the fast path left to
+it) crosses as its RFC 3339 text, as the fast path keeps it, and the event's ``occurred_at``
+is the same instant in the same offset. So every value is one ``marshal`` writes (str, int,
+float, None, list, dict), and nothing needs pickle, whose recursion limit a deeply nested
+extra would reach.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Final
 
 from schemas.native import (
@@ -36,12 +40,14 @@ _REPAYMENT_REVERSED: Final = 6
 
 def wire_of_event(e: Event) -> tuple[Any, ...]:
     """The event as (class code, constructor arguments...)."""
+    raw = e.occurred_raw
+    occurred = raw.isoformat() if isinstance(raw, datetime) else raw
     if type(e) is LimitDisplayed:
         return (
             _LIMIT_DISPLAYED,
             e.event_id,
             e.account_id,
-            e.occurred_raw,
+            occurred,
             e.occurred_us,
             e.displayed_available,
             e.cache_version,
@@ -53,7 +59,7 @@ def wire_of_event(e: Event) -> tuple[Any, ...]:
             _DRAWDOWN_BOOKED,
             e.event_id,
             e.account_id,
-            e.occurred_raw,
+            occurred,
             e.occurred_us,
             e.loan_id,
             e.principal,
@@ -64,7 +70,7 @@ def wire_of_event(e: Event) -> tuple[Any, ...]:
             _REPAYMENT_INITIATED,
             e.event_id,
             e.account_id,
-            e.occurred_raw,
+            occurred,
             e.occurred_us,
             e.payment_id,
             e.amount,
@@ -76,7 +82,7 @@ def wire_of_event(e: Event) -> tuple[Any, ...]:
             _REPAYMENT_POSTED,
             e.event_id,
             e.account_id,
-            e.occurred_raw,
+            occurred,
             e.occurred_us,
             e.loan_id,
             e.principal,
@@ -90,7 +96,7 @@ def wire_of_event(e: Event) -> tuple[Any, ...]:
             _CREDIT_LINE_CHANGED,
             e.event_id,
             e.account_id,
-            e.occurred_raw,
+            occurred,
             e.occurred_us,
             e.credit_line,
             e.version,
@@ -105,7 +111,7 @@ def wire_of_event(e: Event) -> tuple[Any, ...]:
             _ACCOUNT_STATUS_CHANGED,
             e.event_id,
             e.account_id,
-            e.occurred_raw,
+            occurred,
             e.occurred_us,
             e.status,
             e.version,
@@ -117,7 +123,7 @@ def wire_of_event(e: Event) -> tuple[Any, ...]:
         _REPAYMENT_REVERSED,
         e.event_id,
         e.account_id,
-        e.occurred_raw,
+        occurred,
         e.occurred_us,
         e.reverses_event_id,
         e.extra,

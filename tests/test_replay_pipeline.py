@@ -18,14 +18,23 @@ from pathlib import Path
 import pytest
 from eventlog import S, credit_line, displayed, drawdown, line, repayment_initiated
 
+from limitsync import replay_pipeline
 from limitsync.cli import main
-from limitsync.replay import PROGRESS_EVERY_RECORDS, InputRecord, OutputFiles, ReplayOptions
-from limitsync.replay_pipeline import FirstStage, PipelineError, pipelined
+from limitsync.inputs import InputError
+from limitsync.replay import (
+    PROGRESS_EVERY_RECORDS,
+    InputRecord,
+    OutputFiles,
+    ReplayOptions,
+    run_replay,
+)
+from limitsync.replay_pipeline import FirstStage, PipelineError, _cgroup2_quota, pipelined
+from limitsync.replay_stages import STAGE_BATCH_BYTES, admit_records
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUTS = ["alerts.jsonl", "dead_letters.jsonl", "accounts.jsonl", "report.html"]
 # The contract's last valid instant: the fast path leaves it to pydantic, whose event holds a
-# datetime (schemas/native.py), which marshal cannot write: its batch is pickled.
+# datetime (schemas/native.py); it crosses as its text (schemas/wire.py).
 LAST_INSTANT = "2099-12-31T23:59:59.999Z"
 
 
@@ -93,6 +102,27 @@ def test_the_summary_says_two_processes_and_their_memory(tmp_path: Path) -> None
     assert " in 2 processes: " in said and " MB (all processes)" in said
 
 
+def test_a_cpu_quota_of_one_core_replays_in_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "cpu.max").write_text("100000 100000\n")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(replay_pipeline, "_CPU_QUOTAS", ((tmp_path / "cpu.max", _cgroup2_quota),))
+    assert not pipelined(None)
+
+
+def test_a_failing_first_stage_fails_the_command_with_its_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("a defect in the first stage")
+
+    monkeypatch.setattr(replay_pipeline, "admit_records", broken)
+    log = write_log(tmp_path / "log.jsonl", a_log())
+    assert main(["replay", "--input", str(log), "--out", str(tmp_path / "out"), "--pipeline"]) == 1
+    assert "RuntimeError: a defect in the first stage" in capsys.readouterr().err
+
+
 def test_the_pipeline_is_the_default_on_two_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
     assert pipelined(None)
@@ -109,11 +139,16 @@ def test_asked_for_the_pipeline_wins_over_the_cores(monkeypatch: pytest.MonkeyPa
 
 
 def records_then(rows: list[bytes], end: str) -> Iterator[InputRecord]:
-    """The rows as records, then, in the first stage's process, ``end``: it dies or raises."""
+    """The rows as records, then, in the process that reads them, ``end``: it exits, is
+    killed, or the input fails."""
     for i, row in enumerate(rows):
         yield InputRecord(row, None, None, i)
-    if end == "die":
+    if end == "exit":
         os._exit(9)
+    if end == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if end == "unreadable":
+        raise InputError("the input cannot be read any further")
     raise RuntimeError("the input broke")
 
 
@@ -128,9 +163,37 @@ def first_stage_run(tmp_path: Path, records: Iterator[InputRecord]) -> None:
         first.run()
 
 
-def test_a_first_stage_that_dies_fails_the_replay_instead_of_hanging(tmp_path: Path) -> None:
-    with pytest.raises(PipelineError, match="ended without a word"):
-        first_stage_run(tmp_path, records_then(a_log(), "die"))
+def test_a_first_stage_that_exits_fails_the_replay_with_its_status(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match="exited with status 9 without a word"):
+        first_stage_run(tmp_path, records_then(a_log(), "exit"))
+
+
+def test_a_killed_first_stage_fails_the_replay_saying_by_what(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match="killed by SIGKILL"):
+        first_stage_run(tmp_path, records_then(a_log(), "kill"))
+
+
+def test_an_input_failing_midway_leaves_the_outputs_one_process_leaves(tmp_path: Path) -> None:
+    rows = a_log(40)
+    with OutputFiles(tmp_path / "one") as outputs, pytest.raises(InputError):
+        run_replay(records_then(rows, "unreadable"), ReplayOptions(), outputs=outputs)
+    with pytest.raises(InputError):
+        first_stage_run(tmp_path, records_then(rows, "unreadable"))
+    assert [(tmp_path / "out" / f).read_bytes() for f in OUTPUTS[:2]] == [
+        (tmp_path / "one" / f).read_bytes() for f in OUTPUTS[:2]
+    ]
+
+
+def test_a_batch_is_sent_once_its_records_are_big_enough(tmp_path: Path) -> None:
+    big = "x" * (STAGE_BATCH_BYTES // 3)
+    rows = [line({**displayed(f"A{n}", n, n), "note": big}) for n in range(10)]
+    batches: list[int] = []
+    with OutputFiles(tmp_path / "out") as outputs:
+        records = (InputRecord(r, None, None, i) for i, r in enumerate(rows))
+        admit_records(
+            records, ReplayOptions(), outputs.dead_letter, lambda b: batches.append(len(b[2]))
+        )
+    assert max(batches) == 3
 
 
 def test_an_error_in_the_first_stage_fails_the_replay_with_its_traceback(
