@@ -31,6 +31,7 @@ from schemas.native import (
 from schemas.parse import content_digest
 from schemas.timefmt import to_us
 from streams.core import alerts
+from streams.core.admission import ADMITTED, DUPLICATE, Admission
 from streams.core.clock import Clock
 from streams.core.effects import (
     AlertRaised,
@@ -41,7 +42,6 @@ from streams.core.effects import (
     ReversalUnmatched,
 )
 from streams.core.errors import CoreError
-from streams.core.ids import DUPLICATE_AT, IdTable, digest_word, id_hash
 from streams.core.journal import HISTORY, ID, ORPHAN, POSTING, REVERSAL, Journal, JournalKey
 from streams.core.ledger import apply_ledger
 from streams.core.state import (
@@ -217,8 +217,9 @@ class Engine:
             raise CoreError("compact ids are a replay's: they cannot be journaled")
         # expected_ids: how many ids a replay will likely remember (0: unknown): the compact
         # table is sized for them at once.
-        self._id_table: IdTable | None = IdTable(expected_ids) if compact_ids else None
-        self._id_horizon_us = -(2**62)  # ids kept until before this have expired (compact)
+        self._admission: Admission | None = (
+            Admission(config.dedupe_horizon_us, expected_ids, clock) if compact_ids else None
+        )
         # Deadlines due at the same µs fire in the order they were pushed. That order is kept
         # as a key that says where in the log the push happened, not as a count of pushes:
         # (step, 1, n) for the n-th push of a step's apply; (step, phase, (due, key)) for a
@@ -261,16 +262,19 @@ class Engine:
         contract model is converted first (one dict lookup says a native one is native).
         """
         event = from_model(event)
-        acct = self.accounts.get(event.account_id)
-        if acct is None:
-            acct = self.accounts[event.account_id] = AccountState(event.account_id)
+        acct = self._account(event.account_id)
         if occurred_us is None:
             occurred_us = to_us(event.occurred_at)
         occurred = self.last_occurred_us = occurred_us
         event_id = event.event_id
-        table = self._id_table
-        if table is not None:
-            return self._ingest_compact(table, acct, event, digest, occurred)
+        admission = self._admission
+        if admission is not None:
+            verdict = admission.admit(acct.account_id, event_id, digest, occurred)
+            if verdict != ADMITTED:
+                outcome = Outcome.DUPLICATE if verdict == DUPLICATE else Outcome.CONFLICT
+                self._count(outcome_key(outcome))
+                return outcome, []
+            return Outcome.APPLIED, self._apply_new(acct, event, occurred)
         seen = acct.seen.get(event_id)
         if seen is not None:
             stored = remembered_digest(seen)  # in hex or as its number
@@ -294,44 +298,32 @@ class Engine:
         self._count(_COUNTER_KEYS[event.type])
         return Outcome.APPLIED, self._process(acct, event, occurred, now, keep)
 
-    def _ingest_compact(
-        self, table: IdTable, acct: AccountState, event: Event, digest: str | int, occurred: int
-    ) -> tuple[Outcome, list[Effect]]:
-        """``ingest`` with the ids in the flat table: the same outcomes (streams.core.ids)."""
-        account, id_key = id_hash(acct.account_id), id_hash(event.event_id)
-        word = digest_word(digest)
-        horizon = self._id_horizon_us
-        at = table.find(account, id_key, word, horizon)
-        if at < 0:
-            outcome = Outcome.DUPLICATE if at == DUPLICATE_AT else Outcome.CONFLICT
-            self._count(outcome_key(outcome))
-            return outcome, []
-        now = self.clock.observe(occurred)
-        keep = occurred if occurred > now else now
-        table.put(at, account, id_key, word, keep, horizon)
-        self._count(_COUNTER_KEYS[event.type])
-        return Outcome.APPLIED, self._process(acct, event, occurred, now, keep)
-
     def ingest_admitted(self, event: Event, occurred_us: int) -> list[Effect]:
         """``ingest`` of a record already found new by an ``Admission`` in front of this engine
         (a pipelined replay's other process): what ``ingest`` does once an id is new. The engine
         remembers no ids then: the admission does."""
-        acct = self.accounts.get(event.account_id)
-        if acct is None:
-            acct = self.accounts[event.account_id] = AccountState(event.account_id)
+        acct = self._account(event.account_id)
         self.last_occurred_us = occurred_us
-        now = self.clock.observe(occurred_us)
-        keep = occurred_us if occurred_us > now else now
+        return self._apply_new(acct, event, occurred_us)
+
+    def _apply_new(self, acct: AccountState, event: Event, occurred: int) -> list[Effect]:
+        """A record found new by an admission (this engine's or one ahead of it)."""
+        now = self.clock.observe(occurred)  # where the admission moved its clock too
+        keep = occurred if occurred > now else now
         self._count(_COUNTER_KEYS[event.type])
-        return self._process(acct, event, occurred_us, now, keep)
+        return self._process(acct, event, occurred, now, keep)
+
+    def _account(self, account_id: str) -> AccountState:
+        acct = self.accounts.get(account_id)
+        if acct is None:
+            acct = self.accounts[account_id] = AccountState(account_id)
+        return acct
 
     def observe_own(self, event: LimitDisplayed, occurred_us: int) -> list[Effect]:
         """An observation limitsync made itself (its own cache write, its sampler): applied
         like a record, but not remembered as an id. Its id is unique and it reaches the core
         once, and observations are idempotent by their display key anyway."""
-        acct = self.accounts.get(event.account_id)
-        if acct is None:
-            acct = self.accounts[event.account_id] = AccountState(event.account_id)
+        acct = self._account(event.account_id)
         self.last_occurred_us = occurred_us
         now = self.clock.observe(occurred_us)
         self._count("own_observations")
@@ -380,13 +372,13 @@ class Engine:
         account and of itself) and content (``digest_word``), without remembering it (compact
         ids only): a sharded replay tells the other shards which records move the clock
         before it applies them, and checks the prediction when it does."""
-        table = self._id_table
-        if table is None:
+        admission = self._admission
+        if admission is None:
             raise CoreError("predictions need compact ids")
-        at = table.find(account, event, word, self._id_horizon_us)
-        if at >= 0:
+        verdict = admission.predict(account, event, word)
+        if verdict == ADMITTED:
             return Outcome.APPLIED
-        return Outcome.DUPLICATE if at == DUPLICATE_AT else Outcome.CONFLICT
+        return Outcome.DUPLICATE if verdict == DUPLICATE else Outcome.CONFLICT
 
     def heal(self, account_id: str) -> list[Effect]:
         """Rewrite the cache from the ledger (auto-heal): a newer version wins the CAS. The
@@ -804,7 +796,8 @@ class Engine:
         """Forget ids older than the dedupe horizon, and postings and waiting reversals older
         than the reversal window, so memory stays bounded."""
         horizon = now - self.config.dedupe_horizon_us
-        self._id_horizon_us = horizon  # the flat table's ids expire as they are looked up
+        if self._admission is not None:
+            self._admission.expire(now)  # the flat table's ids expire as they are looked up
         fifo, heap = self._expiry_fifo, self._expiry
         while not fifo.empty() and fifo.first_keep() < horizon:
             self._forget(fifo.pop())
@@ -904,8 +897,8 @@ class Engine:
         replay): what comes after it, the report, can use their memory."""
         for acct in self.accounts.values():
             acct.seen.clear()
-        if self._id_table is not None:
-            self._id_table.clear()
+        if self._admission is not None:
+            self._admission.release()
         self._expiry_fifo = _IdFifo()
         self._expiry = []
 
