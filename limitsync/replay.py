@@ -51,11 +51,11 @@ __all__ = [
     "ReplayResult",
     "Timeline",
     "add_timeline_point",
-    "carry_effects",
     "conflict_dead_letter",
     "count_never_shown",
     "finish_replay",
     "iter_file_records",
+    "record_applied",
     "refusal",
     "run_replay",
     "without_collector",
@@ -413,10 +413,7 @@ def _run_replay(
                 _dead_letter(result, outputs, conflict_dead_letter(rec, event))
             continue
         applied += 1
-        if effects:
-            carry_effects(effects, result, outputs)
-        if keep_timelines:
-            add_timeline_point(result, event)
+        record_applied(result, outputs, event, effects, keep_timelines)
     if applied:
         counts["applied"] += applied
     finish_replay(result, clock, options, outputs)
@@ -486,9 +483,21 @@ def _dead_letter(result: ReplayResult, outputs: OutputFiles | None, dead: dict[s
         outputs.dead_letter(dead)
 
 
-def carry_effects(
-    effects: list[Effect], result: ReplayResult, outputs: OutputFiles | None
+def record_applied(
+    result: ReplayResult,
+    outputs: OutputFiles | None,
+    event: Event,
+    effects: list[Effect],
+    keep_timelines: bool,
 ) -> None:
+    """What a replay keeps of a record the core applied: its effects, its timeline point."""
+    if effects:
+        _carry(effects, result, outputs)
+    if keep_timelines:
+        add_timeline_point(result, event)
+
+
+def _carry(effects: list[Effect], result: ReplayResult, outputs: OutputFiles | None) -> None:
     """Alerts to their output; per source, how long each ledger change took to be shown."""
     latencies = result.latencies_us
     for eff in effects:
@@ -536,7 +545,7 @@ def finish_replay(
     engine = result.engine
     if options.until_us is not None:
         clock.advance_to(options.until_us)
-        carry_effects(engine.advance(), result, outputs)
+        _carry(engine.advance(), result, outputs)
     count_never_shown(result)
 
 

@@ -239,7 +239,7 @@ class _Shard:
                 self.carry(effects, index)
 
     def carry(self, effects: list[Effect], step: int) -> None:
-        """``carry_effects``, each alert with its key in the one order: (step, phase, what fired it,
+        """``_carry``, each alert with its key in the one order: (step, phase, what fired it,
         or its place among the apply's alerts), flattened."""
         result = self.result
         latencies = result.latencies_us

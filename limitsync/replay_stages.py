@@ -19,10 +19,9 @@ from limitsync.replay import (
     OutputFiles,
     ReplayOptions,
     ReplayResult,
-    add_timeline_point,
-    carry_effects,
     conflict_dead_letter,
     finish_replay,
+    record_applied,
     refusal,
 )
 from schemas.parse import InputRecord, Parsed, parse_event_for_replay
@@ -108,10 +107,7 @@ def apply_admitted(
             event = event_of_wire(wire)
             effects = engine.ingest_admitted(event, event.occurred_us)
             applied += 1
-            if effects:
-                carry_effects(effects, result, outputs)
-            if keep_timelines:
-                add_timeline_point(result, event)
+            record_applied(result, outputs, event, effects, keep_timelines)
     if applied:
         result.counts["applied"] += applied
     finish_replay(result, clock, options, outputs)
