@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 
-__all__ = ["die_with_parent"]
+__all__ = ["become_child", "die_with_parent", "stop_child"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -22,3 +23,19 @@ def die_with_parent(parent: int) -> None:
         return
     if os.getppid() != parent:  # the parent died before the request was made
         os._exit(1)
+
+
+def become_child(parent: int) -> None:
+    """What a forked child does first: SIGINT and SIGTERM back to their defaults (the parent's
+    handlers would raise into code the child must never run), and dying with its parent."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    die_with_parent(parent)
+
+
+def stop_child(pid: int) -> None:
+    """A child stopped (SIGTERM) if it still runs, and reaped."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)

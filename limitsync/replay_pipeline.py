@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from limitsync.forked import die_with_parent
+from limitsync.forked import become_child, stop_child
 from limitsync.inputs import InputError
 from limitsync.progress import peak_rss_mb
 from limitsync.replay import (
@@ -157,10 +157,7 @@ class FirstStage:
         if self._reader is not None:
             self._reader.close()  # a child still writing then stops on a broken pipe
         if self._pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._pid, signal.SIGTERM)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(self._pid, 0)
+            stop_child(self._pid)
             self._pid = 0
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> ReplayResult:
@@ -226,9 +223,7 @@ class FirstStage:
     # -- in the child ----------------------------------------------------------------------
 
     def _first_stage(self, parent: int, fd: int) -> int:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        die_with_parent(parent)
+        become_child(parent)
         gc.disable()  # what it makes lives to its end, which is near: nothing to collect
 
         def send(batch: Batch) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import orjson
 
-from limitsync.forked import die_with_parent
+from limitsync.forked import become_child, stop_child
 from limitsync.inputs import open_input
 from limitsync.progress import peak_rss_mb
 from limitsync.replay import ReplayOptions, account_line
@@ -162,9 +162,7 @@ _PEER_GONE = (EOFError, BrokenPipeError, ConnectionResetError)
 def _run_child(parent: int, job: _Job, control: Connection, link: PipeLink) -> None:
     status = 1
     try:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        die_with_parent(parent)
+        become_child(parent)
         status = _shard_main(job, control, link)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -243,10 +241,7 @@ class Shards:
                 conn.send(("stop",))
             conn.close()
         for pid in self.pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
+            stop_child(pid)
 
 
 def _duplex() -> tuple[Connection, Connection]:
